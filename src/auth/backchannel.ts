@@ -1,0 +1,36 @@
+/**
+ * POST /auth/backchannel-logout — the IdP tells us a user's session ended there (OIDC
+ * Back-Channel Logout 1.0). Every gateway session for that `sid` (or, without `sid`, every
+ * session of that `sub`) is removed from the shared store, which ends it on every instance at
+ * once. 200 on success; anything else 400 invalid_request. Always `no-store` (section 2.8).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { GatewayContext } from '../context.ts';
+import { GatewayError } from '../errors.ts';
+import { LogoutTokenError } from '../oidc/logout-token.ts';
+import { endSession } from './end-session.ts';
+
+export function registerBackchannel(app: FastifyInstance, ctx: GatewayContext): void {
+  app.post('/auth/backchannel-logout', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const body = request.body as Record<string, unknown> | undefined;
+    const token = body && typeof body === 'object' ? body.logout_token : undefined;
+    if (typeof token !== 'string' || token.length === 0 || token.length > 16_384) {
+      throw new GatewayError('invalid_request', { message: 'A logout_token form field is required.' });
+    }
+    let target;
+    try {
+      target = await ctx.logoutTokens.verify(token);
+    } catch (err) {
+      if (err instanceof LogoutTokenError) throw new GatewayError('invalid_request', { message: 'The logout token is not valid.', detail: err.message });
+      throw err;
+    }
+    const sessions = target.sid ? await ctx.sessions.findBy('sid', target.sid) : await ctx.sessions.findBy('sub', target.sub as string);
+    // With both, the spec's intent is the one IdP session: a sid match must also agree on sub.
+    const matching = target.sid && target.sub ? sessions.filter((s) => s.record.sub === target.sub) : sessions;
+    // The IdP already ended the grant; revoking again would only add load and latency.
+    await Promise.all(matching.map((session) => endSession(ctx, session, 'backchannel', { revoke: false })));
+    request.log.info({ event: 'backchannel_logout', sessions: matching.length }, 'back-channel logout processed');
+    return reply.code(200).send();
+  });
+}

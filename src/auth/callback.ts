@@ -1,0 +1,96 @@
+/**
+ * GET /auth/callback — completes the login (contract section 3). Rules, in order:
+ * - `code`, `state`, `iss`, `error` each appear at most once;
+ * - `state` matches a pending transaction in this browser's login cookie (login CSRF), and is
+ *   claimed once in the store, so a replayed callback fails even with the cookie copied;
+ * - an IdP `error=` ends here: 400 login_failed naming the IdP's code;
+ * - openid-client checks RFC 9207 `iss` (when advertised), PKCE, and the ID token: signature
+ *   against the JWKS with the asymmetric allowlist, iss, aud, azp, exp, iat, nonce;
+ * - a brand-new session id (the pre-login one, if any, is destroyed), then 302 to returnTo.
+ * The login cookie is cleared on every outcome. Responses are `no-store`, `no-referrer`: the
+ * URL carries a code.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { GatewayContext } from '../context.ts';
+import { GatewayError } from '../errors.ts';
+import { classifyIdpFailure } from '../oidc/client.ts';
+import { refreshLifetimeMs, tokensFromResponse } from '../oidc/tokens.ts';
+import { cookieMaxAge, sessionFromHeaders } from '../session/request-session.ts';
+import { LOGIN_TTL_MS, LoginTransactions } from './login-transactions.ts';
+import { hasDuplicates, queryOf } from './query.ts';
+
+/** Claims that describe the login mechanics rather than the user. */
+const NON_USER_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid']);
+
+function userClaims(claims: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(claims).filter(([name]) => !NON_USER_CLAIMS.has(name)));
+}
+
+function fail(ctx: GatewayContext, detail: string, message?: string, cause?: unknown): never {
+  ctx.metrics.logins.inc({ result: 'failure' });
+  throw new GatewayError('login_failed', { detail, message, cause });
+}
+
+export function registerCallback(app: FastifyInstance, ctx: GatewayContext, transactions: LoginTransactions): void {
+  app.get('/auth/callback', async (request, reply) => {
+    reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
+    reply.header('set-cookie', ctx.cookie.loginClearCookie());
+
+    const params = queryOf(request.url);
+    if (hasDuplicates(params, ['code', 'state', 'iss', 'error'])) fail(ctx, 'duplicated callback parameter');
+    const state = params.get('state');
+    if (!state) fail(ctx, 'callback without state');
+    const transaction = transactions.read(ctx.cookie.readRaw(request.headers.cookie, ctx.cookie.loginName)).find((tx) => tx.state === state);
+    if (!transaction) fail(ctx, 'state does not belong to this browser or has expired');
+    if (!(await ctx.store.claimOnce(LoginTransactions.claimKey(state), LOGIN_TTL_MS))) fail(ctx, 'state already used');
+
+    const idpError = params.get('error');
+    if (idpError !== null) {
+      const code = idpError.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 64) || 'unknown_error';
+      fail(ctx, `identity provider returned error ${code}`, `The identity provider answered: ${code}.`);
+    }
+
+    const callbackUrl = new URL(`${ctx.config.publicUrl}/auth/callback`);
+    callbackUrl.search = params.toString();
+    let response;
+    try {
+      response = await ctx.idp.exchangeCode(callbackUrl, transaction);
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      const failure = classifyIdpFailure(err);
+      // The IdP being down is not the user's fault: say so with the right code.
+      if (failure.kind === 'unavailable') throw new GatewayError('idp_unavailable', { detail: `code exchange: ${failure.detail}`, cause: err });
+      fail(ctx, `code exchange failed: ${failure.kind === 'rejected' ? failure.error : failure.detail}`, undefined, err);
+    }
+
+    const idClaims = response.claims();
+    if (!idClaims?.sub) fail(ctx, 'ID token without sub');
+    let claims: Record<string, unknown> = { ...idClaims };
+    if (ctx.config.oidc.fetchUserinfo && ctx.idp.metadata.userinfo_endpoint) {
+      // Best effort: some IdPs put profile claims only in userinfo, others refuse API-audience tokens there.
+      claims = { ...(await ctx.idp.userinfo(response.access_token, idClaims.sub).catch(() => ({}))), ...idClaims };
+    }
+
+    const previous = await sessionFromHeaders(ctx, request.headers).catch(() => undefined);
+    if (previous) await ctx.sessions.destroy(previous.handle, previous.record);
+
+    const session = await ctx.sessions.create(
+      {
+        sub: idClaims.sub,
+        idpSid: typeof idClaims.sid === 'string' ? idClaims.sid : undefined,
+        claims: userClaims(claims),
+        tokens: tokensFromResponse(response, ctx.now()),
+      },
+      refreshLifetimeMs(response),
+    );
+    ctx.metrics.logins.inc({ result: 'success' });
+    request.log.info({ event: 'login' }, 'session created');
+    return redirectWithSession(reply, ctx, session.id, cookieMaxAge(ctx, session), transaction.returnTo);
+  });
+}
+
+function redirectWithSession(reply: FastifyReply, ctx: GatewayContext, id: string, maxAge: number, returnTo: string): FastifyReply {
+  return reply
+    .header('set-cookie', [ctx.cookie.loginClearCookie(), ctx.cookie.sessionSetCookie(id, maxAge)])
+    .redirect(`${ctx.config.publicUrl}${returnTo}`, 302);
+}

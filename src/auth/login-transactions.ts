@@ -1,0 +1,47 @@
+/**
+ * Pending logins, bound to the browser by the short-lived login cookie (contract section 4).
+ * The cookie holds a sealed list of transactions (state, nonce, PKCE verifier, returnTo), so
+ * an anonymous visitor costs no store write and nothing in it can be read or forged. Several
+ * tabs may log in at once, so up to MAX_PENDING transactions are kept; each lives 10 minutes.
+ * Single use is enforced at the callback with a store-side one-time claim on the state.
+ */
+import { createHash } from 'node:crypto';
+import type { Sealer } from '../session/seal.ts';
+
+export interface LoginTransaction {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+  returnTo: string;
+  createdAt: number;
+}
+
+export const LOGIN_TTL_MS = 10 * 60_000;
+const MAX_PENDING = 5;
+const SEAL_CONTEXT = 'login-transactions';
+
+export class LoginTransactions {
+  constructor(
+    private readonly sealer: Sealer,
+    private readonly now: () => number,
+  ) {}
+
+  /** The live transactions in a login cookie value; tampered or expired ones are dropped. */
+  read(cookieValue: string | undefined): LoginTransaction[] {
+    if (!cookieValue) return [];
+    const opened = this.sealer.open<LoginTransaction[]>(cookieValue, SEAL_CONTEXT);
+    if (!opened || !Array.isArray(opened.value)) return [];
+    const oldest = this.now() - LOGIN_TTL_MS;
+    return opened.value.filter((tx) => typeof tx?.state === 'string' && tx.createdAt > oldest);
+  }
+
+  /** Adds a transaction, keeping the newest MAX_PENDING. Returns the new cookie value. */
+  add(existing: LoginTransaction[], transaction: LoginTransaction): string {
+    return this.sealer.seal([...existing, transaction].slice(-MAX_PENDING), SEAL_CONTEXT);
+  }
+
+  /** Key for the store-side single-use claim: the state is never stored in clear. */
+  static claimKey(state: string): string {
+    return `state.${createHash('sha256').update(state).digest('base64url')}`;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Command line (contract section 1):
+ *   bff-gateway [--config FILE]            start (FILE may come from BFF_CONFIG)
+ *   bff-gateway check --config FILE        validate; print every problem with its YAML path
+ *   bff-gateway sessions list|revoke ...   operator tools (see `sessions --help`)
+ * An invalid configuration never starts a server: exit 1 with the same messages as `check`.
+ * SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to shutdownGrace), close
+ * the store, exit 0.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile, type GatewayConfig } from './config/load.ts';
+import { createLogger } from './log.ts';
+import { buildGateway } from './server.ts';
+import { runSessionsCommand } from './admin/sessions-cli.ts';
+
+const USAGE = `Usage:
+  bff-gateway [--config FILE]                 start the gateway (or set BFF_CONFIG)
+  bff-gateway check --config FILE             validate a configuration file
+  bff-gateway sessions list [--sub SUB] --config FILE
+  bff-gateway sessions revoke (--sub SUB | --sid IDP_SID | --handle H | --all) --config FILE
+`;
+
+export interface Io {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+const defaultIo: Io = { out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`) };
+
+async function readConfig(file: string | undefined, io: Io): Promise<GatewayConfig | undefined> {
+  if (!file) {
+    io.err('no configuration: pass --config FILE or set BFF_CONFIG');
+    return undefined;
+  }
+  try {
+    return await loadConfigFile(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const problem of err.problems) io.err(problem);
+    return undefined;
+  }
+}
+
+export async function main(argv: string[], io: Io = defaultIo): Promise<number | undefined> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        sub: { type: 'string' },
+        sid: { type: 'string' },
+        handle: { type: 'string' },
+        all: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    io.err((err as Error).message);
+    io.err(USAGE);
+    return 1;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  const file = values.config ?? process.env.BFF_CONFIG;
+  const command = positionals[0];
+  if (command === 'check') {
+    const config = await readConfig(file, io);
+    if (!config) return 1;
+    io.out(`${file}: configuration is valid`);
+    return 0;
+  }
+  if (command === 'sessions') {
+    const config = await readConfig(file, io);
+    if (!config) return 1;
+    return runSessionsCommand(config, positionals.slice(1), values, io);
+  }
+  if (command !== undefined) {
+    io.err(`unknown command: ${command}`);
+    io.err(USAGE);
+    return 1;
+  }
+  const config = await readConfig(file, io);
+  if (!config) return 1;
+  await serve(config);
+  return undefined;
+}
+
+async function serve(config: GatewayConfig): Promise<void> {
+  const log = createLogger();
+  const gateway = await buildGateway(config, { log });
+  await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
+  if (gateway.admin && config.admin) await gateway.admin.listen({ host: config.admin.host, port: config.admin.port });
+  gateway.start();
+  log.info({ publicUrl: config.publicUrl, listen: config.listen, admin: config.admin ? { host: config.admin.host, port: config.admin.port } : undefined }, 'bff-gateway started');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: finishing in-flight requests');
+    const force = setTimeout(() => {
+      log.warn('shutdown grace period over: closing remaining connections');
+      gateway.app.server.closeAllConnections();
+    }, config.shutdownGraceMs);
+    force.unref();
+    gateway.close().then(
+      () => {
+        clearTimeout(force);
+        log.info('stopped');
+        log.flush?.();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'error during shutdown');
+        process.exit(0);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,205 @@
+/**
+ * The configuration schema: one zod schema for every key of the contract (section 2 and the
+ * parts of section 7 this version implements). Objects are strict, so unknown keys are errors;
+ * zod collects every problem in one pass, so `check` reports them all at once. Field-level
+ * rules live here; rules that span fields live in `crossChecks` below. The same schema is
+ * exported as JSON Schema (`config/schema.json`) for editors.
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+const duration = (fallback: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(fallback)
+    .transform((value, ctx) => {
+      const ms = parseDuration(value);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds' });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+function tryUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+const httpUrl = z.string({ error: 'must be a URL' }).refine((value) => {
+  const url = tryUrl(value);
+  return url?.protocol === 'http:' || url?.protocol === 'https:';
+}, { message: 'must be a URL', abort: true });
+
+const hostPort = (defaults: { host: string; port: number }) =>
+  z.strictObject({
+    host: z.string().min(1).default(defaults.host),
+    port: z.coerce.number({ error: 'must be a port number' }).int().min(0).max(65535).default(defaults.port),
+  });
+
+/** At least 32 characters and not trivially guessable (e.g. one character repeated). */
+const cookieSecret = z
+  .string({ error: 'must be a string of at least 32 characters' })
+  .min(32, 'must be at least 32 characters')
+  .refine((value) => new Set(value).size >= 8, 'is too weak: use a random value (e.g. `openssl rand -base64 48`)');
+
+/** Exactly 32 bytes, base64 or base64url: the AES-256-GCM key. */
+const encryptionKey = z.string({ error: 'must be 32 bytes, base64-encoded' }).refine((value) => {
+  const text = value.trim();
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(text)) return false;
+  return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64').length === 32;
+}, 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
+
+const oneOrMany = <T extends z.ZodType>(item: T) =>
+  z.union([item, z.array(item).min(1, 'must list at least one value')]).transform((value) => (Array.isArray(value) ? value : [value]) as z.output<T>[]);
+
+const relativePath = z
+  .string()
+  .refine((value) => /^\/(?![/\\])/.test(value) && !/[\s\\]/.test(value), 'must be a relative path starting with a single /');
+
+const routePath = z
+  .string()
+  .refine((value) => value.startsWith('/') && !value.includes('//') && !/[?#\s\\]/.test(value) && !/(^|\/)\.\.?(\/|$)/.test(value), 'must be a path such as /api')
+  .transform((value) => (value.length > 1 ? value.replace(/\/+$/, '') : value));
+
+const routeSchema = z.strictObject({
+  path: routePath,
+  upstream: httpUrl.refine((value) => {
+    const url = tryUrl(value);
+    return !!url && !url.search && !url.hash && !url.username && !url.password;
+  }, 'must not carry a query, fragment or credentials'),
+  token: z.enum(['user', 'optional', 'none', 'client'], { error: 'must be one of user, optional, none, client' }).default('user'),
+  stripPrefix: z.boolean().default(false),
+  timeout: duration('30s'),
+  scopes: z.array(z.string().min(1)).optional(),
+  audience: z.string().min(1).optional(),
+  methods: z
+    .array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method'))
+    .min(1)
+    .transform((list) => list.map((method) => method.toUpperCase()))
+    .optional(),
+});
+
+const redisUrl = z.string().refine((value) => /^rediss?:\/\//.test(value), 'must be a redis:// or rediss:// URL');
+
+const redisSchema = z.strictObject({
+  url: redisUrl.optional(),
+  cluster: z.array(redisUrl).min(1, 'must list at least one seed node').optional(),
+  sentinel: z
+    .strictObject({
+      name: z.string().min(1),
+      nodes: z.array(redisUrl).min(1, 'must list at least one sentinel'),
+      password: z.string().optional(),
+    })
+    .optional(),
+  keyPrefix: z.string().default('bff:'),
+  commandTimeout: duration('1s'),
+});
+
+export const rawConfigSchema = z.strictObject({
+  listen: hostPort({ host: '0.0.0.0', port: 8080 }).prefault({}),
+  publicUrl: httpUrl,
+  trustProxy: z.boolean().default(false),
+  shutdownGrace: duration('10s'),
+  admin: hostPort({ host: '127.0.0.1', port: 9090 })
+    .extend({ token: z.string().min(32, 'must be at least 32 characters').optional() })
+    .optional(),
+  oidc: z.strictObject({
+    issuer: httpUrl,
+    clientId: z.string().min(1, 'must not be empty'),
+    clientSecret: z.string().optional(),
+    scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'offline_access']),
+    authParams: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    postLogoutRedirect: relativePath.default('/'),
+    timeout: duration('10s'),
+    clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).optional(),
+    privateKey: z.string().optional(),
+    par: z.boolean().default(false),
+    dpop: z.boolean().default(false),
+    fetchUserinfo: z.boolean().default(true),
+  }),
+  session: z.strictObject({
+    store: z.enum(['redis', 'memory'], { error: 'must be redis or memory' }).default('redis'),
+    redis: redisSchema.optional(),
+    cookieName: z
+      .string()
+      .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a valid cookie name')
+      .optional(),
+    sameSite: z.enum(['strict', 'lax'], { error: 'must be strict or lax' }).default('strict'),
+    secret: oneOrMany(cookieSecret),
+    encryptionKey: oneOrMany(encryptionKey),
+    idleTimeout: duration('2h'),
+    absoluteTimeout: duration('12h'),
+  }),
+  tokens: z
+    .strictObject({
+      refreshBeforeExpiry: duration('30s'),
+      retryOn401: z.boolean().default(true),
+    })
+    .prefault({}),
+  csrf: z.strictObject({ header: z.string().regex(/^[a-zA-Z0-9-]+$/, 'must be a header name').default('x-csrf') }).prefault({}),
+  scrub: z
+    .strictObject({
+      responseHeaders: z.array(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name')).default([]),
+      bodies: z.boolean().default(true),
+    })
+    .prefault({}),
+  routes: z.array(routeSchema).default([]),
+});
+
+export type RawConfig = z.output<typeof rawConfigSchema>;
+
+/** Hosts that may use plain http (development and tests), per contract section 2. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+type Issue = { path: (string | number)[]; message: string };
+
+/** Rules that span several keys. Returns every problem found. */
+export function crossChecks(config: RawConfig): Issue[] {
+  const issues: Issue[] = [];
+  for (const [path, value] of [
+    [['publicUrl'], config.publicUrl],
+    [['oidc', 'issuer'], config.oidc.issuer],
+  ] as const) {
+    const url = new URL(value);
+    if (url.protocol !== 'https:' && !isLoopbackHost(url.hostname)) {
+      issues.push({ path: [...path], message: 'must be https (http is allowed only for localhost and 127.0.0.0/8)' });
+    }
+  }
+  const publicUrl = new URL(config.publicUrl);
+  if (publicUrl.pathname !== '/' || publicUrl.search || publicUrl.hash) {
+    issues.push({ path: ['publicUrl'], message: 'must be an origin only (no path, query or fragment)' });
+  }
+  const clientAuth = config.oidc.clientAuth ?? 'client_secret_basic';
+  if (clientAuth === 'private_key_jwt') {
+    if (!config.oidc.privateKey) issues.push({ path: ['oidc', 'privateKey'], message: 'is required for private_key_jwt' });
+  } else if (!config.oidc.clientSecret) {
+    issues.push({ path: ['oidc', 'clientSecret'], message: 'must not be empty' });
+  }
+  if (config.oidc.dpop) issues.push({ path: ['oidc', 'dpop'], message: 'is not supported by this version' });
+  if (config.session.store === 'redis' && config.session.redis) {
+    const { url, cluster, sentinel } = config.session.redis;
+    const count = [url, cluster, sentinel].filter((entry) => entry !== undefined).length;
+    if (count > 1) issues.push({ path: ['session', 'redis'], message: 'must set exactly one of url, cluster, sentinel' });
+  }
+  if (config.session.absoluteTimeout < config.session.idleTimeout) {
+    issues.push({ path: ['session', 'absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
+  }
+  if (config.session.idleTimeout < 1000) issues.push({ path: ['session', 'idleTimeout'], message: 'must be at least 1s' });
+  const seen = new Map<string, number>();
+  config.routes.forEach((route, index) => {
+    const earlier = seen.get(route.path);
+    if (earlier !== undefined) issues.push({ path: ['routes', index, 'path'], message: `duplicates routes[${earlier}].path` });
+    seen.set(route.path, index);
+    if (route.audience !== undefined || route.scopes !== undefined) {
+      issues.push({ path: ['routes', index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'per-route tokens are not supported by this version' });
+    }
+  });
+  return issues;
+}

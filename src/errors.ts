@@ -1,0 +1,68 @@
+/**
+ * The one registry of the contract's error codes (contract section 3). Every error a browser
+ * can see is one of these: a stable code, a status, and a public message. Private detail goes
+ * to the log only, never into a response.
+ */
+import type { ServerResponse } from 'node:http';
+
+export const ERRORS = {
+  unauthenticated: { status: 401, message: 'No valid session: log in first.' },
+  session_expired: { status: 401, message: 'The session has ended: log in again.' },
+  csrf_required: { status: 403, message: 'This request needs the anti-forgery header and a same-origin Origin.' },
+  invalid_return_to: { status: 400, message: 'returnTo must be a same-origin relative path.' },
+  login_failed: { status: 400, message: 'The login could not be completed.' },
+  invalid_request: { status: 400, message: 'The request is malformed.' },
+  not_found: { status: 404, message: 'No route matches this path.' },
+  method_not_allowed: { status: 405, message: 'This method is not allowed here.' },
+  payload_too_large: { status: 413, message: 'The request body is too large.' },
+  uri_too_long: { status: 414, message: 'The request URL is too long.' },
+  headers_too_large: { status: 431, message: 'The request headers are too large.' },
+  bad_gateway: { status: 502, message: 'The upstream service could not be reached.' },
+  gateway_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
+  idp_unavailable: { status: 503, message: 'The identity provider is unavailable; try again shortly.' },
+  session_store_unavailable: { status: 503, message: 'The session store is unavailable; try again shortly.' },
+  internal_error: { status: 500, message: 'Something went wrong in the gateway.' },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error the gateway answers with its contract code. `detail` is for logs only. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly publicMessage: string;
+  constructor(code: ErrorCode, options: { message?: string; detail?: string; cause?: unknown } = {}) {
+    super(options.detail ?? code, { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.publicMessage = options.message ?? ERRORS[code].message;
+  }
+}
+
+export function isGatewayError(err: unknown): err is GatewayError {
+  return err instanceof GatewayError;
+}
+
+/** Headers every gateway-authored error carries. */
+export const ERROR_HEADERS = {
+  'content-type': 'application/json; charset=utf-8',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+} as const;
+
+export function errorBody(code: ErrorCode, message?: string): string {
+  return JSON.stringify({ error: code, message: message ?? ERRORS[code].message });
+}
+
+/**
+ * Writes an error straight to a raw response: used where fastify's reply is hijacked (the
+ * proxy). Does nothing if headers already went out; the caller then destroys the socket.
+ */
+export function writeRawError(res: ServerResponse, err: GatewayError, extraHeaders: Record<string, string | string[]> = {}): boolean {
+  if (res.headersSent || res.destroyed) return false;
+  const body = errorBody(err.code, err.publicMessage);
+  res.writeHead(err.status, { ...ERROR_HEADERS, ...extraHeaders, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+  return true;
+}

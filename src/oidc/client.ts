@@ -1,0 +1,204 @@
+/**
+ * The gateway's side of OpenID Connect, on openid-client v6. The one place that knows the
+ * library: discovery (retried with backoff until it succeeds), authorization URLs (plain or
+ * PAR), the code and refresh grants, revocation (RFC 7009), end-session URLs, userinfo.
+ *
+ * Rules enforced here:
+ * - ID tokens are signature-checked against the IdP's JWKS (`enableNonRepudiationChecks`;
+ *   openid-client skips that for token-endpoint ID tokens otherwise) with an asymmetric
+ *   algorithm allowlist: never `none`, never HS* (a client secret is not a signing key).
+ * - Every IdP call has the configured timeout.
+ * - Failures are classified by status and OAuth error code, never by message text
+ *   (`classifyIdpFailure`).
+ */
+import * as client from 'openid-client';
+import type { Logger } from 'pino';
+import { createPrivateKey } from 'node:crypto';
+import { importJWK, importPKCS8, type JWK } from 'jose';
+import type { GatewayConfig } from '../config/load.ts';
+import { GatewayError } from '../errors.ts';
+
+export const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+export type TokenResponse = client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+
+/**
+ * `rejected`: the IdP said no (4xx) — the grant is dead. `invalid`: the IdP answered, but the
+ * answer failed validation (signature, claims, iss) — never use it. `unavailable`: network,
+ * timeout or 5xx — try again later.
+ */
+export type IdpFailure = { kind: 'rejected'; error: string } | { kind: 'invalid'; detail: string } | { kind: 'unavailable'; detail: string };
+
+export function classifyIdpFailure(err: unknown): IdpFailure {
+  if (err instanceof client.ResponseBodyError) {
+    return err.status >= 400 && err.status < 500 ? { kind: 'rejected', error: err.error } : { kind: 'unavailable', detail: `HTTP ${err.status} ${err.error}` };
+  }
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  if (cause instanceof Response) {
+    // A bare 4xx without a JSON body is still a refusal (some IdPs send exactly that).
+    return cause.status >= 400 && cause.status < 500 ? { kind: 'rejected', error: `http_${cause.status}` } : { kind: 'unavailable', detail: `HTTP ${cause.status}` };
+  }
+  const code = (err as { code?: string } | undefined)?.code;
+  if (typeof code === 'string' && code.startsWith('OAUTH_')) return { kind: 'invalid', detail: code };
+  return { kind: 'unavailable', detail: code ?? (err as Error)?.name ?? 'error' };
+}
+
+export interface AuthorizationRequest {
+  state: string;
+  nonce: string;
+  codeChallenge: string;
+}
+
+export class IdpClient {
+  private configuration: client.Configuration | undefined;
+  private loading: Promise<void> | undefined;
+  private stopped = false;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly log: Logger,
+  ) {}
+
+  get ready(): boolean {
+    return this.configuration !== undefined;
+  }
+
+  get redirectUri(): string {
+    return `${this.config.publicUrl}/auth/callback`;
+  }
+
+  /** Discovers the IdP, retrying with capped exponential backoff until it answers. */
+  start(): Promise<void> {
+    this.loading ??= (async () => {
+      for (let attempt = 0; !this.stopped; attempt += 1) {
+        try {
+          this.configuration = await this.discover();
+          this.lastError = undefined;
+          this.log.info({ issuer: this.config.oidc.issuer }, 'identity provider metadata loaded');
+          return;
+        } catch (err) {
+          this.lastError = err instanceof Error ? err.message : String(err);
+          const delay = Math.min(500 * 2 ** attempt, 30_000);
+          this.log.warn({ issuer: this.config.oidc.issuer, err: this.lastError, retryInMs: delay }, 'identity provider discovery failed');
+          await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        }
+      }
+    })();
+    return this.loading;
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private privateKey: client.PrivateKey | undefined;
+
+  private clientAuth(metadata?: client.ServerMetadata): client.ClientAuth {
+    const { oidc } = this.config;
+    if (oidc.clientAuth === 'private_key_jwt') return client.PrivateKeyJwt(this.privateKey as client.PrivateKey);
+    if (oidc.clientAuth === 'client_secret_post') return client.ClientSecretPost(oidc.clientSecret);
+    if (oidc.clientAuth === 'auto' && metadata) {
+      const methods = metadata.token_endpoint_auth_methods_supported;
+      if (Array.isArray(methods) && !methods.includes('client_secret_basic') && methods.includes('client_secret_post')) {
+        return client.ClientSecretPost(oidc.clientSecret);
+      }
+    }
+    return client.ClientSecretBasic(oidc.clientSecret);
+  }
+
+  private async discover(): Promise<client.Configuration> {
+    const { oidc } = this.config;
+    const insecure = new URL(oidc.issuer).protocol === 'http:';
+    const execute = insecure ? [client.allowInsecureRequests] : [];
+    const timeout = Math.ceil(oidc.timeoutMs / 1000);
+    if (oidc.clientAuth === 'private_key_jwt') this.privateKey ??= await privateKeyFrom(oidc.privateKey as string);
+    const clientMetadata = { id_token_signed_response_alg: ID_TOKEN_ALGORITHMS as unknown as string };
+    const discovered = await client.discovery(new URL(oidc.issuer), oidc.clientId, clientMetadata, this.clientAuth(), { execute, timeout });
+    const metadata = discovered.serverMetadata();
+    const configuration = new client.Configuration(metadata, oidc.clientId, clientMetadata, this.clientAuth(metadata));
+    if (insecure) client.allowInsecureRequests(configuration);
+    client.enableNonRepudiationChecks(configuration);
+    configuration.timeout = timeout;
+    return configuration;
+  }
+
+  /** The loaded configuration, or 503 idp_unavailable while discovery has not succeeded. */
+  private get loaded(): client.Configuration {
+    if (!this.configuration) throw new GatewayError('idp_unavailable', { detail: 'identity provider metadata not loaded yet' });
+    return this.configuration;
+  }
+
+  get metadata(): client.ServerMetadata {
+    return this.loaded.serverMetadata();
+  }
+
+  async authorizationUrl(request: AuthorizationRequest): Promise<URL> {
+    const { oidc } = this.config;
+    const parameters: Record<string, string> = {
+      ...oidc.authParams,
+      redirect_uri: this.redirectUri,
+      scope: oidc.scopes.join(' '),
+      response_type: 'code',
+      code_challenge: request.codeChallenge,
+      code_challenge_method: 'S256',
+      state: request.state,
+      nonce: request.nonce,
+    };
+    const configuration = this.loaded;
+    if (oidc.par || configuration.serverMetadata().require_pushed_authorization_requests) {
+      return client.buildAuthorizationUrlWithPAR(configuration, parameters);
+    }
+    return client.buildAuthorizationUrl(configuration, parameters);
+  }
+
+  /** Validates the authorization response (state, RFC 9207 iss) and redeems the code. */
+  exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
+    return client.authorizationCodeGrant(this.loaded, callbackUrl, {
+      expectedState: checks.state,
+      expectedNonce: checks.nonce,
+      pkceCodeVerifier: checks.codeVerifier,
+      idTokenExpected: true,
+    });
+  }
+
+  refresh(refreshToken: string): Promise<TokenResponse> {
+    return client.refreshTokenGrant(this.loaded, refreshToken);
+  }
+
+  async userinfo(accessToken: string, sub: string): Promise<Record<string, unknown>> {
+    return (await client.fetchUserInfo(this.loaded, accessToken, sub)) as Record<string, unknown>;
+  }
+
+  get canRevoke(): boolean {
+    return typeof this.configuration?.serverMetadata().revocation_endpoint === 'string';
+  }
+
+  revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<void> {
+    return client.tokenRevocation(this.loaded, token, { token_type_hint: hint });
+  }
+
+  /** The RP-initiated logout URL, or undefined when the IdP has no end-session endpoint. */
+  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): string | undefined {
+    const configuration = this.configuration;
+    if (!configuration?.serverMetadata().end_session_endpoint) return undefined;
+    const parameters: Record<string, string> = { client_id: this.config.oidc.clientId, post_logout_redirect_uri: postLogoutRedirectUri };
+    if (idTokenHint) parameters.id_token_hint = idTokenHint;
+    return client.buildEndSessionUrl(configuration, parameters).href;
+  }
+}
+
+/** A PEM (PKCS#8) or JWK private key for private_key_jwt client authentication. */
+async function privateKeyFrom(text: string): Promise<client.PrivateKey> {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{')) {
+    const jwk = JSON.parse(trimmed) as JWK;
+    const alg = jwk.alg ?? (jwk.kty === 'EC' ? 'ES256' : jwk.kty === 'OKP' ? 'EdDSA' : 'RS256');
+    return { key: (await importJWK({ ...jwk, alg }, alg)) as CryptoKey, kid: jwk.kid };
+  }
+  const type = createPrivateKey(trimmed).asymmetricKeyType;
+  const alg = type === 'ec' ? 'ES256' : type === 'ed25519' ? 'EdDSA' : 'RS256';
+  return { key: await importPKCS8(trimmed, alg) };
+}
+
+export { client as openidClient };

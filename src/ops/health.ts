@@ -1,0 +1,41 @@
+/**
+ * The admin listener (contract section 3): /healthz (the process runs), /readyz (the session
+ * store answers and the IdP metadata is loaded, else 503 naming what is missing), /metrics.
+ * Separate from the public listener so probes and scrapes never mix with browser traffic.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { GatewayContext } from '../context.ts';
+
+const PING_TIMEOUT_MS = 1000;
+
+async function storeAnswers(ctx: GatewayContext): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
+  });
+  const ping = ctx.store.ping().then(
+    () => true,
+    () => false,
+  );
+  const result = await Promise.race([ping, timeout]);
+  clearTimeout(timer);
+  return result;
+}
+
+export function buildAdminApp(ctx: GatewayContext): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const missing: string[] = [];
+    if (!(await storeAnswers(ctx))) missing.push('session store');
+    if (!ctx.idp.ready) missing.push('identity provider metadata');
+    reply.header('cache-control', 'no-store');
+    if (missing.length > 0) return reply.code(503).send({ status: 'not_ready', missing });
+    return reply.send({ status: 'ready' });
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const body = await ctx.metrics.registry.metrics();
+    return reply.header('content-type', ctx.metrics.registry.contentType).send(body);
+  });
+  return app;
+}

@@ -1,0 +1,184 @@
+/**
+ * Every request that is not an /auth endpoint: the proxy's data flow, in order.
+ *
+ *   normalise path -> match route -> method rule -> CSRF (token routes) -> session (one store
+ *   read) -> fresh token (refresh/ when needed) -> forward -> [401 invalid_token: refresh once,
+ *   replay once] -> header hygiene + body scrubbing -> browser
+ *
+ * Bodies stream through untouched, except when a replay may be needed: then a body of at most
+ * 1 MiB with a declared length is buffered first (contract section 5). The fastify reply is
+ * hijacked before forwarding, so everything after that point writes the raw response itself.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline, type Transform } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RouteConfig } from '../config/load.ts';
+import type { GatewayContext } from '../context.ts';
+import { GatewayError, isGatewayError, writeRawError } from '../errors.ts';
+import { passesCsrf } from '../auth/csrf.ts';
+import { cookieMaxAge, sessionFromHeaders, type RequestSession } from '../session/request-session.ts';
+import type { SessionRecord } from '../session/sessions.ts';
+import type { Forwarder } from './forward.ts';
+import { browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { normalisePath, upstreamUrl, type RouteTable } from './routes.ts';
+import { decoderFor, isTextLike, TokenRedactor } from './scrub.ts';
+
+export const REPLAY_BODY_LIMIT = 1024 * 1024;
+const INVALID_TOKEN = /\bbearer\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
+const SCRUBBABLE_ENCODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
+
+export interface ProxyDeps {
+  ctx: GatewayContext;
+  routes: RouteTable;
+  forwarder: Forwarder;
+}
+
+/** Splits `request.url` into path and raw query (without the `?`). */
+export function splitUrl(url: string): { path: string; query: string } {
+  const index = url.indexOf('?');
+  return index === -1 ? { path: url, query: '' } : { path: url.slice(0, index), query: url.slice(index + 1) };
+}
+
+/** Resolves the route for a raw URL, or throws the contract error. */
+export function resolveRoute(routes: RouteTable, rawUrl: string): { route: RouteConfig; path: string; query: string } {
+  const { path: rawPath, query } = splitUrl(rawUrl);
+  const normalised = normalisePath(rawPath);
+  if (!normalised.ok) throw new GatewayError('invalid_request', { message: 'The request path is not acceptable.', detail: normalised.reason });
+  const route = routes.match(normalised.path);
+  if (!route) throw new GatewayError('not_found');
+  return { route, path: normalised.path, query };
+}
+
+function hasBody(headers: IncomingMessage['headers']): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function sessionTokens(record: SessionRecord | undefined): string[] {
+  if (!record) return [];
+  const { accessToken, refreshToken, idToken } = record.tokens;
+  return [accessToken, refreshToken, idToken].filter((token): token is string => typeof token === 'string' && token.length > 0);
+}
+
+/** Only encodings the scrubber can decode may be offered upstream when a body will be scrubbed. */
+function scrubbableAcceptEncoding(value: string | string[] | undefined): string | undefined {
+  const kept = [value]
+    .flat()
+    .join(',')
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part && SCRUBBABLE_ENCODINGS.has(part.split(';')[0]?.trim().toLowerCase() ?? ''));
+  return kept.length > 0 ? kept.join(', ') : undefined;
+}
+
+export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
+  const { config } = ctx;
+  const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
+  const gatewayCookies = new Set([ctx.cookie.name, ctx.cookie.loginName]);
+
+  return async function proxy(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const { route, path, query } = resolveRoute(routes, request.raw.url ?? '/');
+    (request as { bffRoute?: string }).bffRoute = route.path;
+    if (route.methods && !route.methods.includes(request.method)) throw new GatewayError('method_not_allowed');
+
+    const tokenRoute = route.token !== 'none';
+    if (tokenRoute && !passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
+    let session: RequestSession | undefined;
+    let record: SessionRecord | undefined;
+    if (route.token === 'user' || route.token === 'optional') {
+      session = await sessionFromHeaders(ctx, request.headers);
+      if (!session && route.token === 'user') throw new GatewayError('unauthenticated');
+      if (session) {
+        record = await ctx.refresher.ensureFresh(session);
+        await ctx.sessions.touch(session).catch(() => {});
+      }
+    }
+
+    const replayable = Boolean(session) && config.tokens.retryOn401;
+    const contentLength = Number(request.headers['content-length'] ?? 0);
+    const bufferBody = replayable && hasBody(request.headers) && request.headers['transfer-encoding'] === undefined && contentLength <= REPLAY_BODY_LIMIT;
+    const canReplay = replayable && (!hasBody(request.headers) || bufferBody);
+    const body = bufferBody ? await readBody(request.raw) : undefined;
+
+    reply.hijack();
+    const res = reply.raw;
+    const tokens = sessionTokens(record);
+    const headersFor = (accessToken: string | undefined) => {
+      const headers = upstreamRequestHeaders(request.headers, {
+        trustProxy: config.trustProxy,
+        removeCookies: gatewayCookies,
+        remoteAddress: request.raw.socket.remoteAddress,
+        protocol: config.trustProxy ? (request.protocol as 'http' | 'https') : 'encrypted' in request.raw.socket ? 'https' : 'http',
+        tokenRoute,
+        authorization: accessToken ? `Bearer ${accessToken}` : undefined,
+      });
+      if (tokens.length > 0 && config.scrub.bodies) {
+        const accept = scrubbableAcceptEncoding(request.headers['accept-encoding']);
+        if (accept) headers['accept-encoding'] = accept;
+        else delete headers['accept-encoding'];
+      }
+      return headers;
+    };
+    const target = upstreamUrl(route, path, query);
+    const send = (accessToken: string | undefined) => {
+      const started = performance.now();
+      return forwarder.send(request.raw, res, { url: target, headers: headersFor(accessToken), timeoutMs: route.timeoutMs, body }).finally(() => {
+        ctx.metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
+      });
+    };
+
+    try {
+      let upstream = await send(record?.tokens.accessToken);
+      if (canReplay && session && record && upstream.statusCode === 401 && INVALID_TOKEN.test(String(upstream.headers['www-authenticate'] ?? ''))) {
+        upstream.resume();
+        record = await ctx.refresher.refreshAfterRejection(session, record.tokens.accessToken);
+        upstream = await send(record.tokens.accessToken);
+      }
+      const extraCookies = session?.renewCookie ? [ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session))] : [];
+      respond(res, upstream, { dropNames, gatewayCookies, tokens: sessionTokens(record), scrub: config.scrub.bodies, extraCookies });
+    } catch (err) {
+      const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
+      if (error.code !== 'bad_gateway' || error.message !== 'client closed the connection') {
+        request.log[error.status >= 500 ? 'warn' : 'info']({ code: error.code, detail: error.message, route: route.path }, 'proxy request failed');
+      }
+      const clearCookie: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': ctx.cookie.sessionClearCookie() } : {};
+      if (!writeRawError(res, error, clearCookie)) res.destroy();
+    }
+  };
+}
+
+interface RespondOptions {
+  dropNames: ReadonlySet<string>;
+  gatewayCookies: ReadonlySet<string>;
+  tokens: readonly string[];
+  scrub: boolean;
+  extraCookies: string[];
+}
+
+function respond(res: ServerResponse, upstream: IncomingMessage, options: RespondOptions): void {
+  const headers = browserResponseHeaders(upstream.headers, options);
+  if (options.extraCookies.length > 0) headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
+  const stages: Transform[] = [];
+  if (options.scrub && options.tokens.length > 0 && isTextLike(upstream.headers['content-type'])) {
+    const decoder = decoderFor(upstream.headers['content-encoding']);
+    if (decoder === undefined) {
+      upstream.resume();
+      throw new GatewayError('bad_gateway', { detail: `upstream body encoding ${upstream.headers['content-encoding']} cannot be inspected for tokens` });
+    }
+    if (decoder) {
+      stages.push(decoder);
+      delete headers['content-encoding'];
+    }
+    stages.push(new TokenRedactor(options.tokens));
+    delete headers['content-length'];
+  }
+  res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, headers);
+  pipeline([upstream, ...stages, res], (err) => {
+    if (err) res.destroy();
+  });
+}

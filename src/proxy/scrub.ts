@@ -1,0 +1,96 @@
+/**
+ * Token redaction in response bodies (contract section 6, `scrub.bodies`): every occurrence of
+ * the session's access, refresh or ID token in a text-like body becomes `[redacted]`.
+ *
+ * Streaming, not buffering: each chunk is searched together with a carried-over tail, so a
+ * token split across chunks is still found. Only as much is held back as could still be the
+ * start of a token, and never past a byte that cannot occur in a token (a newline, a quote, a
+ * space): so server-sent events and JSON streams flow without added latency.
+ *
+ * Compressed bodies (gzip, deflate, br) are decoded first and sent identity-encoded; the
+ * length changes, so `content-length` is removed and the body goes out chunked.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import zlib from 'node:zlib';
+
+const REPLACEMENT = Buffer.from('[redacted]');
+/** Bytes that can appear in an OAuth token (RFC 6750 b64token, JWTs, opaque tokens). */
+const TOKEN_BYTE = new Uint8Array(256);
+for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=') TOKEN_BYTE[ch.charCodeAt(0)] = 1;
+
+const TEXT_LIKE = /^(?:text\/|application\/(?:[\w.+-]*\+)?(?:json|xml|javascript|ecmascript|x-www-form-urlencoded|x-javascript|graphql|problem\+json))|\+(?:json|xml)\b/i;
+
+export function isTextLike(contentType: string | undefined): boolean {
+  // No content type: the body could be anything, so it is checked like text.
+  return contentType === undefined || TEXT_LIKE.test(contentType.trim());
+}
+
+export function decoderFor(encoding: string | undefined): Transform | null | undefined {
+  const value = (encoding ?? '').trim().toLowerCase();
+  if (value === '' || value === 'identity') return null;
+  if (value === 'gzip' || value === 'x-gzip') return zlib.createGunzip();
+  if (value === 'deflate') return zlib.createInflate();
+  if (value === 'br') return zlib.createBrotliDecompress();
+  return undefined;
+}
+
+export class TokenRedactor extends Transform {
+  private readonly needles: Buffer[];
+  private readonly holdBack: number;
+  private carry: Buffer = Buffer.alloc(0);
+
+  constructor(tokens: readonly string[]) {
+    super();
+    this.needles = [...new Set(tokens.filter((t) => t.length > 0))].map((t) => Buffer.from(t)).sort((a, b) => b.length - a.length);
+    this.holdBack = Math.max(0, ...this.needles.map((n) => n.length - 1));
+  }
+
+  /** Replaces every complete token in `buffer`; returns output and the index it consumed up to. */
+  private replaceAll(buffer: Buffer, final: boolean): { output: Buffer[]; consumed: number } {
+    const output: Buffer[] = [];
+    let position = 0;
+    for (;;) {
+      let at = -1;
+      let length = 0;
+      for (const needle of this.needles) {
+        const index = buffer.indexOf(needle, position);
+        if (index !== -1 && (at === -1 || index < at)) {
+          at = index;
+          length = needle.length;
+        }
+      }
+      if (at === -1) break;
+      output.push(buffer.subarray(position, at), REPLACEMENT);
+      position = at + length;
+    }
+    let safeEnd = buffer.length;
+    if (!final) {
+      safeEnd = Math.max(position, buffer.length - this.holdBack);
+      // Anything up to the last byte that cannot belong to a token is safe to release now.
+      for (let i = buffer.length - 1; i >= safeEnd; i -= 1) {
+        if (!TOKEN_BYTE[buffer[i] as number]) {
+          safeEnd = i + 1;
+          break;
+        }
+      }
+    }
+    output.push(buffer.subarray(position, safeEnd));
+    return { output, consumed: safeEnd };
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    const buffer = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
+    const { output, consumed } = this.replaceAll(buffer, false);
+    this.carry = Buffer.from(buffer.subarray(consumed));
+    const out = Buffer.concat(output);
+    if (out.length > 0) this.push(out);
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const { output } = this.replaceAll(this.carry, true);
+    const out = Buffer.concat(output);
+    if (out.length > 0) this.push(out);
+    callback();
+  }
+}

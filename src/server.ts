@@ -1,0 +1,158 @@
+/**
+ * buildGateway(config, deps): the whole gateway as a fastify app that does not listen by
+ * itself (tests build apps; only the CLI listens). Plugins are wired in flow order:
+ * request guards -> /auth endpoints -> proxy scope (everything else) -> error mapping.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import formbody from '@fastify/formbody';
+import type { GatewayConfig } from './config/load.ts';
+import type { GatewayContext } from './context.ts';
+import { ERROR_HEADERS, GatewayError, errorBody, isGatewayError } from './errors.ts';
+import { createLogger, maskUrl, type Logger } from './log.ts';
+import { IdpClient } from './oidc/client.ts';
+import { LogoutTokenVerifier } from './oidc/logout-token.ts';
+import { Metrics } from './ops/metrics.ts';
+import { buildAdminApp } from './ops/health.ts';
+import { TokenRefresher } from './refresh/token-refresher.ts';
+import { SessionCookie } from './session/cookie.ts';
+import { MemoryStore } from './session/memory-store.ts';
+import { RedisStore } from './session/redis-store.ts';
+import { Sealer } from './session/seal.ts';
+import { Sessions } from './session/sessions.ts';
+import type { SessionStore } from './session/store.ts';
+import { LoginTransactions } from './auth/login-transactions.ts';
+import { registerLogin } from './auth/login.ts';
+import { registerCallback } from './auth/callback.ts';
+import { registerUser } from './auth/user.ts';
+import { registerLogout } from './auth/logout.ts';
+import { registerBackchannel } from './auth/backchannel.ts';
+import { Forwarder } from './proxy/forward.ts';
+import { createProxyHandler } from './proxy/handler.ts';
+import { RouteTable } from './proxy/routes.ts';
+import { createUpgradeHandler } from './proxy/websocket.ts';
+
+export interface GatewayDeps {
+  log?: Logger;
+  store?: SessionStore;
+  now?: () => number;
+  metrics?: Metrics;
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  admin: FastifyInstance | undefined;
+  ctx: GatewayContext;
+  /** Starts IdP discovery in the background (retried until it succeeds). */
+  start(): void;
+  close(): Promise<void>;
+}
+
+const MAX_URL_LENGTH = 8192;
+const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
+
+async function createStore(config: GatewayConfig): Promise<SessionStore> {
+  return config.session.store === 'memory' ? new MemoryStore() : RedisStore.connect(config.session.redis);
+}
+
+export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
+  const log = deps.log ?? createLogger();
+  const now = deps.now ?? Date.now;
+  const store = deps.store ?? (await createStore(config));
+  const metrics = deps.metrics ?? new Metrics({ processMetrics: true });
+  const sealer = new Sealer(config.session.encryptionKeys);
+  const sessions = new Sessions(store, sealer, config.session, now);
+  const idp = new IdpClient(config, log);
+  const ctx: GatewayContext = {
+    config,
+    log,
+    now,
+    store,
+    sealer,
+    sessions,
+    cookie: new SessionCookie(config.session),
+    idp,
+    logoutTokens: new LogoutTokenVerifier(config, idp, store),
+    refresher: new TokenRefresher({ config, store, sessions, idp, metrics, log, now }),
+    metrics,
+  };
+
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    trustProxy: config.trustProxy,
+    bodyLimit: 1024 * 1024,
+    maxParamLength: 2048,
+    return503OnClosing: true,
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    const started = performance.now();
+    reply.raw.once('finish', () => {
+      const route = (request as { bffRoute?: string }).bffRoute ?? request.routeOptions.url ?? 'unmatched';
+      const status = reply.raw.statusCode;
+      metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
+      request.log.info({ method: request.method, url: maskUrl(request.url), status, ms: Math.round(performance.now() - started) }, 'request');
+    });
+    if (REFUSED_METHODS.has(request.method)) throw new GatewayError('method_not_allowed');
+    if (request.url.length > MAX_URL_LENGTH) throw new GatewayError('uri_too_long');
+  });
+
+  await app.register(async (auth) => {
+    await auth.register(formbody, { bodyLimit: 64 * 1024 });
+    const transactions = new LoginTransactions(sealer, now);
+    registerLogin(auth, ctx, transactions);
+    registerCallback(auth, ctx, transactions);
+    registerUser(auth, ctx);
+    registerLogout(auth, ctx);
+    registerBackchannel(auth, ctx);
+  });
+
+  const routes = new RouteTable(config.routes);
+  const forwarder = new Forwarder();
+  await app.register(async (proxyScope) => {
+    // Bodies stream to the upstream untouched: no parser may consume them.
+    proxyScope.removeAllContentTypeParsers();
+    proxyScope.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    const handler = createProxyHandler({ ctx, routes, forwarder });
+    proxyScope.all('/', handler);
+    proxyScope.all('/*', handler);
+  });
+  const onUpgrade = createUpgradeHandler(ctx, routes, forwarder);
+  app.server.on('upgrade', (req, socket, head) => void onUpgrade(req, socket, head));
+
+  app.setNotFoundHandler((_request, reply) => {
+    reply.code(404).headers(ERROR_HEADERS).send(errorBody('not_found'));
+  });
+  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    const error = toGatewayError(err);
+    if (error.status >= 500) request.log.warn({ code: error.code, detail: error.message }, 'request failed');
+    else request.log.info({ code: error.code, detail: error.message }, 'request refused');
+    if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());
+    reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.publicMessage));
+  });
+
+  const admin = config.admin ? buildAdminApp(ctx) : undefined;
+  return {
+    app,
+    admin,
+    ctx,
+    start: () => void idp.start(),
+    async close() {
+      idp.stop();
+      await app.close();
+      await admin?.close();
+      forwarder.close();
+      await store.close();
+    },
+  };
+}
+
+function toGatewayError(err: FastifyError | GatewayError): GatewayError {
+  if (isGatewayError(err)) return err;
+  const code = (err as FastifyError).code;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('payload_too_large', { detail: code });
+  const status = (err as FastifyError).statusCode ?? 500;
+  if (status === 413) return new GatewayError('payload_too_large', { detail: code });
+  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}` });
+  return new GatewayError('internal_error', { detail: err.message, cause: err });
+}

@@ -1,0 +1,104 @@
+/**
+ * The session cookie (contract section 4): an opaque, HMAC-signed id and nothing else.
+ * `HttpOnly; Path=/; SameSite=<sameSite>`, never `Domain`, `Secure` when the public origin is
+ * https or localhost. Signing uses @fastify/cookie's Signer, which verifies against every
+ * secret of the ring and says when a value was signed by an older one (`renew`).
+ *
+ * The parser is deliberately small and total: any byte sequence in a Cookie header yields a
+ * (possibly empty) list, never an exception, because hostile Cookie headers are a known way to
+ * crash auth proxies.
+ */
+import { Signer } from '@fastify/cookie';
+import type { GatewayConfig } from '../config/load.ts';
+
+export interface CookiePair {
+  name: string;
+  value: string;
+}
+
+const MAX_COOKIE_VALUE = 4096;
+
+export function parseCookieHeader(header: string | string[] | undefined): CookiePair[] {
+  if (!header) return [];
+  const text = Array.isArray(header) ? header.join('; ') : header;
+  const pairs: CookiePair[] = [];
+  for (const part of text.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    let value = part.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    if (name && value.length <= MAX_COOKIE_VALUE) pairs.push({ name, value });
+  }
+  return pairs;
+}
+
+/** The Cookie header without the named cookies; undefined when nothing is left. */
+export function withoutCookies(header: string | string[] | undefined, names: ReadonlySet<string>): string | undefined {
+  if (!header) return undefined;
+  const text = Array.isArray(header) ? header.join('; ') : header;
+  const kept = text
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0 && !names.has(part.slice(0, Math.max(0, part.indexOf('='))).trim()));
+  return kept.length > 0 ? kept.join('; ') : undefined;
+}
+
+export interface CookieOptions {
+  maxAgeSeconds?: number;
+  sameSite?: 'Strict' | 'Lax';
+}
+
+export class SessionCookie {
+  readonly name: string;
+  readonly loginName: string;
+  private readonly signer: Signer;
+  private readonly attributes: string;
+  private readonly sameSite: 'Strict' | 'Lax';
+
+  constructor(private readonly config: GatewayConfig['session']) {
+    this.name = config.cookieName;
+    this.loginName = config.loginCookieName;
+    this.signer = new Signer([...config.secrets]);
+    this.attributes = `Path=/; HttpOnly${config.secureCookie ? '; Secure' : ''}`;
+    this.sameSite = config.sameSite === 'lax' ? 'Lax' : 'Strict';
+  }
+
+  /** The verified session id from a Cookie header, and whether it should be re-signed. */
+  read(header: string | string[] | undefined): { id: string; renew: boolean } | undefined {
+    for (const pair of parseCookieHeader(header)) {
+      if (pair.name !== this.name) continue;
+      const result = this.signer.unsign(pair.value);
+      if (result.valid && result.value && /^[A-Za-z0-9_-]{43}$/.test(result.value)) return { id: result.value, renew: result.renew };
+    }
+    return undefined;
+  }
+
+  /** Raw value of a named cookie (the login cookie is sealed, so it needs no signature). */
+  readRaw(header: string | string[] | undefined, name: string): string | undefined {
+    return parseCookieHeader(header).find((pair) => pair.name === name)?.value;
+  }
+
+  serialize(name: string, value: string, options: CookieOptions = {}): string {
+    const maxAge = options.maxAgeSeconds !== undefined ? `; Max-Age=${Math.max(0, Math.floor(options.maxAgeSeconds))}` : '';
+    const expires = options.maxAgeSeconds === 0 ? '; Expires=Thu, 01 Jan 1970 00:00:00 GMT' : '';
+    return `${name}=${value}${maxAge}${expires}; ${this.attributes}; SameSite=${options.sameSite ?? this.sameSite}`;
+  }
+
+  sessionSetCookie(id: string, maxAgeSeconds: number): string {
+    return this.serialize(this.name, this.signer.sign(id), { maxAgeSeconds });
+  }
+
+  sessionClearCookie(): string {
+    return this.serialize(this.name, '', { maxAgeSeconds: 0 });
+  }
+
+  /** The login cookie must survive the IdP's cross-site redirect back: always Lax. */
+  loginSetCookie(value: string, maxAgeSeconds: number): string {
+    return this.serialize(this.loginName, value, { maxAgeSeconds, sameSite: 'Lax' });
+  }
+
+  loginClearCookie(): string {
+    return this.serialize(this.loginName, '', { maxAgeSeconds: 0, sameSite: 'Lax' });
+  }
+}

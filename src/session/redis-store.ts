@@ -1,0 +1,174 @@
+/**
+ * Redis store (standalone, Sentinel or Cluster) on ioredis.
+ *
+ * "Redis is down" must be a fast 503, never a hung request: commands time out after
+ * `commandTimeout`, are not queued while disconnected (`enableOfflineQueue: false`) and are not
+ * retried across reconnects. The connection itself keeps reconnecting in the background.
+ *
+ * Key layout (prefix `bff:` by default), every multi-key command stays inside one hash slot:
+ *   s:{handle}  sealed session record        l:{handle}  refresh lock (same slot as s:)
+ *   i:{index}   set of handles for a sid/sub c:{key}     one-time claims (state, jti)
+ */
+import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
+import { GatewayError } from '../errors.ts';
+import type { RedisConfig } from '../config/load.ts';
+import type { SessionStore } from './store.ts';
+import { randomUUID } from 'node:crypto';
+
+type Client = Redis | Cluster;
+
+const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
+const REPLACE = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`;
+const INDEX_ADD = `redis.call('sadd', KEYS[1], ARGV[1])
+if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 1`;
+
+function hostPort(url: string): { host: string; port: number } {
+  const parsed = new URL(url);
+  return { host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || 6379) };
+}
+
+function connectionOptions(url: string | undefined, commandTimeoutMs: number): RedisOptions {
+  const parsed = url ? new URL(url) : undefined;
+  const db = parsed && parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0;
+  return {
+    username: parsed?.username ? decodeURIComponent(parsed.username) : undefined,
+    password: parsed?.password ? decodeURIComponent(parsed.password) : undefined,
+    db: Number.isInteger(db) ? db : 0,
+    tls: parsed?.protocol === 'rediss:' ? {} : undefined,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(commandTimeoutMs, 2000),
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+    retryStrategy: (attempt: number) => Math.min(100 * attempt, 2000),
+  };
+}
+
+export function createRedisClient(config: RedisConfig): Client {
+  if (config.cluster) {
+    const options: ClusterOptions = {
+      redisOptions: connectionOptions(config.cluster[0], config.commandTimeoutMs),
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 2000),
+    };
+    return new Cluster(config.cluster.map(hostPort), options);
+  }
+  if (config.sentinel) {
+    return new Redis({
+      ...connectionOptions(undefined, config.commandTimeoutMs),
+      sentinels: config.sentinel.nodes.map(hostPort),
+      name: config.sentinel.name,
+      sentinelPassword: config.sentinel.password,
+    });
+  }
+  return new Redis(config.url as string, connectionOptions(config.url, config.commandTimeoutMs));
+}
+
+export class RedisStore implements SessionStore {
+  private readonly prefix: string;
+
+  constructor(private readonly client: Client, keyPrefix: string) {
+    this.prefix = keyPrefix;
+    // Without a listener ioredis prints every reconnect error; the readiness probe reports them.
+    client.on('error', () => {});
+  }
+
+  static async connect(config: RedisConfig): Promise<RedisStore> {
+    const client = createRedisClient(config);
+    const store = new RedisStore(client, config.keyPrefix);
+    // A gateway may start before Redis does: the first connect is allowed to fail, the client
+    // keeps retrying in the background and /readyz reports "session store" until it answers.
+    await client.connect().catch(() => {});
+    return store;
+  }
+
+  private key(kind: 's' | 'l' | 'i' | 'c', id: string): string {
+    return `${this.prefix}${kind}:{${id}}`;
+  }
+
+  private async run<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (err) {
+      throw new GatewayError('session_store_unavailable', { detail: `redis: ${(err as Error).message}`, cause: err });
+    }
+  }
+
+  get(handle: string): Promise<string | null> {
+    return this.run(() => this.client.get(this.key('s', handle)));
+  }
+
+  async set(handle: string, sealed: string, ttlMs: number): Promise<void> {
+    await this.run(() => this.client.set(this.key('s', handle), sealed, 'PX', Math.max(1, Math.ceil(ttlMs))));
+  }
+
+  async update(handle: string, sealed: string, ttlMs: number): Promise<boolean> {
+    const result = await this.run(() => this.client.set(this.key('s', handle), sealed, 'PX', Math.max(1, Math.ceil(ttlMs)), 'XX'));
+    return result === 'OK';
+  }
+
+  async replace(handle: string, expected: string, sealed: string, ttlMs: number): Promise<boolean> {
+    const result = await this.run(() => this.client.eval(REPLACE, 1, this.key('s', handle), expected, sealed, String(Math.max(1, Math.ceil(ttlMs)))));
+    return result === 1;
+  }
+
+  async destroy(handle: string): Promise<void> {
+    await this.run(() => this.client.del(this.key('s', handle), this.key('l', handle)));
+  }
+
+  async indexAdd(index: string, handle: string, ttlMs: number): Promise<void> {
+    await this.run(() => this.client.eval(INDEX_ADD, 1, this.key('i', index), handle, String(Math.ceil(ttlMs))));
+  }
+
+  indexMembers(index: string): Promise<string[]> {
+    return this.run(() => this.client.smembers(this.key('i', index)));
+  }
+
+  async indexRemove(index: string, handles: string[]): Promise<void> {
+    if (handles.length === 0) return;
+    await this.run(() => this.client.srem(this.key('i', index), ...handles));
+  }
+
+  async *scanHandles(): AsyncIterable<string> {
+    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    const pattern = `${this.prefix}s:{*}`;
+    const offset = `${this.prefix}s:{`.length;
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.run(() => node.scan(cursor, 'MATCH', pattern, 'COUNT', 500));
+        cursor = next;
+        for (const key of keys) yield key.slice(offset, -1);
+      } while (cursor !== '0');
+    }
+  }
+
+  async acquireLock(handle: string, ttlMs: number): Promise<string | null> {
+    const owner = randomUUID();
+    const result = await this.run(() => this.client.set(this.key('l', handle), owner, 'PX', Math.ceil(ttlMs), 'NX'));
+    return result === 'OK' ? owner : null;
+  }
+
+  async releaseLock(handle: string, owner: string): Promise<void> {
+    await this.run(() => this.client.eval(RELEASE_LOCK, 1, this.key('l', handle), owner));
+  }
+
+  async isLocked(handle: string): Promise<boolean> {
+    return (await this.run(() => this.client.exists(this.key('l', handle)))) === 1;
+  }
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const result = await this.run(() => this.client.set(this.key('c', key), '1', 'PX', Math.ceil(ttlMs), 'NX'));
+    return result === 'OK';
+  }
+
+  async ping(): Promise<void> {
+    await this.run(() => this.client.ping());
+  }
+
+  async close(): Promise<void> {
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+}

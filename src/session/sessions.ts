@@ -1,0 +1,194 @@
+/**
+ * Sessions: the record, its lifetime rules, and how it maps onto the store.
+ *
+ * - The browser holds a random 256-bit id; the store key is its SHA-256 (the "handle"), so
+ *   a store dump cannot be replayed as cookies. The record is sealed with the handle as
+ *   associated data, so records cannot be swapped between keys either.
+ * - Idle timeout slides with use, lazily: the record is rewritten only when a noticeable part
+ *   of the idle window has passed, so a steady stream of API calls costs one read each and no
+ *   write. The absolute timeout never moves. The store TTL is the earlier of the two, so the
+ *   store forgets ended sessions by itself.
+ * - Back-channel logout needs "every session of this sid/sub": index sets keyed by an HMAC of
+ *   the claim (the claim itself never appears in the store).
+ */
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import type { GatewayConfig } from '../config/load.ts';
+import type { Sealer } from './seal.ts';
+import type { SessionStore } from './store.ts';
+
+export interface SessionTokens {
+  accessToken: string;
+  tokenType: string;
+  /** Epoch ms; null when the IdP gave no lifetime and the token is not a JWT with `exp`. */
+  expiresAt: number | null;
+  refreshToken?: string;
+  idToken?: string;
+  scope?: string;
+}
+
+export interface SessionRecord {
+  v: 1;
+  sub: string;
+  /** The IdP's session id (`sid` claim), for back-channel logout. */
+  idpSid?: string;
+  claims: Record<string, unknown>;
+  tokens: SessionTokens;
+  createdAt: number;
+  absoluteExpiresAt: number;
+  lastSeenAt: number;
+  /** Random value in `logoutUrl`: proves a GET logout came from the app, not a cross-site link. */
+  logoutSid: string;
+}
+
+export interface LoadedSession {
+  handle: string;
+  record: SessionRecord;
+  /** The sealed value as read: the compare-and-set token for housekeeping writes. */
+  sealed: string;
+}
+
+export type LoadResult = { state: 'none' } | { state: 'ended'; record: SessionRecord; handle: string } | ({ state: 'active' } & LoadedSession);
+
+const MAX_SLIDE_INTERVAL_MS = 60_000;
+
+export class Sessions {
+  private readonly slideEveryMs: number;
+
+  constructor(
+    private readonly store: SessionStore,
+    private readonly sealer: Sealer,
+    private readonly config: GatewayConfig['session'],
+    private readonly now: () => number,
+  ) {
+    this.slideEveryMs = Math.min(config.idleTimeoutMs / 10, MAX_SLIDE_INTERVAL_MS);
+  }
+
+  static newId(): string {
+    return randomBytes(32).toString('base64url');
+  }
+
+  static handleOf(id: string): string {
+    return createHash('sha256').update(id).digest('base64url');
+  }
+
+  /** Index names under every key of the ring: written under the first, looked up under all. */
+  private indexNames(kind: 'sid' | 'sub', value: string): string[] {
+    return this.config.encryptionKeys.map((key) => `${kind}.${createHmac('sha256', key).update(`${kind}:${value}`).digest('base64url')}`);
+  }
+
+  idleExpiresAt(record: SessionRecord): number {
+    return Math.min(record.lastSeenAt + this.config.idleTimeoutMs, record.absoluteExpiresAt);
+  }
+
+  private ttl(record: SessionRecord): number {
+    return this.idleExpiresAt(record) - this.now();
+  }
+
+  /** Creates and stores a brand-new session. Returns the browser-side id. */
+  async create(data: Pick<SessionRecord, 'sub' | 'idpSid' | 'claims' | 'tokens'>, lifetimeCapMs?: number): Promise<{ id: string } & LoadedSession> {
+    const now = this.now();
+    const id = Sessions.newId();
+    const handle = Sessions.handleOf(id);
+    const absoluteMs = Math.min(this.config.absoluteTimeoutMs, lifetimeCapMs ?? Infinity);
+    const record: SessionRecord = {
+      v: 1,
+      ...data,
+      createdAt: now,
+      absoluteExpiresAt: now + absoluteMs,
+      lastSeenAt: now,
+      logoutSid: randomBytes(16).toString('base64url'),
+    };
+    const sealed = this.sealer.seal(record, handle);
+    await this.store.set(handle, sealed, this.ttl(record));
+    const indexTtl = absoluteMs + 60_000;
+    const [subIndex] = this.indexNames('sub', record.sub);
+    await this.store.indexAdd(subIndex as string, handle, indexTtl);
+    if (record.idpSid) await this.store.indexAdd(this.indexNames('sid', record.idpSid)[0] as string, handle, indexTtl);
+    return { id, handle, record, sealed };
+  }
+
+  /** Reads a session by its browser-side id; ends it (and says so) when a timeout has passed. */
+  async load(id: string): Promise<LoadResult> {
+    return this.loadHandle(Sessions.handleOf(id));
+  }
+
+  async loadHandle(handle: string): Promise<LoadResult> {
+    const sealed = await this.store.get(handle);
+    if (sealed === null) return { state: 'none' };
+    const opened = this.sealer.open<SessionRecord>(sealed, handle);
+    if (!opened || opened.value.v !== 1) return { state: 'none' };
+    const record = opened.value;
+    if (this.now() >= this.idleExpiresAt(record)) {
+      await this.destroy(handle, record);
+      return { state: 'ended', record, handle };
+    }
+    const session = { handle, record, sealed };
+    // Sealed under a retired key: re-seal now so the old key can be dropped later.
+    if (opened.stale) await this.housekeep(session);
+    return { state: 'active', ...session };
+  }
+
+  /** The lazy slide: rewrite only when enough of the idle window has passed since the last write. */
+  async touch(session: LoadedSession): Promise<void> {
+    if (this.now() - session.record.lastSeenAt < this.slideEveryMs) return;
+    await this.housekeep(session);
+  }
+
+  /** Slide + re-seal as a compare-and-set: losing the race to a token update is fine. */
+  private async housekeep(session: LoadedSession): Promise<void> {
+    const record = { ...session.record, lastSeenAt: this.now() };
+    const sealed = this.sealer.seal(record, session.handle);
+    if (await this.store.replace(session.handle, session.sealed, sealed, this.ttl(record))) {
+      session.record = record;
+      session.sealed = sealed;
+    }
+  }
+
+  /**
+   * Stores new tokens (after a refresh, under the session's lock). Writes only if the session
+   * still exists, so a logout that happened meanwhile stays final. False when it was gone.
+   */
+  async update(session: LoadedSession, record: SessionRecord): Promise<boolean> {
+    const ttl = this.ttl(record);
+    if (ttl <= 0) return false;
+    const sealed = this.sealer.seal(record, session.handle);
+    if (!(await this.store.update(session.handle, sealed, ttl))) return false;
+    session.record = record;
+    session.sealed = sealed;
+    return true;
+  }
+
+  async destroy(handle: string, record?: SessionRecord): Promise<void> {
+    await this.store.destroy(handle);
+    if (!record) return;
+    // Index cleanup is best effort: lookups skip handles whose record is gone anyway.
+    const names = [...this.indexNames('sub', record.sub), ...(record.idpSid ? this.indexNames('sid', record.idpSid) : [])];
+    await Promise.all(names.map((name) => this.store.indexRemove(name, [handle]).catch(() => {})));
+  }
+
+  /** Handles of the live sessions for an IdP `sid` or `sub`; prunes dead index entries. */
+  async findBy(kind: 'sid' | 'sub', value: string): Promise<LoadedSession[]> {
+    const found: LoadedSession[] = [];
+    for (const name of this.indexNames(kind, value)) {
+      const handles = await this.store.indexMembers(name);
+      const dead: string[] = [];
+      for (const handle of handles) {
+        const result = await this.loadHandle(handle);
+        if (result.state === 'active' && (kind === 'sub' ? result.record.sub === value : result.record.idpSid === value)) {
+          found.push(result);
+        } else if (result.state !== 'active') {
+          dead.push(handle);
+        }
+      }
+      await this.store.indexRemove(name, dead);
+    }
+    return found;
+  }
+
+  async *all(): AsyncIterable<LoadedSession> {
+    for await (const handle of this.store.scanHandles()) {
+      const result = await this.loadHandle(handle);
+      if (result.state === 'active') yield result;
+    }
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The session store contract. Two implementations (Redis, memory) pass one shared test suite.
+ *
+ * Stores hold opaque sealed strings under a *handle*: the SHA-256 of the browser's session id,
+ * so a store dump yields neither tokens (sealed) nor usable session ids (hashed). Index keys for
+ * back-channel logout are keyed by an HMAC of the IdP `sid`/`sub`, not the claim itself.
+ *
+ * Redis Cluster: a session's record and its refresh lock share the hash tag `{handle}`, so they
+ * sit in one slot; index sets live in their own slots and are only touched by single-key
+ * commands (no cross-slot transaction is ever needed).
+ */
+export interface SessionStore {
+  /** The sealed record, or null when absent or expired. */
+  get(handle: string): Promise<string | null>;
+  /** Writes the record with a time-to-live; the store forgets it afterwards by itself. */
+  set(handle: string, sealed: string, ttlMs: number): Promise<void>;
+  /**
+   * Writes only if the record still exists (SET XX): a refresh finishing after a logout must
+   * not bring the session back. False when the record was gone.
+   */
+  update(handle: string, sealed: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Compare-and-set: writes only if the stored value is still `expected`. Used for writes that
+   * are merely housekeeping (sliding the idle timeout, re-sealing under a new key), so they can
+   * never overwrite tokens that another instance has just rotated. False when it lost the race.
+   */
+  replace(handle: string, expected: string, sealed: string, ttlMs: number): Promise<boolean>;
+  /** Removes the record (and its lock). Resolves whether or not it existed. */
+  destroy(handle: string): Promise<void>;
+
+  /** Adds a handle to an index set (by IdP sid or sub), kept for at least `ttlMs`. */
+  indexAdd(index: string, handle: string, ttlMs: number): Promise<void>;
+  indexMembers(index: string): Promise<string[]>;
+  indexRemove(index: string, handles: string[]): Promise<void>;
+  /** Every index key's handles, for the operator's `sessions list --all`. */
+  scanHandles(): AsyncIterable<string>;
+
+  /** Takes the per-session refresh lock if free. Returns an owner token, or null when held. */
+  acquireLock(handle: string, ttlMs: number): Promise<string | null>;
+  /** Releases the lock only if `owner` still holds it (compare-and-delete). */
+  releaseLock(handle: string, owner: string): Promise<void>;
+  /** True while anyone holds the lock. */
+  isLocked(handle: string): Promise<boolean>;
+
+  /** Records a one-time value (state, logout-token jti). True the first time, false after. */
+  claimOnce(key: string, ttlMs: number): Promise<boolean>;
+
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,270 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RedisInstance {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** SIGKILL without waiting: simulates a crashed server. */
+  kill(): void;
+}
+
+export interface RedisCluster {
+  /** One redis:// URL per master; any of them works as a seed. */
+  seeds: string[];
+  nodes: RedisInstance[];
+  stop(): Promise<void>;
+}
+
+export interface RedisSentinel {
+  /** Name of the monitored primary, as configured in the sentinel. */
+  name: string;
+  sentinels: Array<{ host: string; port: number }>;
+  primary: RedisInstance;
+  sentinel: RedisInstance;
+  stop(): Promise<void>;
+}
+
+const HOST = '127.0.0.1';
+const READY_TIMEOUT_MS = 10_000;
+
+function assertRedisInstalled(): void {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) {
+    throw new Error(
+      'redis-server is not on PATH: the integration tests need a real Redis. Install it with `apt-get install -y redis-server`.',
+    );
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Sends one inline command and resolves with the raw reply (simple string, error or bulk). */
+export function redisCommand(port: number, command: string, timeoutMs = 1_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: HOST, port });
+    let buffer = '';
+    const done = (err: Error | null, value?: string) => {
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(value ?? '');
+    };
+    socket.setTimeout(timeoutMs, () => done(new Error(`redis on port ${port} did not answer ${command}`)));
+    socket.once('error', (err) => done(err));
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('utf8');
+      const lineEnd = buffer.indexOf('\r\n');
+      if (lineEnd < 0) return;
+      if (buffer[0] !== '$') return done(null, buffer.slice(0, lineEnd));
+      const length = Number(buffer.slice(1, lineEnd));
+      if (length < 0) return done(null, '');
+      if (buffer.length >= lineEnd + 2 + length) done(null, buffer.slice(lineEnd + 2, lineEnd + 2 + length));
+    });
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new ExitedEarly(`redis-server exited before ${what}:\n${log()}`, log());
+    }
+    if (await check().catch(() => false)) return;
+    await sleep(50);
+  }
+  child.kill('SIGKILL');
+  throw new Error(`timed out waiting for ${what}:\n${log()}`);
+}
+
+class ExitedEarly extends Error {
+  constructor(message: string, readonly output: string) {
+    super(message);
+  }
+}
+
+function wrap(child: ChildProcess, port: number, dir: string | undefined): RedisInstance {
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  const cleanup = () => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+  return {
+    url: `redis://${HOST}:${port}/0`,
+    port,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      cleanup();
+    },
+    kill() {
+      child.kill('SIGKILL');
+    },
+  };
+}
+
+// Test runs must never leave a server behind, even when a test forgets stop().
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of running) c.kill('SIGKILL');
+    });
+  }
+}
+
+// Spawns redis-server with `args` (the port is appended) and waits for PONG; a port taken
+// between freePort() and bind is retried with a new one.
+async function spawnRedis(
+  makeArgs: (port: number, dir: string) => string[],
+  ready: (port: number) => Promise<boolean> = async (port) => (await redisCommand(port, 'PING')) === '+PONG',
+): Promise<RedisInstance> {
+  assertRedisInstalled();
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'bff-redis-'));
+    const child = spawn('redis-server', makeArgs(port, dir), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString('utf8')).slice(-4_000);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    track(child);
+    try {
+      await waitFor(() => ready(port), `port ${port} to answer`, child, () => output);
+      return wrap(child, port, dir);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      lastError = err;
+      if (!(err instanceof ExitedEarly && /address already in use/i.test(err.output))) throw err;
+    }
+  }
+  throw lastError;
+}
+
+const baseArgs = (port: number): string[] => [
+  '--port', String(port),
+  '--bind', HOST,
+  '--protected-mode', 'no',
+  '--save', '',
+  '--appendonly', 'no',
+  '--loglevel', 'warning',
+];
+
+export async function startRedis(): Promise<RedisInstance> {
+  return spawnRedis((port) => baseArgs(port));
+}
+
+/** Three masters, no replicas, all 16384 slots assigned. */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const nodes: RedisInstance[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      // The bus port is set explicitly: the default (port + 10000) overflows for high ports.
+      const busPort = await freePort();
+      nodes.push(
+        await spawnRedis((port) => [
+          ...baseArgs(port),
+          '--cluster-enabled', 'yes',
+          '--cluster-config-file', `nodes-${port}.conf`,
+          '--cluster-port', String(busPort),
+          '--cluster-node-timeout', '2000',
+        ]),
+      );
+    }
+    const create = spawnSync(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (const node of nodes) {
+      while (!(await redisCommand(node.port, 'CLUSTER INFO').catch(() => '')).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${node.port} never reached cluster_state:ok`);
+        await sleep(100);
+      }
+    }
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw err;
+  }
+  return {
+    seeds: nodes.map((n) => n.url),
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
+
+/** One primary watched by one sentinel (quorum 1) under the name `bff-primary`. */
+export async function startSentinel(): Promise<RedisSentinel> {
+  const name = 'bff-primary';
+  const primary = await startRedis();
+  let sentinel: RedisInstance;
+  try {
+    sentinel = await spawnRedis(
+      (port, dir) => {
+        // Sentinel insists on a writable config file it can rewrite.
+        const file = join(dir, 'sentinel.conf');
+        writeFileSync(
+          file,
+          [
+            `port ${port}`,
+            `bind ${HOST}`,
+            'protected-mode no',
+            `sentinel monitor ${name} ${HOST} ${primary.port} 1`,
+            `sentinel down-after-milliseconds ${name} 1000`,
+            `sentinel failover-timeout ${name} 5000`,
+            '',
+          ].join('\n'),
+        );
+        return [file, '--sentinel'];
+      },
+      // An array header of two means the primary's address is known.
+      async (port) => (await redisCommand(port, `SENTINEL get-master-addr-by-name ${name}`)) === '*2',
+    );
+  } catch (err) {
+    await primary.stop();
+    throw err;
+  }
+  return {
+    name,
+    sentinels: [{ host: HOST, port: sentinel.port }],
+    primary,
+    sentinel,
+    stop: async () => {
+      await sentinel.stop();
+      await primary.stop();
+    },
+  };
+}

@@ -1,0 +1,250 @@
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+export interface AuthResult {
+  ok: boolean;
+  claims?: JWTPayload;
+  error?: string;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** Present only when the request carried `Authorization: Bearer` and a verifier is configured. */
+  auth?: AuthResult;
+}
+
+export interface UpstreamOptions {
+  issuer?: string;
+  jwksUri?: string;
+  audience?: string;
+}
+
+export interface Upstream {
+  url: string;
+  port: number;
+  requests: UpstreamRequest[];
+  /** Bearer tokens answered with 401 invalid_token even when their signature verifies. */
+  rejectTokens: Set<string>;
+  close(): Promise<void>;
+}
+
+function bearerOf(headers: IncomingHttpHeaders): string | undefined {
+  const match = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? '');
+  return match?.[1]?.trim();
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstream> {
+  const jwks = opts.jwksUri ? createRemoteJWKSet(new URL(opts.jwksUri)) : undefined;
+  const requests: UpstreamRequest[] = [];
+  const rejectTokens = new Set<string>();
+  const timers = new Set<NodeJS.Timeout>();
+  const sockets = new Set<WebSocket>();
+
+  const later = (ms: number, fn: () => void) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      fn();
+    }, ms);
+    timers.add(timer);
+  };
+
+  const verify = async (token: string | undefined): Promise<AuthResult | undefined> => {
+    if (token === undefined || !jwks || !opts.issuer) return undefined;
+    try {
+      const { payload } = await jwtVerify(token, jwks, {
+        issuer: opts.issuer,
+        ...(opts.audience ? { audience: opts.audience } : {}),
+      });
+      return { ok: true, claims: payload };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  };
+
+  const record = async (req: IncomingMessage, body: Buffer): Promise<UpstreamRequest> => {
+    const entry: UpstreamRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body };
+    const auth = await verify(bearerOf(req.headers));
+    if (auth) entry.auth = auth;
+    requests.push(entry);
+    return entry;
+  };
+
+  const echoOf = (url: URL, entry: UpstreamRequest) => ({
+    method: entry.method,
+    path: url.pathname,
+    url: entry.url,
+    query: Object.fromEntries(url.searchParams),
+    headers: entry.headers,
+    body: entry.body.toString('utf8'),
+    auth: entry.auth,
+  });
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const body = await readBody(req);
+    const entry = await record(req, body);
+    const url = new URL(req.url ?? '/', 'http://upstream.invalid');
+    const path = url.pathname;
+    const token = bearerOf(req.headers);
+
+    const status = /\/status\/(\d{3})$/.exec(path);
+    if (status) {
+      const code = Number(status[1]);
+      if (code === 204 || code === 304) res.writeHead(code).end();
+      else sendJson(res, code, { status: code });
+      return;
+    }
+    if (path.endsWith('/protected')) {
+      if (!jwks || !opts.issuer) {
+        sendJson(res, 500, { error: 'upstream started without issuer/jwksUri: cannot verify tokens' });
+      } else if (!entry.auth?.ok || (token !== undefined && rejectTokens.has(token))) {
+        res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"', 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'invalid_token', detail: entry.auth?.error ?? 'token rejected' }));
+      } else {
+        sendJson(res, 200, echoOf(url, entry));
+      }
+      return;
+    }
+    if (path.endsWith('/slow')) {
+      const ms = Number(url.searchParams.get('ms') ?? '1000');
+      later(ms, () => {
+        if (!res.destroyed) sendJson(res, 200, { sleptMs: ms });
+      });
+      return;
+    }
+    if (path.endsWith('/reset')) {
+      req.socket.destroy();
+      return;
+    }
+    if (path.endsWith('/leak')) {
+      const t = token ?? '';
+      const type = url.searchParams.get('type') ?? 'application/json';
+      const text = type.includes('json')
+        ? JSON.stringify({ token: t, message: `the upstream received Bearer ${t}` })
+        : `<p>token=${t}</p>\nAuthorization: Bearer ${t}\n`;
+      const gzip = url.searchParams.get('gzip') === '1';
+      const payload = gzip ? gzipSync(text) : Buffer.from(text);
+      res.writeHead(200, {
+        'content-type': type,
+        'content-length': payload.length,
+        'x-access-token': t,
+        'x-debug': `token=${t}`,
+        ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+      });
+      res.end(payload);
+      return;
+    }
+    if (path.endsWith('/set-cookie')) {
+      res.setHeader('set-cookie', [
+        'bff-session=evil; Path=/',
+        '__Host-Http-bff-session=evil; Path=/; Secure',
+        'theme=dark; Path=/',
+      ]);
+      sendJson(res, 200, { cookies: 3 });
+      return;
+    }
+    if (path.endsWith('/sse')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.flushHeaders();
+      for (let i = 1; i <= 3; i++) {
+        later(i * 50, () => {
+          if (res.destroyed) return;
+          res.write(`id: ${i}\nevent: tick\ndata: ${JSON.stringify({ n: i })}\n\n`);
+          if (i === 3) res.end();
+        });
+      }
+      return;
+    }
+    if (path.endsWith('/download')) {
+      let remaining = Number(url.searchParams.get('bytes') ?? '0');
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const pump = () => {
+        while (remaining > 0 && !res.destroyed) {
+          const size = Math.min(remaining, chunk.length);
+          remaining -= size;
+          if (!res.write(size === chunk.length ? chunk : chunk.subarray(0, size))) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+    if (path.endsWith('/hop')) {
+      res.writeHead(200, {
+        connection: 'x-secret',
+        'x-secret': '1',
+        'keep-alive': 'timeout=5',
+        'proxy-authenticate': 'x',
+        'x-visible': '1',
+        'content-type': 'application/json',
+      });
+      res.end(JSON.stringify({ hop: true }));
+      return;
+    }
+    // `/echo` and any path not listed above echo the request back.
+    sendJson(res, 200, echoOf(url, entry));
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { error: String(err) });
+      else res.destroy();
+    });
+  });
+
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
+    void record(req, Buffer.alloc(0)).then(() => {
+      const path = new URL(req.url ?? '/', 'http://upstream.invalid').pathname;
+      if (!path.endsWith('/ws')) {
+        socket.destroy();
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        sockets.add(ws);
+        ws.on('close', () => sockets.delete(ws));
+        ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      });
+    });
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    rejectTokens,
+    async close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      for (const ws of sockets) ws.terminate();
+      wss.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
