@@ -3,7 +3,7 @@
  * itself (tests build apps; only the CLI listens). Plugins are wired in flow order:
  * request guards -> /auth endpoints -> proxy scope (everything else) -> error mapping.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { GatewayContext } from './context.ts';
@@ -78,10 +78,11 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
 
   const app: FastifyInstance = Fastify({
     loggerInstance: log as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One access line per request is written by the onRequest hook below (with masked URLs).
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
-    maxParamLength: 2048,
+    routerOptions: { maxParamLength: 2048 },
     return503OnClosing: true,
   });
 

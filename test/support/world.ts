@@ -1,0 +1,158 @@
+/**
+ * A whole deployment for one test file: a real IdP (oidc-provider), a real upstream that
+ * verifies the bearer JWT, optionally a real redis-server, and one or more gateways built with
+ * `buildGateway` and listening on loopback. Configuration goes through the same validation as
+ * YAML files (`buildConfig`), so tests exercise the real defaults.
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { startIdp, type Idp, type IdpOptions } from '../../demo/idp.ts';
+import { buildConfig, type GatewayConfig } from '../../src/config/load.ts';
+import { createLogger } from '../../src/log.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { buildGateway, type Gateway, type GatewayDeps } from '../../src/server.ts';
+import { freePort, startRedis, type RedisInstance } from './redis.ts';
+import { startUpstream, type Upstream } from './upstream.ts';
+
+export const CLIENT_ID = 'spa-bff';
+export const CLIENT_SECRET = 'test-client-secret-0123456789abcdef';
+export const SESSION_SECRET = 'test-session-secret-0123456789-abcdefghijklmnop';
+export const SESSION_KEY = randomBytes(32).toString('base64');
+
+export interface WorldOptions {
+  store?: 'memory' | 'redis';
+  instances?: number;
+  idp?: Partial<IdpOptions>;
+  /** Deep-merged over the default raw configuration. */
+  config?: Record<string, unknown>;
+  host?: '127.0.0.1' | 'localhost';
+}
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  gateway: Gateway;
+  config: GatewayConfig;
+  /** Every JSON log line this gateway wrote. */
+  logs: string[];
+}
+
+export interface World {
+  idp: Idp;
+  upstream: Upstream;
+  redis?: RedisInstance;
+  gateways: RunningGateway[];
+  /** The first gateway's public URL. */
+  url: string;
+  gateway: RunningGateway;
+  /** The raw (pre-validation) configuration object the gateways were built from. */
+  rawConfig(index?: number): Record<string, unknown>;
+  startGateway(deps?: GatewayDeps, overrides?: Record<string, unknown>): Promise<RunningGateway>;
+  close(): Promise<void>;
+}
+
+export function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!extra) return base;
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key];
+    out[key] =
+      value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object' && !Array.isArray(current)
+        ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}
+
+export function logCapture(): { lines: string[]; stream: Writable } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
+export async function startWorld(options: WorldOptions = {}): Promise<World> {
+  const host = options.host ?? '127.0.0.1';
+  const count = options.instances ?? 1;
+  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+  // All instances share one public origin (as behind a load balancer): the first port's.
+  const publicUrl = `http://${host}:${ports[0]}`;
+  const redis = options.store === 'redis' ? await startRedis() : undefined;
+  const idp = await startIdp({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    redirectUris: [`${publicUrl}/auth/callback`],
+    postLogoutRedirectUris: [`${publicUrl}/`, `${publicUrl}/bye`],
+    backchannelLogoutUri: `${publicUrl}/auth/backchannel-logout`,
+    accessTokenTtl: 300,
+    ...options.idp,
+  });
+  const upstream = await startUpstream({ issuer: idp.issuer, jwksUri: `${idp.issuer}/jwks` });
+
+  const raw = (overrides?: Record<string, unknown>) =>
+    deepMerge(
+      deepMerge(
+        {
+          listen: { host: '127.0.0.1', port: ports[0] },
+          publicUrl,
+          oidc: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' },
+          session: {
+            store: options.store ?? 'memory',
+            ...(redis ? { redis: { url: redis.url } } : {}),
+            secret: SESSION_SECRET,
+            encryptionKey: SESSION_KEY,
+          },
+          routes: [
+            { path: '/api', upstream: upstream.url, token: 'user' },
+            { path: '/maybe', upstream: upstream.url, token: 'optional' },
+            { path: '/', upstream: upstream.url, token: 'none' },
+          ],
+        },
+        options.config,
+      ),
+      overrides,
+    );
+
+  const gateways: RunningGateway[] = [];
+  const startGateway = async (deps: GatewayDeps = {}, overrides?: Record<string, unknown>, port = 0): Promise<RunningGateway> => {
+    const config = buildConfig(raw(overrides));
+    const capture = logCapture();
+    const gateway = await buildGateway(config, { log: createLogger({ level: 'debug', destination: capture.stream }), metrics: new Metrics(), ...deps });
+    await gateway.app.listen({ host, port });
+    gateway.start();
+    await gateway.ctx.idp.start();
+    const address = gateway.app.server.address();
+    const actualPort = typeof address === 'object' && address ? address.port : port;
+    const running = { url: `http://${host}:${actualPort}`, port: actualPort, gateway, config, logs: capture.lines };
+    gateways.push(running);
+    return running;
+  };
+  for (const port of ports) await startGateway({}, undefined, port);
+  const first = gateways[0] as RunningGateway;
+
+  return {
+    idp,
+    upstream,
+    redis,
+    gateways,
+    url: publicUrl,
+    gateway: first,
+    rawConfig: () => raw(),
+    startGateway: (deps, overrides) => startGateway(deps, overrides),
+    async close() {
+      await Promise.all(gateways.map((g) => g.gateway.close().catch(() => {})));
+      await upstream.close();
+      await idp.close();
+      await redis?.stop();
+    },
+  };
+}
+
+/** Headers an SPA sends on API calls: the session cookie and the CSRF header. */
+export function apiHeaders(cookieHeader: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { cookie: cookieHeader, 'x-csrf': '1', ...extra };
+}
