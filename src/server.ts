@@ -86,6 +86,19 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     return503OnClosing: true,
   });
 
+  // Set before any scope is registered: encapsulated scopes copy the handlers in force when
+  // they are created, so setting them later would leave /auth and the proxy on fastify's defaults.
+  app.setNotFoundHandler((_request, reply) => {
+    reply.code(404).headers(ERROR_HEADERS).send(errorBody('not_found'));
+  });
+  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    const error = toGatewayError(err);
+    if (error.status >= 500) request.log.warn({ code: error.code, detail: error.message }, 'request failed');
+    else request.log.info({ code: error.code, detail: error.message }, 'request refused');
+    if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());
+    reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.publicMessage));
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     const started = performance.now();
     reply.raw.once('finish', () => {
@@ -120,17 +133,6 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   const onUpgrade = createUpgradeHandler(ctx, routes, forwarder);
   app.server.on('upgrade', (req, socket, head) => void onUpgrade(req, socket, head));
-
-  app.setNotFoundHandler((_request, reply) => {
-    reply.code(404).headers(ERROR_HEADERS).send(errorBody('not_found'));
-  });
-  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
-    const error = toGatewayError(err);
-    if (error.status >= 500) request.log.warn({ code: error.code, detail: error.message }, 'request failed');
-    else request.log.info({ code: error.code, detail: error.message }, 'request refused');
-    if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());
-    reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.publicMessage));
-  });
 
   const admin = config.admin ? buildAdminApp(ctx) : undefined;
   return {
