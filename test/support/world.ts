@@ -26,6 +26,11 @@ export interface WorldOptions {
   /** Deep-merged over the default raw configuration. */
   config?: Record<string, unknown>;
   host?: '127.0.0.1' | 'localhost';
+  /**
+   * Puts something in front of the IdP (e.g. test/support/hostile-idp.ts): called once the IdP
+   * runs, resolves with the issuer URL the gateways are configured with.
+   */
+  issuerFor?: (idp: Idp) => Promise<string>;
 }
 
 export interface RunningGateway {
@@ -92,6 +97,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     ...options.idp,
   });
   const upstream = await startUpstream({ issuer: idp.issuer, jwksUri: `${idp.issuer}/jwks` });
+  const gatewayIssuer = options.issuerFor ? await options.issuerFor(idp) : idp.issuer;
 
   const raw = (overrides?: Record<string, unknown>) =>
     deepMerge(
@@ -99,7 +105,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         {
           listen: { host: '127.0.0.1', port: ports[0] },
           publicUrl,
-          oidc: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' },
+          oidc: { issuer: gatewayIssuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' },
           session: {
             store: options.store ?? 'memory',
             ...(redis ? { redis: { url: redis.url } } : {}),

@@ -1,0 +1,171 @@
+/**
+ * A hostile (or merely nosy) front for the real test IdP. The gateway is configured with the
+ * front's URL as its issuer; every request is relayed to the real oidc-provider, so logins,
+ * codes, PKCE and refresh are genuine. The front can then lie in the token response the way a
+ * compromised network path or a malicious IdP would, which is the only way to prove that the
+ * gateway really verifies ID tokens rather than trusting whatever the token endpoint returns.
+ *
+ * What it rewrites, always: the discovery document and absolute redirects (so the browser and
+ * the gateway keep talking to the front), the RFC 9207 `iss` parameter of the authorization
+ * response, and the `iss` claim of ID tokens, re-signed with the IdP's real key — so with
+ * `corruption: 'none'` a login through the front succeeds, which is the control for the
+ * corrupted modes. Every token response as sent to the gateway is recorded (`tokenResponses`),
+ * which gives tests the real access, refresh and ID tokens of a session.
+ *
+ * Extension points: add a mode to `IdTokenCorruption` and a case in `signIdToken`, use
+ * `claimOverrides` for claim-level lies (aud, nonce, exp...), or `rewriteTokenResponse` for
+ * anything else in the token response.
+ */
+import { generateKeyPairSync, createHmac } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, decodeJwt, importJWK, type JWK, type JWTPayload } from 'jose';
+import type { Idp } from '../../demo/idp.ts';
+
+/**
+ * - `none`: a faithful copy, re-signed with the IdP's own key (the control);
+ * - `foreign-key`: signed with a key that is not in the JWKS, under the real key's `kid`;
+ * - `alg-none`: an unsecured JWT (`alg: none`, empty signature);
+ * - `hs256-client-secret`: HMAC-signed with the client secret (the classic key-confusion attack).
+ */
+export type IdTokenCorruption = 'none' | 'foreign-key' | 'alg-none' | 'hs256-client-secret';
+
+export type TokenResponseBody = Record<string, unknown>;
+
+export interface HostileIdpOptions {
+  idp: Idp;
+  /** Needed for `hs256-client-secret`. */
+  clientSecret?: string;
+}
+
+export interface HostileIdp {
+  /** The issuer the gateway must be configured with. */
+  issuer: string;
+  corruption: IdTokenCorruption;
+  /** Merged into the ID token's claims before signing (applies in every mode). */
+  claimOverrides: JWTPayload | undefined;
+  /** Last transformation of each token response body before it is sent. */
+  rewriteTokenResponse: ((body: TokenResponseBody) => TokenResponseBody | Promise<TokenResponseBody>) | undefined;
+  /** Token endpoint responses exactly as the gateway received them (parsed JSON). */
+  tokenResponses: TokenResponseBody[];
+  close(): Promise<void>;
+}
+
+const b64url = (value: string | Buffer) => Buffer.from(value).toString('base64url');
+
+function readAll(stream: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', reject);
+  });
+}
+
+export async function startHostileIdp(options: HostileIdpOptions): Promise<HostileIdp> {
+  const { idp } = options;
+  const real = new URL(idp.issuer);
+  const rsaJwk = idp.privateJwks.keys.find((key) => key.kty === 'RSA') as JWK;
+  const realKey = await importJWK(rsaJwk, 'RS256');
+  const foreign = generateKeyPairSync('rsa', { modulusLength: 2048 });
+
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const front: HostileIdp = {
+    issuer,
+    corruption: 'none',
+    claimOverrides: undefined,
+    rewriteTokenResponse: undefined,
+    tokenResponses: [],
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+
+  const toFront = (text: string) => text.split(idp.issuer).join(issuer);
+
+  async function signIdToken(original: string): Promise<string> {
+    const claims: JWTPayload = { ...decodeJwt(original), iss: issuer, ...front.claimOverrides };
+    switch (front.corruption) {
+      case 'none':
+        return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: rsaJwk.kid as string, typ: 'JWT' }).sign(realKey);
+      case 'foreign-key':
+        return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: rsaJwk.kid as string, typ: 'JWT' }).sign(foreign.privateKey);
+      case 'alg-none':
+        return `${b64url(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}.`;
+      case 'hs256-client-secret': {
+        const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+        const mac = createHmac('sha256', options.clientSecret ?? '').update(input).digest('base64url');
+        return `${input}.${mac}`;
+      }
+    }
+  }
+
+  async function rewriteTokenBody(raw: Buffer): Promise<Buffer> {
+    let body: TokenResponseBody;
+    try {
+      body = JSON.parse(raw.toString('utf8')) as TokenResponseBody;
+    } catch {
+      return raw;
+    }
+    if (typeof body.id_token === 'string') body = { ...body, id_token: await signIdToken(body.id_token) };
+    if (front.rewriteTokenResponse) body = await front.rewriteTokenResponse(body);
+    front.tokenResponses.push(body);
+    return Buffer.from(JSON.stringify(body));
+  }
+
+  function rewriteLocation(location: string): string {
+    let url: URL;
+    try {
+      url = new URL(location, idp.issuer);
+    } catch {
+      return location;
+    }
+    if (url.searchParams.get('iss') === idp.issuer) url.searchParams.set('iss', issuer);
+    if (url.origin === real.origin) return toFront(url.href);
+    return url.href;
+  }
+
+  async function relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', issuer).pathname;
+    const body = await readAll(req);
+    const headers = { ...req.headers, host: real.host, 'accept-encoding': 'identity' };
+    delete headers['content-length'];
+    if (body.length > 0) headers['content-length'] = String(body.length);
+    const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
+      const out = httpRequest({ host: real.hostname, port: real.port, method: req.method, path: req.url, headers }, resolve);
+      out.once('error', reject);
+      out.end(body);
+    });
+    const responseHeaders = { ...upstream.headers };
+    if (typeof responseHeaders.location === 'string') responseHeaders.location = rewriteLocation(responseHeaders.location);
+
+    const isDiscovery = path === '/.well-known/openid-configuration';
+    const isToken = path === '/token' && req.method === 'POST';
+    if (!isDiscovery && !isToken) {
+      res.writeHead(upstream.statusCode ?? 502, responseHeaders);
+      upstream.pipe(res);
+      return;
+    }
+    const raw = await readAll(upstream);
+    const rewritten = isDiscovery ? Buffer.from(toFront(raw.toString('utf8'))) : await rewriteTokenBody(raw);
+    delete responseHeaders['transfer-encoding'];
+    delete responseHeaders.etag;
+    responseHeaders['content-length'] = String(rewritten.length);
+    res.writeHead(upstream.statusCode ?? 502, responseHeaders);
+    res.end(rewritten);
+  }
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    relay(req, res).catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`hostile idp relay failed: ${String(err)}\n`);
+      else res.destroy();
+    });
+  });
+
+  return front;
+}
