@@ -92,8 +92,20 @@ type Issue = z.core.$ZodIssue;
  */
 function unionBranch(issue: Issue & { code: 'invalid_union' }): Issue[] {
   const branches = issue.errors ?? [];
-  const specific = branches.find((branch) => branch.length > 0 && !branch.every((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
-  return (specific ?? branches[0] ?? []).map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as Issue);
+  const specific = branches.find((branch) => branch.length > 0 && !branch.some((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
+  if (specific) return specific.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as Issue);
+  // No branch got past the type check: the union's own message says what is expected.
+  const missing = issue.input === undefined || issue.input === null;
+  return [{ code: 'custom', path: issue.path, message: missing ? 'is required' : issue.message } as Issue];
+}
+
+const TYPE_NAMES: Record<string, string> = { string: 'a string', number: 'a number', boolean: 'true or false', array: 'a list', object: 'a mapping' };
+
+function typeMessage(issue: Issue & { code: 'invalid_type' }): string {
+  if (issue.input === undefined || issue.input === null) return 'is required';
+  // A message set on the schema (e.g. "must be a port number") beats the generic one.
+  if (!issue.message.startsWith('Invalid input')) return issue.message;
+  return `must be ${TYPE_NAMES[issue.expected] ?? issue.expected}`;
 }
 
 function zodProblems(issues: readonly Issue[]): string[] {
@@ -108,7 +120,7 @@ function zodProblems(issues: readonly Issue[]): string[] {
       continue;
     }
     const path = formatPath(issue.path) || '(root)';
-    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+    const message = issue.code === 'invalid_type' ? typeMessage(issue) : issue.message;
     problems.push(`${path}: ${message}`);
   }
   return problems;
@@ -185,7 +197,8 @@ function deepFreeze<T>(value: T): T {
 
 /** Validates an already-parsed configuration object. Throws ConfigError with every problem. */
 export function buildConfig(input: unknown, missingVariables: readonly string[] = []): GatewayConfig {
-  const parsed = rawConfigSchema.safeParse(input ?? {});
+  // `reportInput` lets a problem tell "missing" from "wrong type"; inputs are never printed.
+  const parsed = rawConfigSchema.safeParse(input ?? {}, { reportInput: true });
   const problems = parsed.success ? crossChecks(parsed.data).map((i) => `${formatPath(i.path)}: ${i.message}`) : zodProblems(parsed.error.issues);
   if (problems.length > 0) {
     for (const name of missingVariables) problems.push(`environment variable ${name} is not set (referenced as \${${name}})`);

@@ -1,21 +1,24 @@
 /**
  * The configuration schema: one zod schema for every key of the contract (section 2 and the
  * parts of section 7 this version implements). Objects are strict, so unknown keys are errors;
- * zod collects every problem in one pass, so `check` reports them all at once. Field-level
- * rules live here; rules that span fields live in `crossChecks` below. The same schema is
+ * zod collects every problem in one pass, so `check` reports them all at once. Rules live as
+ * close to their field as possible (a section-level rule runs as soon as that section is valid);
+ * only rules spanning sections wait for `crossChecks`. The same schema is
  * exported as JSON Schema (`config/schema.json`) for editors.
  */
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 
+const DURATION_MESSAGE = 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds';
+
 const duration = (fallback: string) =>
   z
-    .union([z.string(), z.number()])
+    .union([z.string(), z.number()], { error: DURATION_MESSAGE })
     .default(fallback)
     .transform((value, ctx) => {
       const ms = parseDuration(value);
       if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds' });
+        ctx.addIssue({ code: 'custom', message: DURATION_MESSAGE });
         return z.NEVER;
       }
       return ms;
@@ -34,6 +37,21 @@ const httpUrl = z.string({ error: 'must be a URL' }).refine((value) => {
   return url?.protocol === 'http:' || url?.protocol === 'https:';
 }, { message: 'must be a URL', abort: true });
 
+/** Hosts that may use plain http (development and tests), per contract section 2. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * The issuer and the public origin carry authorization codes and cookies: https, except on
+ * loopback. A field-level rule (not a cross-check) so it is reported with every other problem.
+ */
+const secureUrl = httpUrl.refine((value) => {
+  const url = tryUrl(value);
+  return !!url && (url.protocol === 'https:' || isLoopbackHost(url.hostname));
+}, 'must be https (http is allowed only for localhost, 127.0.0.0/8 and [::1])');
+
 const hostPort = (defaults: { host: string; port: number }) =>
   z.strictObject({
     host: z.string().min(1).default(defaults.host),
@@ -43,7 +61,7 @@ const hostPort = (defaults: { host: string; port: number }) =>
 /** At least 32 characters and not trivially guessable (e.g. one character repeated). */
 const cookieSecret = z
   .string({ error: 'must be a string of at least 32 characters' })
-  .min(32, 'must be at least 32 characters')
+  .min(32, { message: 'must be at least 32 characters', abort: true })
   .refine((value) => new Set(value).size >= 8, 'is too weak: use a random value (e.g. `openssl rand -base64 48`)');
 
 /** Exactly 32 bytes, base64 or base64url: the AES-256-GCM key. */
@@ -53,8 +71,8 @@ const encryptionKey = z.string({ error: 'must be 32 bytes, base64-encoded' }).re
   return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64').length === 32;
 }, 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
 
-const oneOrMany = <T extends z.ZodType>(item: T) =>
-  z.union([item, z.array(item).min(1, 'must list at least one value')]).transform((value) => (Array.isArray(value) ? value : [value]) as z.output<T>[]);
+const oneOrMany = <T extends z.ZodType>(item: T, error: string) =>
+  z.union([item, z.array(item).min(1, 'must list at least one value')], { error }).transform((value) => (Array.isArray(value) ? value : [value]) as z.output<T>[]);
 
 const relativePath = z
   .string()
@@ -85,30 +103,35 @@ const routeSchema = z.strictObject({
 
 const redisUrl = z.string().refine((value) => /^rediss?:\/\//.test(value), 'must be a redis:// or rediss:// URL');
 
-const redisSchema = z.strictObject({
-  url: redisUrl.optional(),
-  cluster: z.array(redisUrl).min(1, 'must list at least one seed node').optional(),
-  sentinel: z
-    .strictObject({
-      name: z.string().min(1),
-      nodes: z.array(redisUrl).min(1, 'must list at least one sentinel'),
-      password: z.string().optional(),
-    })
-    .optional(),
-  keyPrefix: z.string().default('bff:'),
-  commandTimeout: duration('1s'),
-});
+const redisSchema = z
+  .strictObject({
+    url: redisUrl.optional(),
+    cluster: z.array(redisUrl).min(1, 'must list at least one seed node').optional(),
+    sentinel: z
+      .strictObject({
+        name: z.string().min(1),
+        nodes: z.array(redisUrl).min(1, 'must list at least one sentinel'),
+        password: z.string().optional(),
+      })
+      .optional(),
+    keyPrefix: z.string().default('bff:'),
+    commandTimeout: duration('1s'),
+  })
+  .refine((redis) => [redis.url, redis.cluster, redis.sentinel].filter((entry) => entry !== undefined).length === 1, 'must set exactly one of url, cluster, sentinel');
 
 export const rawConfigSchema = z.strictObject({
   listen: hostPort({ host: '0.0.0.0', port: 8080 }).prefault({}),
-  publicUrl: httpUrl,
+  publicUrl: secureUrl.refine((value) => {
+    const url = tryUrl(value);
+    return !!url && url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+  }, 'must be an origin only (no path, query, fragment or credentials)'),
   trustProxy: z.boolean().default(false),
   shutdownGrace: duration('10s'),
   admin: hostPort({ host: '127.0.0.1', port: 9090 })
     .extend({ token: z.string().min(32, 'must be at least 32 characters').optional() })
     .optional(),
   oidc: z.strictObject({
-    issuer: httpUrl,
+    issuer: secureUrl,
     clientId: z.string().min(1, 'must not be empty'),
     clientSecret: z.string().optional(),
     scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'offline_access']),
@@ -120,7 +143,17 @@ export const rawConfigSchema = z.strictObject({
     par: z.boolean().default(false),
     dpop: z.boolean().default(false),
     fetchUserinfo: z.boolean().default(true),
-  }),
+  })
+    .superRefine((oidc, ctx) => {
+      // Object-level rules run as soon as this section is valid, so they are reported together
+      // with problems elsewhere in the file.
+      if ((oidc.clientAuth ?? 'client_secret_basic') === 'private_key_jwt') {
+        if (!oidc.privateKey) ctx.addIssue({ code: 'custom', path: ['privateKey'], message: 'is required for private_key_jwt' });
+      } else if (!oidc.clientSecret) {
+        ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'must not be empty' });
+      }
+      if (oidc.dpop) ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'is not supported by this version' });
+    }),
   session: z.strictObject({
     store: z.enum(['redis', 'memory'], { error: 'must be redis or memory' }).default('redis'),
     redis: redisSchema.optional(),
@@ -129,11 +162,17 @@ export const rawConfigSchema = z.strictObject({
       .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a valid cookie name')
       .optional(),
     sameSite: z.enum(['strict', 'lax'], { error: 'must be strict or lax' }).default('strict'),
-    secret: oneOrMany(cookieSecret),
-    encryptionKey: oneOrMany(encryptionKey),
+    secret: oneOrMany(cookieSecret, 'must be a string of at least 32 characters, or a list of them'),
+    encryptionKey: oneOrMany(encryptionKey, 'must be 32 bytes, base64-encoded, or a list of such keys'),
     idleTimeout: duration('2h'),
     absoluteTimeout: duration('12h'),
-  }),
+  })
+    .superRefine((session, ctx) => {
+      if (session.idleTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['idleTimeout'], message: 'must be at least 1s' });
+      if (session.absoluteTimeout < session.idleTimeout) {
+        ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
+      }
+    }),
   tokens: z
     .strictObject({
       refreshBeforeExpiry: duration('30s'),
@@ -147,59 +186,34 @@ export const rawConfigSchema = z.strictObject({
       bodies: z.boolean().default(true),
     })
     .prefault({}),
-  routes: z.array(routeSchema).default([]),
+  routes: z
+    .array(routeSchema)
+    .default([])
+    .superRefine((routes, ctx) => {
+      const seen = new Map<string, number>();
+      routes.forEach((route, index) => {
+        const earlier = seen.get(route.path);
+        if (earlier !== undefined) ctx.addIssue({ code: 'custom', path: [index, 'path'], message: `duplicates routes[${earlier}].path` });
+        seen.set(route.path, index);
+        if (route.audience !== undefined || route.scopes !== undefined) {
+          ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'per-route tokens are not supported by this version' });
+        }
+      });
+    }),
 });
 
 export type RawConfig = z.output<typeof rawConfigSchema>;
 
-/** Hosts that may use plain http (development and tests), per contract section 2. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
 type Issue = { path: (string | number)[]; message: string };
 
-/** Rules that span several keys. Returns every problem found. */
+/** Rules that span several sections (run once the whole file is otherwise valid). */
 export function crossChecks(config: RawConfig): Issue[] {
   const issues: Issue[] = [];
-  for (const [path, value] of [
-    [['publicUrl'], config.publicUrl],
-    [['oidc', 'issuer'], config.oidc.issuer],
-  ] as const) {
-    const url = new URL(value);
-    if (url.protocol !== 'https:' && !isLoopbackHost(url.hostname)) {
-      issues.push({ path: [...path], message: 'must be https (http is allowed only for localhost and 127.0.0.0/8)' });
-    }
-  }
   const publicUrl = new URL(config.publicUrl);
-  if (publicUrl.pathname !== '/' || publicUrl.search || publicUrl.hash) {
-    issues.push({ path: ['publicUrl'], message: 'must be an origin only (no path, query or fragment)' });
+  const secure = publicUrl.protocol === 'https:' || publicUrl.hostname === 'localhost';
+  // Browsers reject prefixed cookies that are not Secure: the session would silently never stick.
+  if (!secure && config.session.cookieName && /^__(?:Host|Secure)-/i.test(config.session.cookieName)) {
+    issues.push({ path: ['session', 'cookieName'], message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)' });
   }
-  const clientAuth = config.oidc.clientAuth ?? 'client_secret_basic';
-  if (clientAuth === 'private_key_jwt') {
-    if (!config.oidc.privateKey) issues.push({ path: ['oidc', 'privateKey'], message: 'is required for private_key_jwt' });
-  } else if (!config.oidc.clientSecret) {
-    issues.push({ path: ['oidc', 'clientSecret'], message: 'must not be empty' });
-  }
-  if (config.oidc.dpop) issues.push({ path: ['oidc', 'dpop'], message: 'is not supported by this version' });
-  if (config.session.store === 'redis' && config.session.redis) {
-    const { url, cluster, sentinel } = config.session.redis;
-    const count = [url, cluster, sentinel].filter((entry) => entry !== undefined).length;
-    if (count > 1) issues.push({ path: ['session', 'redis'], message: 'must set exactly one of url, cluster, sentinel' });
-  }
-  if (config.session.absoluteTimeout < config.session.idleTimeout) {
-    issues.push({ path: ['session', 'absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
-  }
-  if (config.session.idleTimeout < 1000) issues.push({ path: ['session', 'idleTimeout'], message: 'must be at least 1s' });
-  const seen = new Map<string, number>();
-  config.routes.forEach((route, index) => {
-    const earlier = seen.get(route.path);
-    if (earlier !== undefined) issues.push({ path: ['routes', index, 'path'], message: `duplicates routes[${earlier}].path` });
-    seen.set(route.path, index);
-    if (route.audience !== undefined || route.scopes !== undefined) {
-      issues.push({ path: ['routes', index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'per-route tokens are not supported by this version' });
-    }
-  });
   return issues;
 }
