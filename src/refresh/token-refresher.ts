@@ -18,6 +18,11 @@
  *   rejected (invalid_grant or any 4xx) or an invalid response -> session destroyed, 401 session_expired;
  *   unavailable (network, timeout, 5xx) -> session kept; the current token if it is still valid,
  *   else 503 idp_unavailable.
+ *
+ * After an `unavailable` outcome with a still-valid token, this process leaves the session alone
+ * for UNAVAILABLE_BACKOFF_MS: otherwise a slow IdP would add its whole timeout to every request
+ * of that session while the token is still perfectly usable. An expired token (nothing to fall
+ * back on) and an upstream rejection (the token is useless) always try again.
  */
 import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
@@ -28,8 +33,11 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { LoadedSession, SessionRecord, Sessions } from '../session/sessions.ts';
 import type { SessionStore } from '../session/store.ts';
 
-const POLL_INTERVAL_MS = 15;
+const POLL_INTERVAL_MS = 10;
 const LOCK_MARGIN_MS = 5_000;
+export const UNAVAILABLE_BACKOFF_MS = 5_000;
+/** Above this many entries, expired backoff entries are pruned on insert (bounds memory). */
+const BACKOFF_PRUNE_AT = 10_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -45,6 +53,8 @@ export interface RefresherDeps {
 
 export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<SessionRecord>>();
+  /** handle -> time until which an `unavailable` IdP is not asked again for a valid token. */
+  private readonly backoffUntil = new Map<string, number>();
   private readonly lockTtlMs: number;
 
   constructor(private readonly deps: RefresherDeps) {
@@ -64,7 +74,24 @@ export class TokenRefresher {
   /** The session's record with an access token that is fresh enough to forward. */
   async ensureFresh(session: LoadedSession): Promise<SessionRecord> {
     if (!this.needsRefresh(session.record)) return session.record;
+    if (this.backingOff(session.handle) && !this.expired(session.record)) return session.record;
     return this.refresh(session, session.record.tokens.accessToken);
+  }
+
+  private backingOff(handle: string): boolean {
+    const until = this.backoffUntil.get(handle);
+    if (until === undefined) return false;
+    if (until > this.deps.now()) return true;
+    this.backoffUntil.delete(handle);
+    return false;
+  }
+
+  private startBackoff(handle: string): void {
+    const now = this.deps.now();
+    if (this.backoffUntil.size >= BACKOFF_PRUNE_AT) {
+      for (const [key, until] of this.backoffUntil) if (until <= now) this.backoffUntil.delete(key);
+    }
+    this.backoffUntil.set(handle, now + UNAVAILABLE_BACKOFF_MS);
   }
 
   /**
@@ -86,14 +113,20 @@ export class TokenRefresher {
     return promise;
   }
 
-  /** Someone else's refresh produced what we need: a different token that is fresh enough. */
+  /**
+   * Someone else's refresh produced what we need: a different token than the one this request
+   * started with, and still valid. "Valid", not "outside the refresh window": when the IdP's
+   * token lifetime is shorter than `refreshBeforeExpiry`, every new token is inside the window,
+   * and demanding more would make each waiting instance refresh once more in turn.
+   */
   private settledElsewhere(record: SessionRecord, staleToken: string, force: boolean): boolean {
-    return record.tokens.accessToken !== staleToken && (force || !this.needsRefresh(record));
+    return record.tokens.accessToken !== staleToken && (force || !this.expired(record));
   }
 
   private async refreshAcrossInstances(session: LoadedSession, staleToken: string, force: boolean): Promise<SessionRecord> {
     const { store, sessions } = this.deps;
-    const deadline = this.deps.now() + this.lockTtlMs + 1_000;
+    // Real elapsed time, not the injectable clock: the lock's TTL runs in the store's real time.
+    const deadline = performance.now() + this.lockTtlMs + 1_000;
     for (;;) {
       const owner = await store.acquireLock(session.handle, this.lockTtlMs);
       if (owner) {
@@ -117,7 +150,7 @@ export class TokenRefresher {
         this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
         return current.record;
       }
-      if (this.deps.now() > deadline) {
+      if (performance.now() > deadline) {
         if (!this.expired(current.record) && !force) return current.record;
         throw new GatewayError('idp_unavailable', { detail: 'timed out waiting for another instance to refresh' });
       }
@@ -133,7 +166,7 @@ export class TokenRefresher {
       await sessions.destroy(session.handle, record);
       throw new GatewayError('session_expired', { detail: 'access token expired and no refresh token was issued' });
     }
-    const started = this.deps.now();
+    const started = performance.now();
     let response;
     try {
       response = await idp.refresh(refreshToken);
@@ -142,7 +175,10 @@ export class TokenRefresher {
       if (failure.kind === 'unavailable' || (err instanceof GatewayError && err.code === 'idp_unavailable')) {
         metrics.tokenRefresh.inc({ result: 'error' });
         log.warn({ event: 'refresh_unavailable', detail: failure.kind === 'unavailable' ? failure.detail : 'not loaded' }, 'token refresh failed; session kept');
-        if (!this.expired(record)) return record;
+        if (!this.expired(record)) {
+          this.startBackoff(session.handle);
+          return record;
+        }
         throw new GatewayError('idp_unavailable', { detail: 'refresh failed and the access token has expired', cause: err });
       }
       metrics.tokenRefresh.inc({ result: failure.kind === 'rejected' ? 'invalid_grant' : 'error' });
@@ -150,7 +186,7 @@ export class TokenRefresher {
       await sessions.destroy(session.handle, record);
       throw new GatewayError('session_expired', { detail: 'refresh rejected', cause: err });
     } finally {
-      metrics.refreshDuration.observe((this.deps.now() - started) / 1000);
+      metrics.refreshDuration.observe((performance.now() - started) / 1000);
     }
     if (!sameIdentity(record.tokens.idToken, response.id_token)) {
       metrics.tokenRefresh.inc({ result: 'error' });
@@ -159,6 +195,7 @@ export class TokenRefresher {
     }
     const updated: SessionRecord = { ...record, tokens: tokensFromResponse(response, this.deps.now(), record.tokens) };
     if (!(await sessions.update(session, updated))) throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
+    this.backoffUntil.delete(session.handle);
     metrics.tokenRefresh.inc({ result: 'success' });
     return updated;
   }
