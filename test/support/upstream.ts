@@ -163,8 +163,10 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
     if (path.endsWith('/sse')) {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.flushHeaders();
+      // `every` spaces the events further apart (default 50 ms), for tests that watch them arrive.
+      const every = Number(url.searchParams.get('every') ?? '50');
       for (let i = 1; i <= 3; i++) {
-        later(i * 50, () => {
+        later(i * every, () => {
           if (res.destroyed) return;
           res.write(`id: ${i}\nevent: tick\ndata: ${JSON.stringify({ n: i })}\n\n`);
           if (i === 3) res.end();

@@ -31,6 +31,8 @@ export interface WorldOptions {
    * runs, resolves with the issuer URL the gateways are configured with.
    */
   issuerFor?: (idp: Idp) => Promise<string>;
+  /** Replaces the default routes; receives the running upstream so routes can point at it. */
+  routes?: (upstream: Upstream) => Array<Record<string, unknown>>;
 }
 
 export interface RunningGateway {
@@ -112,7 +114,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
             secret: SESSION_SECRET,
             encryptionKey: SESSION_KEY,
           },
-          routes: [
+          routes: options.routes?.(upstream) ?? [
             { path: '/api', upstream: upstream.url, token: 'user' },
             { path: '/maybe', upstream: upstream.url, token: 'optional' },
             { path: '/', upstream: upstream.url, token: 'none' },
