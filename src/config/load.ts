@@ -18,6 +18,9 @@ export interface RouteConfig {
   readonly stripPrefix: boolean;
   readonly timeoutMs: number;
   readonly methods?: readonly string[];
+  /** For `token: client` routes: the scope and resource (RFC 8707) of the client-credentials token. */
+  readonly scopes?: readonly string[];
+  readonly audience?: string;
 }
 
 export interface RedisConfig {
@@ -183,6 +186,8 @@ function derive(raw: RawConfig): GatewayConfig {
       stripPrefix: route.stripPrefix,
       timeoutMs: route.timeout,
       methods: route.methods,
+      scopes: route.scopes,
+      audience: route.audience,
     })),
   };
 }

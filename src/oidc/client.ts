@@ -166,6 +166,11 @@ export class IdpClient {
     return client.refreshTokenGrant(this.loaded, refreshToken);
   }
 
+  /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */
+  clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
+    return client.clientCredentialsGrant(this.loaded, parameters);
+  }
+
   async userinfo(accessToken: string, sub: string): Promise<Record<string, unknown>> {
     return (await client.fetchUserInfo(this.loaded, accessToken, sub)) as Record<string, unknown>;
   }
