@@ -5,7 +5,7 @@
  * Matching happens on a normalised path, and the normalised path is what goes upstream, so a
  * request can never leave its route (or its upstream's base path) by path tricks: dot segments
  * in any spelling (`..`, `%2e%2e`, `.%2E`, `..;x`) are resolved or refused, encoded slashes and
- * backslashes (`%2f`, `%5c`, `\`) and double-encoded dots (`%252e`) are refused, `//` collapses.
+ * backslashes (`%2f`, `%5c`, `\`), double-encoded dots (`%252e`) and NUL are refused, `//` collapses.
  */
 import type { RouteConfig } from '../config/load.ts';
 
@@ -17,6 +17,8 @@ const DOT_DOT = /^(?:\.|%2e){2}$/i;
 export function normalisePath(rawPath: string): NormalisedPath {
   if (!rawPath.startsWith('/')) return { ok: false, reason: 'path must start with /' };
   if (/\\|%2f|%5c|%25(?:2e|2f|5c)/i.test(rawPath)) return { ok: false, reason: 'encoded slash, backslash or double encoding in path' };
+  // An encoded NUL truncates paths in some upstream stacks (`..%00` becoming `..`).
+  if (/%00|\0/.test(rawPath)) return { ok: false, reason: 'NUL in path' };
   const out: string[] = [];
   const segments = rawPath.split('/').slice(1);
   segments.forEach((segment, index) => {

@@ -15,10 +15,13 @@ import zlib from 'node:zlib';
 
 const REPLACEMENT = Buffer.from('[redacted]');
 /** Bytes that can appear in an OAuth token (RFC 6750 b64token, JWTs, opaque tokens). */
-const TOKEN_BYTE = new Uint8Array(256);
-for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=') TOKEN_BYTE[ch.charCodeAt(0)] = 1;
+const B64TOKEN = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=';
 
-const TEXT_LIKE = /^(?:text\/|application\/(?:[\w.+-]*\+)?(?:json|xml|javascript|ecmascript|x-www-form-urlencoded|x-javascript|graphql|problem\+json))|\+(?:json|xml)\b/i;
+/**
+ * `application/*` types whose subtype names a text syntax, including `x-ndjson`, `jsonl`,
+ * `ld+json`, `x-yaml`; any `+json`/`+xml` suffix (e.g. `image/svg+xml`); all of `text/*`.
+ */
+const TEXT_LIKE = /^(?:text\/|application\/[\w.+-]*(?:json|xml|javascript|ecmascript|yaml|x-www-form-urlencoded|graphql))|\+(?:json|xml)\b/i;
 
 export function isTextLike(contentType: string | undefined): boolean {
   // No content type: the body could be anything, so it is checked like text.
@@ -37,12 +40,26 @@ export function decoderFor(encoding: string | undefined): Transform | null | und
 export class TokenRedactor extends Transform {
   private readonly needles: Buffer[];
   private readonly holdBack: number;
+  /** Bytes a token may contain: the b64token alphabet plus any byte of the actual tokens. */
+  private readonly tokenByte = new Uint8Array(256);
   private carry: Buffer = Buffer.alloc(0);
 
   constructor(tokens: readonly string[]) {
     super();
     this.needles = [...new Set(tokens.filter((t) => t.length > 0))].map((t) => Buffer.from(t)).sort((a, b) => b.length - a.length);
     this.holdBack = Math.max(0, ...this.needles.map((n) => n.length - 1));
+    for (const ch of B64TOKEN) this.tokenByte[ch.charCodeAt(0)] = 1;
+    // RFC 6749 allows any printable ASCII in refresh tokens; a token byte must never end a hold.
+    for (const needle of this.needles) for (const byte of needle) this.tokenByte[byte] = 1;
+  }
+
+  /**
+   * A complete match at the end of the buffer may be the start of a longer token (one token a
+   * prefix of another): wait for more input before deciding, or the longer token's tail leaks.
+   */
+  private couldGrow(buffer: Buffer, at: number, length: number): boolean {
+    const rest = buffer.length - at;
+    return this.needles.some((needle) => needle.length > length && needle.length > rest && needle.subarray(0, rest).equals(buffer.subarray(at)));
   }
 
   /** Replaces every complete token in `buffer`; returns output and the index it consumed up to. */
@@ -59,7 +76,7 @@ export class TokenRedactor extends Transform {
           length = needle.length;
         }
       }
-      if (at === -1) break;
+      if (at === -1 || (!final && this.couldGrow(buffer, at, length))) break;
       output.push(buffer.subarray(position, at), REPLACEMENT);
       position = at + length;
     }
@@ -68,7 +85,7 @@ export class TokenRedactor extends Transform {
       safeEnd = Math.max(position, buffer.length - this.holdBack);
       // Anything up to the last byte that cannot belong to a token is safe to release now.
       for (let i = buffer.length - 1; i >= safeEnd; i -= 1) {
-        if (!TOKEN_BYTE[buffer[i] as number]) {
+        if (!this.tokenByte[buffer[i] as number]) {
           safeEnd = i + 1;
           break;
         }
