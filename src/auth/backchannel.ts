@@ -10,9 +10,18 @@ import { GatewayError } from '../errors.ts';
 import { LogoutTokenError } from '../oidc/logout-token.ts';
 import { endSession } from './end-session.ts';
 
+function isFormPost(contentType: string | undefined): boolean {
+  return (contentType ?? '').split(';')[0]?.trim().toLowerCase() === 'application/x-www-form-urlencoded';
+}
+
 export function registerBackchannel(app: FastifyInstance, ctx: GatewayContext): void {
   app.post('/auth/backchannel-logout', async (request, reply) => {
     reply.header('cache-control', 'no-store');
+    // Section 2.5: the token arrives as an HTML form post. Fastify would also hand us a parsed
+    // JSON body; accepting it would widen what a forged request can look like.
+    if (!isFormPost(request.headers['content-type'])) {
+      throw new GatewayError('invalid_request', { message: 'The logout token must be posted as application/x-www-form-urlencoded.' });
+    }
     const body = request.body as Record<string, unknown> | undefined;
     const token = body && typeof body === 'object' ? body.logout_token : undefined;
     if (typeof token !== 'string' || token.length === 0 || token.length > 16_384) {
