@@ -2,9 +2,10 @@
  * Header hygiene both ways (contract section 6).
  *
  * Requests: hop-by-hop headers and those nominated by `Connection` are removed; client-sent
- * `X-Forwarded-*`/`Forwarded`/`X-Real-IP` are ignored unless `trustProxy`; underscore spellings
- * of identity headers (`X_Forwarded_For`, `x_access_token`), which some upstream stacks fold
- * into the real name, are dropped; the gateway's cookies are cut from `Cookie`; on token routes
+ * `X-Forwarded-*`/`Forwarded`/`X-Real-IP` are ignored unless `trustProxy`; other identity
+ * headers (`X-Access-Token`, `X-Auth-Request-*`, `X-Amzn-Oidc-*`, `X-User`, ...) never come from
+ * a browser; underscore spellings of any of them (`X_Forwarded_For`, `x_access_token`), which
+ * some upstream stacks fold into the real name, are dropped; the gateway's cookies are cut from `Cookie`; on token routes
  * the browser's `Authorization` never passes.
  *
  * Responses: hop-by-hop and nominated headers, the built-in list of token-carrying headers,
@@ -61,15 +62,22 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: R
   const drop = nominated(incoming);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || drop.has(name)) continue;
-    if (HOP_BY_HOP.has(name) && !(options.keepUpgrade && (name === 'upgrade' || name === 'connection'))) continue;
+    // `Connection: Upgrade` nominates `Upgrade` itself; a WebSocket handshake needs both kept.
+    if (options.keepUpgrade && (name === 'upgrade' || name === 'connection')) continue;
+    if (value === undefined || drop.has(name) || HOP_BY_HOP.has(name)) continue;
     if (name.includes('_') && isIdentityName(name.replace(/_/g, '-'))) continue;
-    if (FORWARDING.has(name) && !options.trustProxy) continue;
+    if (FORWARDING.has(name)) {
+      if (!options.trustProxy) continue;
+    } else if (name !== 'authorization' && isIdentityName(name)) continue;
     if (name === 'authorization' && options.tokenRoute) continue;
     if (name === 'host') continue;
     out[name] = value;
   }
-  const cookie = withoutCookies(incoming.cookie, options.removeCookies);
+  if (options.keepUpgrade && incoming.upgrade) {
+    out.connection = 'Upgrade';
+    out.upgrade = incoming.upgrade;
+  }
+  const cookie = drop.has('cookie') ? undefined : withoutCookies(incoming.cookie, options.removeCookies);
   if (cookie === undefined) delete out.cookie;
   else out.cookie = cookie;
 
@@ -99,7 +107,8 @@ function setCookieName(line: string): string {
 
 function containsToken(value: string | string[] | number, tokens: readonly string[]): boolean {
   const text = Array.isArray(value) ? value.join('\n') : String(value);
-  return tokens.some((token) => text.includes(token));
+  // An empty string is in every value: it must never count as a token.
+  return tokens.some((token) => token.length > 0 && text.includes(token));
 }
 
 export function browserResponseHeaders(upstream: IncomingHttpHeaders, options: ResponseHeaderOptions): OutgoingHttpHeaders {

@@ -1,0 +1,134 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { describe, expect, test } from 'vitest';
+import { browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders, type RequestHeaderOptions } from '../../src/proxy/headers.ts';
+
+const GATEWAY_COOKIES = new Set(['__Host-Http-bff-session', '__Host-bff-login']);
+const ACCESS = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
+const REFRESH = 'refresh-0123456789abcdef';
+
+function request(headers: IncomingHttpHeaders, options: Partial<RequestHeaderOptions> = {}) {
+  return upstreamRequestHeaders(headers, {
+    trustProxy: false,
+    removeCookies: GATEWAY_COOKIES,
+    remoteAddress: '203.0.113.7',
+    protocol: 'https',
+    tokenRoute: true,
+    ...options,
+  });
+}
+
+function response(headers: IncomingHttpHeaders, options: { dropNames?: string[]; tokens?: string[] } = {}) {
+  return browserResponseHeaders(headers, {
+    dropNames: new Set([...TOKEN_RESPONSE_HEADERS, ...(options.dropNames ?? [])]),
+    gatewayCookies: GATEWAY_COOKIES,
+    tokens: options.tokens ?? [],
+  });
+}
+
+const HOP_BY_HOP = { connection: 'keep-alive', 'keep-alive': 'timeout=5', 'proxy-connection': 'keep-alive', 'transfer-encoding': 'chunked', te: 'trailers', trailer: 'x-t', upgrade: 'h2c', 'proxy-authorization': 'Basic eDp5' };
+
+describe('request headers', () => {
+  test('hop-by-hop headers and those nominated by Connection are removed', () => {
+    const out = request({ ...HOP_BY_HOP, connection: 'keep-alive, X-Secret-Hop, x-other', 'x-secret-hop': '1', 'x-other': '2', accept: 'text/html' });
+    for (const name of [...Object.keys(HOP_BY_HOP), 'x-secret-hop', 'x-other']) expect(out).not.toHaveProperty(name);
+    expect(out.accept).toBe('text/html');
+  });
+
+  test('a WebSocket upgrade keeps Upgrade (which Connection nominates) and a bare Connection: Upgrade', () => {
+    const out = request({ connection: 'keep-alive, Upgrade, x-hop', upgrade: 'websocket', 'x-hop': '1', 'sec-websocket-key': 'k' }, { keepUpgrade: true });
+    expect(out).toMatchObject({ connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'k' });
+    expect(out).not.toHaveProperty('x-hop');
+    expect(request({ connection: 'Upgrade', upgrade: 'websocket' })).not.toHaveProperty('upgrade');
+  });
+
+  test('without trustProxy, client forwarding headers are replaced by what the gateway saw', () => {
+    const out = request({ host: 'app.example.com', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'evil.com', 'x-forwarded-port': '1', 'x-forwarded-prefix': '/evil', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6' });
+    expect(out['x-forwarded-for']).toBe('203.0.113.7');
+    expect(out['x-forwarded-proto']).toBe('https');
+    expect(out['x-forwarded-host']).toBe('app.example.com');
+    for (const name of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'host']) expect(out).not.toHaveProperty(name);
+  });
+
+  test('with trustProxy, the balancer chain is kept and extended', () => {
+    const out = request({ host: 'internal:8080', 'x-forwarded-for': '198.51.100.1, 10.0.0.2', 'x-forwarded-host': 'app.example.com', forwarded: 'for=198.51.100.1' }, { trustProxy: true, remoteAddress: '10.0.0.3' });
+    expect(out['x-forwarded-for']).toBe('198.51.100.1, 10.0.0.2, 10.0.0.3');
+    expect(out['x-forwarded-host']).toBe('app.example.com');
+    expect(out.forwarded).toBe('for=198.51.100.1');
+  });
+
+  test.each(['x_forwarded_for', 'x_forwarded_host', 'x_access_token', 'x_auth_request_email', 'x_amzn_oidc_identity', 'x_user', 'x_real_ip', 'x_id_token', 'x_forwarded_access_token'])('underscore spelling %s is dropped', (name) => {
+    const out = request({ [name]: 'spoofed', 'x_custom_thing': 'kept' }, { tokenRoute: false, trustProxy: true });
+    expect(out).not.toHaveProperty(name);
+    expect(out.x_custom_thing).toBe('kept');
+  });
+
+  test('identity headers never come from the browser, on any route', () => {
+    const spoof = { 'x-access-token': 'a', 'x-id-token': 'i', 'x-refresh-token': 'r', 'x-auth-request-user': 'admin', 'x-amzn-oidc-identity': 'admin', 'x-forwarded-user': 'admin', 'x-forwarded-access-token': 't', 'x-user': 'admin', 'x-email': 'a@b' };
+    for (const tokenRoute of [true, false]) {
+      const out = request(spoof, { tokenRoute, trustProxy: true });
+      for (const name of Object.keys(spoof)) expect(out).not.toHaveProperty(name);
+    }
+  });
+
+  test('the gateway cookies are cut from Cookie; other cookies pass in order', () => {
+    const out = request({ cookie: 'a=1; __Host-Http-bff-session=s%3Asigned; b=2;__Host-bff-login=x ; c="q"' });
+    expect(out.cookie).toBe('a=1; b=2; c="q"');
+    expect(request({ cookie: '__Host-Http-bff-session=x; __Host-bff-login=y' })).not.toHaveProperty('cookie');
+    expect(request({ cookie: '__Host-Http-bff-session-other=kept' }).cookie).toBe('__Host-Http-bff-session-other=kept');
+  });
+
+  test('a Cookie header nominated by Connection does not come back', () => {
+    expect(request({ connection: 'cookie', cookie: 'a=1' })).not.toHaveProperty('cookie');
+  });
+
+  test('on token routes the browser Authorization is replaced by the gateway token, or removed', () => {
+    expect(request({ authorization: 'Bearer browser' }, { authorization: `Bearer ${ACCESS}` }).authorization).toBe(`Bearer ${ACCESS}`);
+    expect(request({ authorization: 'Bearer browser' })).not.toHaveProperty('authorization');
+  });
+
+  test('on token: none routes the browser Authorization passes', () => {
+    expect(request({ authorization: 'Basic dXNlcjpwdw==' }, { tokenRoute: false }).authorization).toBe('Basic dXNlcjpwdw==');
+  });
+
+  test('ordinary headers pass untouched', () => {
+    const headers = { accept: 'application/json', 'content-type': 'application/json', 'content-length': '12', 'x-request-id': 'r1', 'user-agent': 'ua', 'x-csrf': '1' };
+    expect(request(headers)).toMatchObject(headers);
+  });
+});
+
+describe('response headers', () => {
+  test('hop-by-hop and nominated headers are removed', () => {
+    const out = response({ ...HOP_BY_HOP, connection: 'close, x-hop', 'x-hop': '1', 'content-type': 'text/plain' });
+    for (const name of [...Object.keys(HOP_BY_HOP), 'x-hop']) expect(out).not.toHaveProperty(name);
+    expect(out['content-type']).toBe('text/plain');
+  });
+
+  test('every header of the contract list is dropped, plus scrub.responseHeaders', () => {
+    expect(TOKEN_RESPONSE_HEADERS).toEqual(
+      expect.arrayContaining(['authorization', 'proxy-authorization', 'x-access-token', 'x-id-token', 'x-refresh-token', 'x-auth-request-access-token', 'x-amzn-oidc-accesstoken', 'x-forwarded-access-token']),
+    );
+    const upstream = Object.fromEntries([...TOKEN_RESPONSE_HEADERS, 'x-custom-secret'].map((name) => [name, 'value']));
+    const out = response({ ...upstream, 'x-kept': 'yes' }, { dropNames: ['x-custom-secret'] });
+    expect(out).toEqual({ 'x-kept': 'yes' });
+  });
+
+  test('any header whose value contains a session token is dropped', () => {
+    const out = response(
+      { location: `https://app.example.com/cb#access_token=${ACCESS}`, link: `<x>; token=${REFRESH}`, 'x-debug': ['fine', `Bearer ${ACCESS}`], etag: '"abc"' },
+      { tokens: [ACCESS, REFRESH] },
+    );
+    expect(out).toEqual({ etag: '"abc"' });
+  });
+
+  test('an empty token never matches everything', () => {
+    expect(response({ etag: '"abc"' }, { tokens: [''] })).toEqual({ etag: '"abc"' });
+  });
+
+  test('Set-Cookie for the gateway cookie names is dropped, others kept', () => {
+    const out = response({
+      'set-cookie': ['__Host-Http-bff-session=forged; Path=/', 'theme=dark; Path=/', '__Host-bff-login=x; Path=/', `leak=${ACCESS}`, 'lang=en'],
+    }, { tokens: [ACCESS] });
+    expect(out['set-cookie']).toEqual(['theme=dark; Path=/', 'lang=en']);
+    expect(response({ 'set-cookie': ['__Host-Http-bff-session=forged'] })).not.toHaveProperty('set-cookie');
+  });
+});
