@@ -29,6 +29,8 @@ export type TokenResponse = client.TokenEndpointResponse & client.TokenEndpointR
  */
 export type IdpFailure = { kind: 'rejected'; error: string } | { kind: 'invalid'; detail: string } | { kind: 'unavailable'; detail: string };
 
+const TRANSIENT_CODES = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT']);
+
 export function classifyIdpFailure(err: unknown): IdpFailure {
   if (err instanceof client.ResponseBodyError) {
     return err.status >= 400 && err.status < 500 ? { kind: 'rejected', error: err.error } : { kind: 'unavailable', detail: `HTTP ${err.status} ${err.error}` };
@@ -39,6 +41,9 @@ export function classifyIdpFailure(err: unknown): IdpFailure {
     return cause.status >= 400 && cause.status < 500 ? { kind: 'rejected', error: `http_${cause.status}` } : { kind: 'unavailable', detail: `HTTP ${cause.status}` };
   }
   const code = (err as { code?: string } | undefined)?.code;
+  // openid-client reports its own timeout and an aborted fetch with OAUTH_ codes too, but
+  // those mean "no answer", not "a bad answer": the session must survive them.
+  if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return { kind: 'unavailable', detail: code };
   if (typeof code === 'string' && code.startsWith('OAUTH_')) return { kind: 'invalid', detail: code };
   return { kind: 'unavailable', detail: code ?? (err as Error)?.name ?? 'error' };
 }
