@@ -1,0 +1,65 @@
+/**
+ * The hot path (contract sections 4 and 5, design "lazy slide"): in steady state an
+ * authenticated proxied request costs exactly one store read and no store write. A second
+ * gateway instance shares the world's real Redis through a counting wrapper.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { RedisStore } from '../../src/session/redis-store.ts';
+import type { SessionStore } from '../../src/session/store.ts';
+import { login } from '../support/login.ts';
+import { apiHeaders, startWorld, type RunningGateway, type World } from '../support/world.ts';
+
+const READS = new Set(['get', 'indexMembers', 'isLocked', 'scanHandles', 'ping']);
+
+function counting(store: SessionStore): { store: SessionStore; calls: string[] } {
+  const calls: string[] = [];
+  const wrapped = new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls.push(String(name));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { store: wrapped, calls };
+}
+
+let world: World;
+let counted: { store: SessionStore; calls: string[] };
+let second: RunningGateway;
+
+beforeAll(async () => {
+  world = await startWorld({ store: 'redis' });
+  counted = counting(await RedisStore.connect(world.gateway.config.session.redis));
+  second = await world.startGateway({ store: counted.store });
+});
+afterAll(() => world?.close());
+
+it('an authenticated proxied request costs one store read and no write', async () => {
+  const session = await login(world.url);
+  // Warm-up on the counted instance (first use may slide the idle timeout).
+  const warm = await fetch(`${second.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+  expect(warm.status).toBe(200);
+  await warm.body?.cancel();
+
+  counted.calls.length = 0;
+  const requests = 5;
+  for (let i = 0; i < requests; i++) {
+    const res = await fetch(`${second.url}/api/echo?i=${i}`, { headers: apiHeaders(session.cookieHeader) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { auth: { ok: boolean } }).auth.ok).toBe(true);
+  }
+  const writes = counted.calls.filter((name) => !READS.has(name));
+  expect(writes).toEqual([]);
+  expect(counted.calls.filter((name) => name === 'get')).toHaveLength(requests);
+  expect(counted.calls).toHaveLength(requests);
+});
+
+it('control: the counter does see writes (a logout on the counted instance)', async () => {
+  counted.calls.length = 0;
+  const res = await fetch(`${second.url}/auth/logout`, { method: 'POST', headers: apiHeaders((await login(world.url)).cookieHeader) });
+  expect(res.status).toBe(200);
+  expect(counted.calls).toContain('destroy');
+});
