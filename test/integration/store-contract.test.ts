@@ -1,0 +1,282 @@
+/**
+ * One contract suite for every SessionStore (src/session/store.ts), run against the memory
+ * store, Redis standalone and a real three-master Redis Cluster. Whatever the gateway relies on
+ * (TTL, set-if-exists, compare-and-set, locks with owners, one-time claims, index sets) must
+ * hold identically everywhere; on a cluster every multi-key command must stay in one slot.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { MemoryStore } from '../../src/session/memory-store.ts';
+import { createRedisClient, RedisStore } from '../../src/session/redis-store.ts';
+import type { SessionStore } from '../../src/session/store.ts';
+import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisInstance } from '../support/redis.ts';
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const id = () => randomBytes(12).toString('base64url');
+const SHORT = 150;
+const LONG = 60_000;
+const expired = { timeout: 3_000, interval: 25 };
+
+/** The runtime Redis settings, derived from YAML-shaped input like an operator would write it. */
+function redisConfig(redis: Record<string, unknown>): RedisConfig {
+  return buildConfig({
+    publicUrl: 'https://app.example.com',
+    oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
+    session: { store: 'redis', redis: { commandTimeout: '500ms', ...redis }, secret: 'store-contract-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
+  }).session.redis;
+}
+
+async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
+
+function storeContract(name: string, open: () => Promise<SessionStore>): void {
+  describe(`${name}: SessionStore contract`, () => {
+    let store: SessionStore;
+    beforeAll(async () => {
+      store = await open();
+      await store.ping();
+    });
+    afterAll(() => store?.close());
+
+    test('get/set, and a record is gone after its TTL', async () => {
+      const h = id();
+      expect(await store.get(h)).toBeNull();
+      await store.set(h, 'sealed-1', LONG);
+      expect(await store.get(h)).toBe('sealed-1');
+      await store.set(h, 'sealed-2', SHORT);
+      expect(await store.get(h)).toBe('sealed-2');
+      await vi.waitFor(async () => expect(await store.get(h)).toBeNull(), expired);
+    });
+
+    test('update writes only while the record exists, and renews its TTL', async () => {
+      const h = id();
+      expect(await store.update(h, 'ghost', LONG)).toBe(false);
+      expect(await store.get(h)).toBeNull();
+      await store.set(h, 'v1', SHORT);
+      expect(await store.update(h, 'v2', LONG)).toBe(true);
+      await sleep(SHORT * 2);
+      expect(await store.get(h)).toBe('v2');
+      await store.destroy(h);
+      expect(await store.update(h, 'v3', LONG)).toBe(false);
+      expect(await store.get(h)).toBeNull();
+    });
+
+    test('replace is compare-and-set on the whole stored value', async () => {
+      const h = id();
+      expect(await store.replace(h, 'anything', 'new', LONG)).toBe(false);
+      expect(await store.get(h)).toBeNull();
+      await store.set(h, 'v1', LONG);
+      expect(await store.replace(h, 'v0', 'lost', LONG)).toBe(false);
+      expect(await store.get(h)).toBe('v1');
+      expect(await store.replace(h, 'v1', 'v2', LONG)).toBe(true);
+      expect(await store.get(h)).toBe('v2');
+      expect(await store.replace(h, 'v1', 'v3', LONG)).toBe(false);
+      expect(await store.get(h)).toBe('v2');
+    });
+
+    test('destroy removes the record and its lock; destroying nothing is fine', async () => {
+      const h = id();
+      await store.set(h, 'v', LONG);
+      expect(await store.acquireLock(h, LONG)).toEqual(expect.any(String));
+      await store.destroy(h);
+      expect(await store.get(h)).toBeNull();
+      expect(await store.isLocked(h)).toBe(false);
+      expect(await store.acquireLock(h, LONG)).toEqual(expect.any(String));
+      await store.destroy(id());
+    });
+
+    test('index sets: add, members, remove; other indexes are unaffected', async () => {
+      const [index, other, h1, h2, h3] = [id(), id(), id(), id(), id()];
+      expect(await store.indexMembers(index)).toEqual([]);
+      await store.indexAdd(index, h1, LONG);
+      await store.indexAdd(index, h2, LONG);
+      await store.indexAdd(index, h2, LONG);
+      await store.indexAdd(other, h3, LONG);
+      expect((await store.indexMembers(index)).sort()).toEqual([h1, h2].sort());
+      await store.indexRemove(index, [h1, id()]);
+      expect(await store.indexMembers(index)).toEqual([h2]);
+      await store.indexRemove(index, []);
+      await store.indexRemove(index, [h2]);
+      expect(await store.indexMembers(index)).toEqual([]);
+      expect(await store.indexMembers(other)).toEqual([h3]);
+    });
+
+    test('an index lives at least as long as its longest-lived member, then expires', async () => {
+      const [index, short] = [id(), id()];
+      await store.indexAdd(index, 'long-lived', 1_000);
+      await store.indexAdd(index, 'short-lived', 50);
+      await sleep(300);
+      expect((await store.indexMembers(index)).sort()).toEqual(['long-lived', 'short-lived']);
+      await store.indexAdd(short, 'h', SHORT);
+      await vi.waitFor(async () => expect(await store.indexMembers(short)).toEqual([]), expired);
+    });
+
+    test('scanHandles lists every live record, not expired or destroyed ones', async () => {
+      const live = [id(), id(), id(), id(), id(), id()];
+      const gone = id();
+      const dead = id();
+      for (const h of live) await store.set(h, 'v', LONG);
+      await store.set(gone, 'v', LONG);
+      await store.destroy(gone);
+      await store.set(dead, 'v', 1);
+      await vi.waitFor(async () => expect(await store.get(dead)).toBeNull(), expired);
+      const seen = await collect(store.scanHandles());
+      expect(seen).toEqual(expect.arrayContaining(live));
+      expect(seen).not.toContain(gone);
+      expect(seen).not.toContain(dead);
+    });
+
+    test('locks are exclusive, released only by their owner, and expire', async () => {
+      const h = id();
+      expect(await store.isLocked(h)).toBe(false);
+      const owner = await store.acquireLock(h, LONG);
+      expect(owner).toEqual(expect.any(String));
+      expect(await store.isLocked(h)).toBe(true);
+      expect(await store.acquireLock(h, LONG)).toBeNull();
+      await store.releaseLock(h, 'not-the-owner');
+      expect(await store.isLocked(h)).toBe(true);
+      await store.releaseLock(h, owner as string);
+      expect(await store.isLocked(h)).toBe(false);
+
+      const second = await store.acquireLock(h, SHORT);
+      expect(second).toEqual(expect.any(String));
+      expect(second).not.toBe(owner);
+      await vi.waitFor(async () => expect(await store.isLocked(h)).toBe(false), expired);
+      const third = await store.acquireLock(h, LONG);
+      expect(third).toEqual(expect.any(String));
+      // The expired owner must not release the lock somebody else now holds.
+      await store.releaseLock(h, second as string);
+      expect(await store.isLocked(h)).toBe(true);
+    });
+
+    test('concurrent lock attempts: exactly one wins', async () => {
+      const h = id();
+      const owners = await Promise.all(Array.from({ length: 20 }, () => store.acquireLock(h, LONG)));
+      expect(owners.filter((owner) => owner !== null)).toHaveLength(1);
+    });
+
+    test('claimOnce is true once per key until it expires', async () => {
+      const key = id();
+      const results = await Promise.all(Array.from({ length: 10 }, () => store.claimOnce(key, SHORT)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await store.claimOnce(key, SHORT)).toBe(false);
+      expect(await store.claimOnce(id(), SHORT)).toBe(true);
+      await vi.waitFor(async () => expect(await store.claimOnce(key, LONG)).toBe(true), expired);
+      expect(await store.claimOnce(key, LONG)).toBe(false);
+    });
+
+    test('records, locks, indexes and claims are separate namespaces', async () => {
+      const k = id();
+      await store.set(k, 'record', LONG);
+      expect(await store.claimOnce(k, LONG)).toBe(true);
+      expect(await store.acquireLock(k, LONG)).toEqual(expect.any(String));
+      await store.indexAdd(k, 'member', LONG);
+      expect(await store.get(k)).toBe('record');
+      expect(await store.indexMembers(k)).toEqual(['member']);
+    });
+  });
+}
+
+storeContract('MemoryStore', async () => new MemoryStore());
+
+let redis: RedisInstance;
+let cluster: RedisCluster;
+beforeAll(async () => {
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+}, 60_000);
+afterAll(async () => {
+  await Promise.all([redis?.stop(), cluster?.stop()]);
+});
+
+storeContract('RedisStore (standalone)', () => RedisStore.connect(redisConfig({ url: redis.url })));
+storeContract('RedisStore (cluster)', () => RedisStore.connect(redisConfig({ cluster: cluster.seeds })));
+
+describe('Redis specifics', () => {
+  test('on a cluster, every key of one session hashes to one slot', async () => {
+    const config = redisConfig({ cluster: cluster.seeds });
+    const store = await RedisStore.connect(config);
+    const client = createRedisClient(config);
+    try {
+      await client.connect();
+      const handle = id();
+      await store.set(handle, 'v', LONG);
+      expect(await store.acquireLock(handle, LONG)).toEqual(expect.any(String));
+      const keys: string[] = [];
+      for (const node of (client as import('ioredis').Cluster).nodes('master')) {
+        keys.push(...(await node.keys(`*${handle}*`)));
+      }
+      expect(keys).toHaveLength(2);
+      const slots = await Promise.all(keys.map((key) => client.call('CLUSTER', 'KEYSLOT', key)));
+      expect(new Set(slots).size).toBe(1);
+      await store.destroy(handle);
+      expect(await store.isLocked(handle)).toBe(false);
+    } finally {
+      client.disconnect();
+      await store.close();
+    }
+  });
+
+  test('stored keys carry the prefix; two prefixes do not see each other', async () => {
+    const a = await RedisStore.connect(redisConfig({ url: redis.url, keyPrefix: 'tenant-a:' }));
+    const b = await RedisStore.connect(redisConfig({ url: redis.url, keyPrefix: 'tenant-b:' }));
+    try {
+      const h = id();
+      await a.set(h, 'a-record', LONG);
+      expect(await b.get(h)).toBeNull();
+      expect(await collect(b.scanHandles())).not.toContain(h);
+      const keys = await redisCommand(redis.port, `KEYS *${h}*`);
+      expect(keys).toMatch(/^\*1$/);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  test('a paused server answers session_store_unavailable after commandTimeout, not never', async () => {
+    const store = await RedisStore.connect(redisConfig({ url: redis.url, commandTimeout: '300ms' }));
+    try {
+      await store.ping();
+      expect(await redisCommand(redis.port, 'CLIENT PAUSE 2000 ALL')).toBe('+OK');
+      const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('store call hung')), 1_500));
+      const error = await Promise.race([store.get(id()), hung]).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(GatewayError);
+      expect(error).toMatchObject({ code: 'session_store_unavailable', status: 503 });
+    } finally {
+      await redisCommand(redis.port, 'CLIENT UNPAUSE').catch(() => {});
+      await store.close();
+    }
+  });
+
+  test('a stopped server answers session_store_unavailable promptly, for every operation', async () => {
+    const doomed = await startRedis();
+    const store = await RedisStore.connect(redisConfig({ url: doomed.url, commandTimeout: '300ms' }));
+    try {
+      await store.set('h', 'v', LONG);
+      await doomed.stop();
+      const calls: Array<() => Promise<unknown>> = [
+        () => store.get('h'),
+        () => store.set('h', 'v', LONG),
+        () => store.update('h', 'v', LONG),
+        () => store.replace('h', 'v', 'w', LONG),
+        () => store.destroy('h'),
+        () => store.acquireLock('h', LONG),
+        () => store.claimOnce('c', LONG),
+        () => store.indexMembers('i'),
+        () => store.ping(),
+        () => collect(store.scanHandles()),
+      ];
+      for (const call of calls) {
+        const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('store call hung')), 1_500));
+        const error = await Promise.race([call(), hung]).catch((err: unknown) => err);
+        expect(error).toMatchObject({ code: 'session_store_unavailable' });
+      }
+    } finally {
+      await store.close();
+      await doomed.stop();
+    }
+  });
+});
