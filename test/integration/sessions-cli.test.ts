@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { endSession } from '../../src/auth/end-session.ts';
 import { login } from '../support/login.ts';
+import { freePort } from '../support/redis.ts';
 import { handleOf, logoutsOf, recordOf } from '../support/session-probe.ts';
-import { CLIENT_ID, CLIENT_SECRET, apiHeaders, startWorld, type World } from '../support/world.ts';
+import { CLIENT_ID, CLIENT_SECRET, apiHeaders, deepMerge, startWorld, type World } from '../support/world.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = join(ROOT, 'test/support/cli-entry.ts');
@@ -149,6 +150,17 @@ test('sessions revoke --all ends every session', async () => {
   }
   const after = await cli('sessions', 'list', '--config', configFile);
   expect(after.stdout).toMatch(/^0 session\(s\)$/m);
+});
+
+test('with the IdP unreachable, revoke still ends the sessions and says the tokens were not revoked', async () => {
+  const { cookie, handle } = await session('judy');
+  const deadIdp = `http://127.0.0.1:${await freePort()}`;
+  const offline = join(dir, 'idp-down.yaml');
+  writeFileSync(offline, JSON.stringify(deepMerge(world.rawConfig(), { oidc: { issuer: deadIdp, timeout: '1s' } })));
+  const run = await cli('sessions', 'revoke', '--sub', 'judy', '--config', offline);
+  expect(run.code).toBe(0);
+  expect(run.stdout).toMatch(new RegExp(`^revoked ${handle}\\s.*tokens not revoked at the IdP`, 'm'));
+  expect(await alive(cookie)).toBe(false);
 });
 
 test('usage errors exit 1 and end nothing', async () => {
