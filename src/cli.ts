@@ -20,6 +20,9 @@ const USAGE = `Usage:
   bff-gateway sessions revoke (--sub SUB | --sid IDP_SID | --handle H | --all) --config FILE
 `;
 
+/** After the grace period, how long closing may still take before the process just exits. */
+const SHUTDOWN_MARGIN_MS = 2_000;
+
 export interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
@@ -106,6 +109,12 @@ async function serve(config: GatewayConfig): Promise<void> {
     const force = setTimeout(() => {
       log.warn('shutdown grace period over: closing remaining connections');
       gateway.app.server.closeAllConnections();
+      // Upgraded sockets (WebSockets) or a store that never answers must not keep us alive.
+      setTimeout(() => {
+        log.warn('shutdown did not complete: exiting');
+        log.flush?.();
+        process.exit(0);
+      }, SHUTDOWN_MARGIN_MS).unref();
     }, config.shutdownGraceMs);
     force.unref();
     gateway.close().then(

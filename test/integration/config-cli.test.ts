@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import { freePort } from '../support/redis.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
@@ -81,6 +82,7 @@ let dir: string;
 let upstream: Upstream;
 let port: number;
 let goodFile: string;
+let shortGraceFile: string;
 let badFile: string;
 
 const BAD_PROBLEMS = [
@@ -105,6 +107,8 @@ beforeAll(async () => {
   };
   goodFile = join(dir, 'good.yaml');
   writeFileSync(goodFile, stringify(good));
+  shortGraceFile = join(dir, 'short-grace.yaml');
+  writeFileSync(shortGraceFile, stringify({ ...good, shutdownGrace: '300ms' }));
   badFile = join(dir, 'bad.yaml');
   writeFileSync(
     badFile,
@@ -193,5 +197,25 @@ describe('starting the gateway', () => {
     for (const line of lines) expect(JSON.parse(line)).toMatchObject({ level: expect.anything(), msg: expect.any(String) });
     expect(lines.some((line) => /shutting down/.test(line))).toBe(true);
     expect(lines.some((line) => JSON.parse(line).msg === 'stopped')).toBe(true);
+  });
+
+  test('past shutdownGrace, a request still running and an open WebSocket are cut and the process exits 0', async () => {
+    const run = cli(['--config', shortGraceFile], SECRET_ENV);
+    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), { timeout: 20_000, interval: 100 });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    await new Promise((done, fail) => {
+      ws.once('open', done);
+      ws.once('error', fail);
+    });
+    const closed = new Promise((done) => ws.once('close', done));
+    const slow = get(`http://127.0.0.1:${port}/slow?ms=20000`).then(
+      () => 'answered',
+      () => 'cut',
+    );
+    await vi.waitFor(() => expect(upstream.requests.some((r) => r.url === '/slow?ms=20000')).toBe(true), { timeout: 5_000, interval: 20 });
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toEqual({ code: 0, signal: null });
+    expect(await slow).toBe('cut');
+    await closed;
   });
 });

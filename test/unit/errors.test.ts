@@ -1,0 +1,91 @@
+import { createServer, request, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, test } from 'vitest';
+import { ERROR_HEADERS, ERRORS, errorBody, GatewayError, isGatewayError, writeRawError } from '../../src/errors.ts';
+
+/** Contract section 3: every code with its status. */
+const CONTRACT: Record<string, number> = {
+  unauthenticated: 401,
+  session_expired: 401,
+  csrf_required: 403,
+  invalid_return_to: 400,
+  login_failed: 400,
+  invalid_request: 400,
+  not_found: 404,
+  payload_too_large: 413,
+  bad_gateway: 502,
+  gateway_timeout: 504,
+  idp_unavailable: 503,
+  session_store_unavailable: 503,
+};
+
+describe('error registry', () => {
+  test.each(Object.entries(CONTRACT))('%s is %i', (code, status) => {
+    expect(ERRORS[code as keyof typeof ERRORS]?.status).toBe(status);
+    const err = new GatewayError(code as keyof typeof ERRORS);
+    expect(err.status).toBe(status);
+    expect(err.code).toBe(code);
+  });
+
+  test('every registered code has a 4xx/5xx status and a human message', () => {
+    for (const [code, entry] of Object.entries(ERRORS)) {
+      expect(code).toMatch(/^[a-z_]+$/);
+      expect(entry.status).toBeGreaterThanOrEqual(400);
+      expect(entry.status).toBeLessThan(600);
+      expect(entry.message.length).toBeGreaterThan(5);
+    }
+  });
+
+  test('private detail stays out of the public message and the body', () => {
+    const err = new GatewayError('bad_gateway', { detail: 'ECONNREFUSED 10.0.0.5:3000 token=abc' });
+    expect(err.message).toContain('ECONNREFUSED');
+    expect(err.publicMessage).toBe(ERRORS.bad_gateway.message);
+    expect(errorBody(err.code, err.publicMessage)).not.toContain('ECONNREFUSED');
+    expect(isGatewayError(err)).toBe(true);
+    expect(isGatewayError(new Error('x'))).toBe(false);
+  });
+
+  test('the body is exactly {"error", "message"}', () => {
+    expect(JSON.parse(errorBody('not_found'))).toEqual({ error: 'not_found', message: ERRORS.not_found.message });
+    expect(JSON.parse(errorBody('login_failed', 'access_denied'))).toEqual({ error: 'login_failed', message: 'access_denied' });
+  });
+});
+
+describe('writeRawError', () => {
+  async function serve(handler: (res: ServerResponse) => void): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+    const server = createServer((_req, res) => handler(res));
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    try {
+      const { port } = server.address() as AddressInfo;
+      return await new Promise((done, fail) => {
+        request({ host: '127.0.0.1', port, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        })
+          .once('error', fail)
+          .end();
+      });
+    } finally {
+      server.close();
+    }
+  }
+
+  test('writes status, JSON body, no-store and a matching content-length', async () => {
+    const answer = await serve((res) => writeRawError(res, new GatewayError('gateway_timeout'), { 'x-extra': '1' }));
+    expect(answer.status).toBe(504);
+    expect(answer.headers).toMatchObject({ ...ERROR_HEADERS, 'x-extra': '1', 'content-length': String(Buffer.byteLength(answer.body)) });
+    expect(JSON.parse(answer.body)).toEqual({ error: 'gateway_timeout', message: ERRORS.gateway_timeout.message });
+  });
+
+  test('does nothing once headers went out', async () => {
+    let wrote: boolean | undefined;
+    const answer = await serve((res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      wrote = writeRawError(res, new GatewayError('bad_gateway'));
+      res.end('partial');
+    });
+    expect(wrote).toBe(false);
+    expect(answer).toMatchObject({ status: 200, body: 'partial' });
+  });
+});
