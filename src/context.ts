@@ -8,6 +8,7 @@ import type { Logger } from './log.ts';
 import type { IdpClient } from './oidc/client.ts';
 import type { LogoutTokenVerifier } from './oidc/logout-token.ts';
 import type { Metrics } from './ops/metrics.ts';
+import type { ClientTokens } from './refresh/client-tokens.ts';
 import type { TokenRefresher } from './refresh/token-refresher.ts';
 import type { SessionCookie } from './session/cookie.ts';
 import type { Sealer } from './session/seal.ts';
@@ -25,5 +26,6 @@ export interface GatewayContext {
   idp: IdpClient;
   logoutTokens: LogoutTokenVerifier;
   refresher: TokenRefresher;
+  clientTokens: ClientTokens;
   metrics: Metrics;
 }

@@ -44,11 +44,18 @@ export function isGatewayError(err: unknown): err is GatewayError {
   return err instanceof GatewayError;
 }
 
+/** On every response the gateway itself writes (never added to upstream responses). */
+export const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': "frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+} as const;
+
 /** Headers every gateway-authored error carries. */
 export const ERROR_HEADERS = {
   'content-type': 'application/json; charset=utf-8',
   'cache-control': 'no-store',
-  'x-content-type-options': 'nosniff',
+  ...SECURITY_HEADERS,
 } as const;
 
 export function errorBody(code: ErrorCode, message?: string): string {
@@ -65,4 +72,15 @@ export function writeRawError(res: ServerResponse, err: GatewayError, extraHeade
   res.writeHead(err.status, { ...ERROR_HEADERS, ...extraHeaders, 'content-length': Buffer.byteLength(body) });
   res.end(body);
   return true;
+}
+
+/**
+ * A complete HTTP/1.1 error response as bytes, for places with a socket but no response
+ * object: refused WebSocket upgrades and requests the HTTP parser rejected. Always closes.
+ */
+export function rawHttpError(err: GatewayError): string {
+  const body = errorBody(err.code, err.publicMessage);
+  const headers = Object.entries(ERROR_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const reason = err.code.replace(/_/g, ' ');
+  return `HTTP/1.1 ${err.status} ${reason}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }

@@ -7,12 +7,13 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { GatewayContext } from './context.ts';
-import { ERROR_HEADERS, GatewayError, errorBody, isGatewayError } from './errors.ts';
+import { ERROR_HEADERS, GatewayError, SECURITY_HEADERS, errorBody, isGatewayError, rawHttpError } from './errors.ts';
 import { createLogger, maskUrl, type Logger } from './log.ts';
 import { IdpClient } from './oidc/client.ts';
 import { LogoutTokenVerifier } from './oidc/logout-token.ts';
 import { Metrics } from './ops/metrics.ts';
 import { buildAdminApp } from './ops/health.ts';
+import { ClientTokens } from './refresh/client-tokens.ts';
 import { TokenRefresher } from './refresh/token-refresher.ts';
 import { SessionCookie } from './session/cookie.ts';
 import { MemoryStore } from './session/memory-store.ts';
@@ -48,6 +49,7 @@ export interface Gateway {
 }
 
 const MAX_URL_LENGTH = 8192;
+
 const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
 
 async function createStore(config: GatewayConfig): Promise<SessionStore> {
@@ -73,6 +75,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     idp,
     logoutTokens: new LogoutTokenVerifier(config, idp, store),
     refresher: new TokenRefresher({ config, store, sessions, idp, metrics, log, now }),
+    clientTokens: new ClientTokens(config, idp, now),
     metrics,
   };
 
@@ -84,6 +87,16 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     bodyLimit: 1024 * 1024,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: true,
+    // Requests the HTTP parser rejects (smuggling attempts, bad chunking, oversized headers)
+    // still get the contract's JSON error, and the connection is closed.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
+      socket.end(rawHttpError(new GatewayError(code, { detail: err.code })));
+    },
   });
 
   // Set before any scope is registered: encapsulated scopes copy the handlers in force when
@@ -112,6 +125,11 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
 
   await app.register(async (auth) => {
+    // The gateway's own responses: never cached, never sniffed, never framed.
+    auth.addHook('onSend', async (_request, reply) => {
+      reply.header('cache-control', 'no-store');
+      for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.header(name, value);
+    });
     await auth.register(formbody, { bodyLimit: 64 * 1024 });
     const transactions = new LoginTransactions(sealer, now);
     registerLogin(auth, ctx, transactions);

@@ -9,19 +9,18 @@
  * 1 MiB with a declared length is buffered first (contract section 5). The fastify reply is
  * hijacked before forwarding, so everything after that point writes the raw response itself.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline, type Transform } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from '../config/load.ts';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
-import { cookieMaxAge, sessionFromHeaders, type RequestSession } from '../session/request-session.ts';
-import type { SessionRecord } from '../session/sessions.ts';
+import { cookieMaxAge } from '../session/request-session.ts';
+import { credentialsFor } from './credentials.ts';
 import type { Forwarder } from './forward.ts';
-import { browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { respond } from './respond.ts';
 import { normalisePath, upstreamUrl, type RouteTable } from './routes.ts';
-import { decoderFor, isTextLike, TokenRedactor } from './scrub.ts';
 
 export const REPLAY_BODY_LIMIT = 1024 * 1024;
 const INVALID_TOKEN = /\bbearer\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
@@ -59,12 +58,6 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function sessionTokens(record: SessionRecord | undefined): string[] {
-  if (!record) return [];
-  const { accessToken, refreshToken, idToken } = record.tokens;
-  return [accessToken, refreshToken, idToken].filter((token): token is string => typeof token === 'string' && token.length > 0);
-}
-
 /** Only encodings the scrubber can decode may be offered upstream when a body will be scrubbed. */
 function scrubbableAcceptEncoding(value: string | string[] | undefined): string | undefined {
   const kept = [value]
@@ -88,18 +81,11 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
 
     const tokenRoute = route.token !== 'none';
     if (tokenRoute && !passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
-    let session: RequestSession | undefined;
-    let record: SessionRecord | undefined;
-    if (route.token === 'user' || route.token === 'optional') {
-      session = await sessionFromHeaders(ctx, request.headers);
-      if (!session && route.token === 'user') throw new GatewayError('unauthenticated');
-      if (session) {
-        record = await ctx.refresher.ensureFresh(session);
-        await ctx.sessions.touch(session).catch(() => {});
-      }
-    }
+    const credentials = await credentialsFor(ctx, route, request.headers);
 
-    const replayable = Boolean(session) && config.tokens.retryOn401;
+    // A 401 can be answered with a replay only if the body can be sent twice: buffer it when
+    // it is small and of declared length; anything else streams and is not replayed.
+    const replayable = credentials.accessToken !== undefined && config.tokens.retryOn401;
     const contentLength = Number(request.headers['content-length'] ?? 0);
     const bufferBody = replayable && hasBody(request.headers) && request.headers['transfer-encoding'] === undefined && contentLength <= REPLAY_BODY_LIMIT;
     const canReplay = replayable && (!hasBody(request.headers) || bufferBody);
@@ -107,7 +93,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
 
     reply.hijack();
     const res = reply.raw;
-    const tokens = sessionTokens(record);
+    const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
     const headersFor = (accessToken: string | undefined) => {
       const headers = upstreamRequestHeaders(request.headers, {
         trustProxy: config.trustProxy,
@@ -117,7 +103,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
         tokenRoute,
         authorization: accessToken ? `Bearer ${accessToken}` : undefined,
       });
-      if (tokens.length > 0 && config.scrub.bodies) {
+      if (scrubbing) {
         const accept = scrubbableAcceptEncoding(request.headers['accept-encoding']);
         if (accept) headers['accept-encoding'] = accept;
         else delete headers['accept-encoding'];
@@ -133,14 +119,14 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
     };
 
     try {
-      let upstream = await send(record?.tokens.accessToken);
-      if (canReplay && session && record && upstream.statusCode === 401 && INVALID_TOKEN.test(String(upstream.headers['www-authenticate'] ?? ''))) {
+      let upstream = await send(credentials.accessToken);
+      if (canReplay && upstream.statusCode === 401 && INVALID_TOKEN.test(String(upstream.headers['www-authenticate'] ?? ''))) {
         upstream.resume();
-        record = await ctx.refresher.refreshAfterRejection(session, record.tokens.accessToken);
-        upstream = await send(record.tokens.accessToken);
+        upstream = await send(await credentials.retry());
       }
+      const { session } = credentials;
       const extraCookies = session?.renewCookie ? [ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session))] : [];
-      respond(res, upstream, { dropNames, gatewayCookies, tokens: sessionTokens(record), scrub: config.scrub.bodies, extraCookies });
+      respond(res, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
     } catch (err) {
       const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
       if (error.code !== 'bad_gateway' || error.message !== 'client closed the connection') {
@@ -150,35 +136,4 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
       if (!writeRawError(res, error, clearCookie)) res.destroy();
     }
   };
-}
-
-interface RespondOptions {
-  dropNames: ReadonlySet<string>;
-  gatewayCookies: ReadonlySet<string>;
-  tokens: readonly string[];
-  scrub: boolean;
-  extraCookies: string[];
-}
-
-function respond(res: ServerResponse, upstream: IncomingMessage, options: RespondOptions): void {
-  const headers = browserResponseHeaders(upstream.headers, options);
-  if (options.extraCookies.length > 0) headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
-  const stages: Transform[] = [];
-  if (options.scrub && options.tokens.length > 0 && isTextLike(upstream.headers['content-type'])) {
-    const decoder = decoderFor(upstream.headers['content-encoding']);
-    if (decoder === undefined) {
-      upstream.resume();
-      throw new GatewayError('bad_gateway', { detail: `upstream body encoding ${upstream.headers['content-encoding']} cannot be inspected for tokens` });
-    }
-    if (decoder) {
-      stages.push(decoder);
-      delete headers['content-encoding'];
-    }
-    stages.push(new TokenRedactor(options.tokens));
-    delete headers['content-length'];
-  }
-  res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, headers);
-  pipeline([upstream, ...stages, res], (err) => {
-    if (err) res.destroy();
-  });
 }
