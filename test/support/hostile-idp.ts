@@ -13,22 +13,28 @@
  * which gives tests the real access, refresh and ID tokens of a session.
  *
  * Extension points: add a mode to `IdTokenCorruption` and a case in `signIdToken`, use
- * `claimOverrides` for claim-level lies (aud, nonce, exp...), or `rewriteTokenResponse` for
- * anything else in the token response.
+ * `claimOverrides`/`removeClaims` for claim-level lies (aud, nonce, exp, a missing sub...),
+ * `rewriteTokenResponse` for anything else in the token response, and `rewriteDiscovery` to lie
+ * in the metadata. `rotateKey()` performs a genuine signing-key rotation as seen by the gateway:
+ * the new public key is published in the JWKS the front serves and from then on every ID token
+ * is signed with it. `requests` records every request the front relayed (method and path), so a
+ * test can prove that something (e.g. a token request) never happened.
  */
-import { generateKeyPairSync, createHmac } from 'node:crypto';
+import { generateKeyPairSync, createHmac, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, decodeJwt, importJWK, type JWK, type JWTPayload } from 'jose';
+import { SignJWT, decodeJwt, exportJWK, importJWK, type JWK, type JWTPayload } from 'jose';
 import type { Idp } from '../../demo/idp.ts';
 
 /**
  * - `none`: a faithful copy, re-signed with the IdP's own key (the control);
  * - `foreign-key`: signed with a key that is not in the JWKS, under the real key's `kid`;
  * - `alg-none`: an unsecured JWT (`alg: none`, empty signature);
- * - `hs256-client-secret`: HMAC-signed with the client secret (the classic key-confusion attack).
+ * - `hs256-client-secret`: HMAC-signed with the client secret (the classic key-confusion attack);
+ * - `flipped-signature`: the faithful copy with one byte of its RS256 signature flipped;
+ * - `unknown-kid`: signed with a key that is not in the JWKS, under a `kid` nobody published.
  */
-export type IdTokenCorruption = 'none' | 'foreign-key' | 'alg-none' | 'hs256-client-secret';
+export type IdTokenCorruption = 'none' | 'foreign-key' | 'alg-none' | 'hs256-client-secret' | 'flipped-signature' | 'unknown-kid';
 
 export type TokenResponseBody = Record<string, unknown>;
 
@@ -44,6 +50,19 @@ export interface HostileIdp {
   corruption: IdTokenCorruption;
   /** Merged into the ID token's claims before signing (applies in every mode). */
   claimOverrides: JWTPayload | undefined;
+  /** Claims deleted from the ID token before signing (applies in every mode). */
+  removeClaims: string[] | undefined;
+  /** Last transformation of the discovery document (already pointing at the front). */
+  rewriteDiscovery: ((doc: Record<string, unknown>) => Record<string, unknown>) | undefined;
+  /** Every request relayed, in arrival order. */
+  requests: Array<{ method: string; path: string }>;
+  /** JWKS documents served (each one is a key-set fetch by someone: the gateway or the upstream). */
+  jwksFetches: number;
+  /**
+   * Rotates the signing key: a new RSA key is generated, published in the JWKS the front serves
+   * (next to the IdP's real keys), and signs every later ID token. Resolves with its `kid`.
+   */
+  rotateKey(): Promise<string>;
   /** Last transformation of each token response body before it is sent. */
   rewriteTokenResponse: ((body: TokenResponseBody) => TokenResponseBody | Promise<TokenResponseBody>) | undefined;
   /** Token endpoint responses exactly as the gateway received them (parsed JSON). */
@@ -68,6 +87,8 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
   const rsaJwk = idp.privateJwks.keys.find((key) => key.kty === 'RSA') as JWK;
   const realKey = await importJWK(rsaJwk, 'RS256');
   const foreign = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  let signing: { key: CryptoKey | Uint8Array | KeyObject; kid: string } = { key: realKey, kid: rsaJwk.kid as string };
+  const published: JWK[] = [];
 
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -78,6 +99,17 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     corruption: 'none',
     claimOverrides: undefined,
     rewriteTokenResponse: undefined,
+    removeClaims: undefined,
+    rewriteDiscovery: undefined,
+    requests: [],
+    jwksFetches: 0,
+    rotateKey: async () => {
+      const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const kid = `rotated-${randomBytes(6).toString('hex')}`;
+      published.push({ ...(await exportJWK(pair.publicKey)), kid, alg: 'RS256', use: 'sig' });
+      signing = { key: pair.privateKey, kid };
+      return kid;
+    },
     tokenResponses: [],
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -90,9 +122,19 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
 
   async function signIdToken(original: string): Promise<string> {
     const claims: JWTPayload = { ...decodeJwt(original), iss: issuer, ...front.claimOverrides };
+    for (const name of front.removeClaims ?? []) delete claims[name];
     switch (front.corruption) {
       case 'none':
-        return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: rsaJwk.kid as string, typ: 'JWT' }).sign(realKey);
+        return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signing.kid, typ: 'JWT' }).sign(signing.key);
+      case 'flipped-signature': {
+        const jwt = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signing.kid, typ: 'JWT' }).sign(signing.key);
+        const [header, payload, signature] = jwt.split('.') as [string, string, string];
+        const bytes = Buffer.from(signature, 'base64url');
+        bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] as number) ^ 0x01;
+        return `${header}.${payload}.${bytes.toString('base64url')}`;
+      }
+      case 'unknown-kid':
+        return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'never-published', typ: 'JWT' }).sign(foreign.privateKey);
       case 'foreign-key':
         return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: rsaJwk.kid as string, typ: 'JWT' }).sign(foreign.privateKey);
       case 'alg-none':
@@ -118,6 +160,19 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     return Buffer.from(JSON.stringify(body));
   }
 
+  function rewriteDiscoveryBody(raw: Buffer): Buffer {
+    const text = toFront(raw.toString('utf8'));
+    if (!front.rewriteDiscovery) return Buffer.from(text);
+    return Buffer.from(JSON.stringify(front.rewriteDiscovery(JSON.parse(text) as Record<string, unknown>)));
+  }
+
+  function publishKeys(raw: Buffer): Buffer {
+    front.jwksFetches += 1;
+    if (published.length === 0) return raw;
+    const jwks = JSON.parse(raw.toString('utf8')) as { keys: JWK[] };
+    return Buffer.from(JSON.stringify({ keys: [...jwks.keys, ...published] }));
+  }
+
   function rewriteLocation(location: string): string {
     let url: URL;
     try {
@@ -132,6 +187,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
 
   async function relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', issuer).pathname;
+    front.requests.push({ method: req.method ?? 'GET', path });
     const body = await readAll(req);
     const headers = { ...req.headers, host: real.host, 'accept-encoding': 'identity' };
     delete headers['content-length'];
@@ -146,13 +202,14 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
 
     const isDiscovery = path === '/.well-known/openid-configuration';
     const isToken = path === '/token' && req.method === 'POST';
-    if (!isDiscovery && !isToken) {
+    const isJwks = path === '/jwks';
+    if (!isDiscovery && !isToken && !isJwks) {
       res.writeHead(upstream.statusCode ?? 502, responseHeaders);
       upstream.pipe(res);
       return;
     }
     const raw = await readAll(upstream);
-    const rewritten = isDiscovery ? Buffer.from(toFront(raw.toString('utf8'))) : await rewriteTokenBody(raw);
+    const rewritten = isDiscovery ? rewriteDiscoveryBody(raw) : isJwks ? publishKeys(raw) : await rewriteTokenBody(raw);
     delete responseHeaders['transfer-encoding'];
     delete responseHeaders.etag;
     responseHeaders['content-length'] = String(rewritten.length);
