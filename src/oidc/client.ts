@@ -4,9 +4,16 @@
  * PAR), the code and refresh grants, revocation (RFC 7009), end-session URLs, userinfo.
  *
  * Rules enforced here:
- * - ID tokens are signature-checked against the IdP's JWKS (`enableNonRepudiationChecks`;
- *   openid-client skips that for token-endpoint ID tokens otherwise) with an asymmetric
- *   algorithm allowlist: never `none`, never HS* (a client secret is not a signing key).
+ * - ID tokens are signature-checked against the IdP's JWKS with an asymmetric algorithm
+ *   allowlist: never `none`, never HS* (a client secret is not a signing key). openid-client
+ *   skips that check for token-endpoint ID tokens, and its opt-in check
+ *   (`enableNonRepudiationChecks`) refetches the JWKS for an unknown `kid` only once its copy
+ *   is 60 s old — a key rotation at the IdP would then fail logins for up to a minute. So the
+ *   signature is checked here (`verifyIdTokenSignature`) after openid-client has validated the
+ *   claims (iss, aud, azp, exp, iat, nonce): an unknown `kid` triggers one refetch, at once.
+ *   Only the IdP can put an ID token in a token response, so no one else can make us refetch.
+ * - Discovery must name exactly the configured issuer (openid-client checks it); until it
+ *   does, the gateway is not ready and every login answers 503 idp_unavailable.
  * - Every IdP call has the configured timeout.
  * - Failures are classified by status and OAuth error code, never by message text
  *   (`classifyIdpFailure`).
@@ -14,7 +21,7 @@
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import { createPrivateKey } from 'node:crypto';
-import { importJWK, importPKCS8, type JWK } from 'jose';
+import { createRemoteJWKSet, errors as joseErrors, importJWK, importPKCS8, jwtVerify, type JWK } from 'jose';
 import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
 
@@ -45,8 +52,20 @@ export function classifyIdpFailure(err: unknown): IdpFailure {
   // those mean "no answer", not "a bad answer": the session must survive them.
   if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return { kind: 'unavailable', detail: code };
   if (typeof code === 'string' && code.startsWith('OAUTH_')) return { kind: 'invalid', detail: code };
+  if (err instanceof InvalidIdTokenSignature) return { kind: 'invalid', detail: err.message };
   return { kind: 'unavailable', detail: code ?? (err as Error)?.name ?? 'error' };
 }
+
+/** The ID token's signature does not verify against the IdP's keys (or its algorithm is refused). */
+export class InvalidIdTokenSignature extends Error {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`ID token signature: ${detail}`, options);
+    this.name = 'InvalidIdTokenSignature';
+  }
+}
+
+// JOSE errors that mean "no answer" (timeout, non-200, unparsable body) rather than "a bad token".
+const JWKS_UNAVAILABLE = new Set(['ERR_JWKS_TIMEOUT', 'ERR_JOSE_GENERIC']);
 
 export interface AuthorizationRequest {
   state: string;
@@ -56,6 +75,7 @@ export interface AuthorizationRequest {
 
 export class IdpClient {
   private configuration: client.Configuration | undefined;
+  private keySet: ReturnType<typeof createRemoteJWKSet> | undefined;
   private loading: Promise<void> | undefined;
   private stopped = false;
   lastError: string | undefined;
@@ -78,7 +98,10 @@ export class IdpClient {
     this.loading ??= (async () => {
       for (let attempt = 0; !this.stopped; attempt += 1) {
         try {
-          this.configuration = await this.discover();
+          const configuration = await this.discover();
+          const jwksUri = configuration.serverMetadata().jwks_uri;
+          this.keySet = jwksUri ? createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: this.config.oidc.timeoutMs, cooldownDuration: 0, cacheMaxAge: 5 * 60_000 }) : undefined;
+          this.configuration = configuration;
           this.lastError = undefined;
           this.log.info({ issuer: this.config.oidc.issuer }, 'identity provider metadata loaded');
           return;
@@ -123,7 +146,6 @@ export class IdpClient {
     const metadata = discovered.serverMetadata();
     const configuration = new client.Configuration(metadata, oidc.clientId, clientMetadata, this.clientAuth(metadata));
     if (insecure) client.allowInsecureRequests(configuration);
-    client.enableNonRepudiationChecks(configuration);
     configuration.timeout = timeout;
     return configuration;
   }
@@ -158,22 +180,40 @@ export class IdpClient {
   }
 
   /** Validates the authorization response (state, RFC 9207 iss) and redeems the code. */
-  exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
-    return client.authorizationCodeGrant(this.loaded, callbackUrl, {
+  async exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
+    const response = await client.authorizationCodeGrant(this.loaded, callbackUrl, {
       expectedState: checks.state,
       expectedNonce: checks.nonce,
       pkceCodeVerifier: checks.codeVerifier,
       idTokenExpected: true,
     });
+    return this.verifyIdTokenSignature(response);
   }
 
-  refresh(refreshToken: string): Promise<TokenResponse> {
-    return client.refreshTokenGrant(this.loaded, refreshToken);
+  async refresh(refreshToken: string): Promise<TokenResponse> {
+    return this.verifyIdTokenSignature(await client.refreshTokenGrant(this.loaded, refreshToken));
   }
 
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */
-  clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
-    return client.clientCredentialsGrant(this.loaded, parameters);
+  async clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
+    return this.verifyIdTokenSignature(await client.clientCredentialsGrant(this.loaded, parameters));
+  }
+
+  /**
+   * OIDC Core 3.1.3.7 item 6: the ID token is signed by the IdP with an allowed asymmetric
+   * algorithm. A `kid` missing from the cached key set makes jose refetch it once (no cooldown:
+   * the token came from the IdP itself), so a rotated key is accepted at its first use.
+   */
+  private async verifyIdTokenSignature(response: TokenResponse): Promise<TokenResponse> {
+    if (response.id_token === undefined) return response;
+    if (!this.keySet) throw new InvalidIdTokenSignature('the identity provider publishes no jwks_uri');
+    try {
+      await jwtVerify(response.id_token, this.keySet, { algorithms: ID_TOKEN_ALGORITHMS });
+    } catch (err) {
+      if (!(err instanceof joseErrors.JOSEError) || JWKS_UNAVAILABLE.has(err.code)) throw err;
+      throw new InvalidIdTokenSignature(err.code, { cause: err });
+    }
+    return response;
   }
 
   async userinfo(accessToken: string, sub: string): Promise<Record<string, unknown>> {
