@@ -5,7 +5,7 @@
  * move forward; Redis keeps real time, so a record that disappears was deleted by the gateway,
  * not expired by Redis.
  */
-import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, test, vi } from 'vitest';
 import { logoutsOf, loginAt, recordOf, storedTtl, storedValue } from '../support/session-probe.ts';
 import { apiHeaders, startWorld, type RunningGateway, type World } from '../support/world.ts';
 
@@ -117,4 +117,20 @@ test('/auth/user reports expiresAt and idleExpiresAt from the configured timeout
   expect(later.session.expiresAt).toBe(body.session.expiresAt);
   expect(Date.parse(later.session.idleExpiresAt)).toBeGreaterThanOrEqual(requested + IDLE_MS);
   expect(Date.parse(later.session.idleExpiresAt)).toBeLessThanOrEqual(answered + IDLE_MS);
+});
+
+test('on the real clock, a session that idles out is a 401, gone from the store, and counted as a timeout logout', async () => {
+  // Redis expires the record at the idle deadline by itself: the gateway must still count it.
+  const realTime = await world.startGateway({}, { session: { idleTimeout: '1s', absoluteTimeout: '2s' } });
+  const cookie = await loginAt(world, realTime);
+  expect((await fetch(`${realTime.url}/auth/user`, { headers: apiHeaders(cookie) })).status).toBe(200);
+  const timeoutsBefore = await logoutsOf(realTime, 'timeout');
+  const deadline = Date.now() + 1_000;
+  await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(deadline + 200), { timeout: 3_000, interval: 100 });
+
+  const res = await fetch(`${realTime.url}/auth/user`, { headers: apiHeaders(cookie) });
+  expect(res.status).toBe(401);
+  expect(await res.json()).toMatchObject({ error: 'unauthenticated' });
+  expect(await storedTtl(world.redis!, cookie)).toBe(-2);
+  expect(await logoutsOf(realTime, 'timeout')).toBe(timeoutsBefore + 1);
 });
