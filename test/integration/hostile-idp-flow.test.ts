@@ -1,0 +1,91 @@
+/**
+ * A hostile IdP around the token request rather than inside the ID token:
+ * - RFC 9207: when discovery advertises `authorization_response_iss_parameter_supported`, an
+ *   authorization response with another `iss`, or none, is refused before the code is redeemed
+ *   (no token request reaches the IdP, so a mixed-up code is never sent to the wrong party);
+ * - OIDC Core 12.2: a refreshed ID token naming another `sub` (validly signed by the IdP's real
+ *   key) is rejected and the session ends: 401 session_expired, then 401 unauthenticated.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startHostileIdp, type HostileIdp } from '../support/hostile-idp.ts';
+import { isClearingCookie, login, loginUpToCallback } from '../support/login.ts';
+import { apiHeaders, startWorld, type World } from '../support/world.ts';
+
+let world: World;
+let front: HostileIdp;
+
+beforeAll(async () => {
+  world = await startWorld({
+    // Access tokens live 300 s: with this margin every API call refreshes first.
+    config: { tokens: { refreshBeforeExpiry: '1h' } },
+    issuerFor: async (idp) => {
+      front = await startHostileIdp({ idp });
+      return front.issuer;
+    },
+  });
+});
+afterEach(() => {
+  front.claimOverrides = undefined;
+});
+afterAll(async () => {
+  await world?.close();
+  await front?.close();
+});
+
+function tokenRequests(): number {
+  return front.requests.filter((r) => r.method === 'POST' && r.path === '/token').length;
+}
+
+describe('authorization response iss (RFC 9207)', () => {
+  it('the IdP advertises the iss parameter and sends it', async () => {
+    const discovery = (await (await fetch(`${front.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    expect(discovery.authorization_response_iss_parameter_supported).toBe(true);
+    const pending = await loginUpToCallback(world.url);
+    expect(new URL(pending.callbackUrl).searchParams.get('iss')).toBe(front.issuer);
+  });
+
+  it.each([
+    ['another IdP', (url: URL) => url.searchParams.set('iss', 'https://evil.example')],
+    ['the IdP behind the front (a mix-up with a real issuer)', (url: URL) => url.searchParams.set('iss', world.idp.issuer)],
+    ['no iss at all', (url: URL) => url.searchParams.delete('iss')],
+  ])('refuses an authorization response naming %s, and never redeems the code', async (_label, tamper) => {
+    const pending = await loginUpToCallback(world.url);
+    const url = new URL(pending.callbackUrl);
+    tamper(url);
+    const before = { grants: world.idp.counters.authorizationCodeGrants, relayed: tokenRequests() };
+    const res = await fetch(url, { redirect: 'manual', headers: { cookie: pending.gatewayCookieHeader } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe('login_failed');
+    expect(res.headers.getSetCookie().some((line) => line.startsWith('bff-session=') && !isClearingCookie(line))).toBe(false);
+    expect({ grants: world.idp.counters.authorizationCodeGrants, relayed: tokenRequests() }).toEqual(before);
+  });
+});
+
+describe('refreshed ID token', () => {
+  it('control: a refresh with the same sub keeps the session', async () => {
+    const session = await login(world.url);
+    const refreshes = world.idp.counters.refreshGrants;
+    const res = await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+    expect(res.status).toBe(200);
+    expect(world.idp.counters.refreshGrants).toBe(refreshes + 1);
+    expect(typeof front.tokenResponses.at(-1)?.id_token).toBe('string');
+  });
+
+  it('a refreshed ID token for another sub ends the session: 401 session_expired, then unauthenticated', async () => {
+    const session = await login(world.url);
+    const upstreamCalls = world.upstream.requests.length;
+    const refreshes = world.idp.counters.refreshGrants;
+    // Re-signed with the IdP's real key: only the subject differs.
+    front.claimOverrides = { sub: 'mallory' };
+    const res = await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toBe('session_expired');
+    expect(world.idp.counters.refreshGrants).toBe(refreshes + 1);
+    expect(world.upstream.requests.length).toBe(upstreamCalls);
+
+    front.claimOverrides = undefined;
+    const after = await fetch(`${world.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) });
+    expect(after.status).toBe(401);
+    expect(((await after.json()) as { error: string }).error).toBe('unauthenticated');
+  });
+});
