@@ -160,6 +160,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     start: () => void idp.start(),
     async close() {
       idp.stop();
+      forwarder.closeUpgraded();
       await app.close();
       await admin?.close();
       forwarder.close();

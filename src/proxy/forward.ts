@@ -30,6 +30,7 @@ interface Pending {
 export class Forwarder {
   private readonly proxy: ProxyServer;
   private readonly pending = new WeakMap<IncomingMessage, Pending>();
+  private readonly upgraded = new Set<Duplex>();
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
 
@@ -84,13 +85,25 @@ export class Forwarder {
 
   /** WebSocket upgrade to `target` (headers already prepared by the caller). */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: { url: URL; headers: OutgoingHttpHeaders }): void {
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     req.headers = target.headers as IncomingMessage['headers'];
     const wsUrl = new URL(target.url);
     wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
     this.proxy.ws(req, socket, head, { target: wsUrl.href, agent: this.agentFor(target.url) }, () => socket.destroy());
   }
 
+  /**
+   * WebSockets never "finish" like a request does, and an open one keeps the HTTP server's
+   * close() waiting: shutdown ends them first, then lets in-flight requests drain.
+   */
+  closeUpgraded(): void {
+    for (const socket of this.upgraded) socket.destroy();
+    this.upgraded.clear();
+  }
+
   close(): void {
+    this.closeUpgraded();
     this.proxy.close();
     this.httpAgent.destroy();
     this.httpsAgent.destroy();

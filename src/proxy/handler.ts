@@ -18,7 +18,7 @@ import { passesCsrf } from '../auth/csrf.ts';
 import { cookieMaxAge } from '../session/request-session.ts';
 import { credentialsFor } from './credentials.ts';
 import type { Forwarder } from './forward.ts';
-import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { browserProtocol, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { respond } from './respond.ts';
 import { normalisePath, upstreamUrl, type RouteTable } from './routes.ts';
 
@@ -99,7 +99,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
         trustProxy: config.trustProxy,
         removeCookies: gatewayCookies,
         remoteAddress: request.raw.socket.remoteAddress,
-        protocol: config.trustProxy ? (request.protocol as 'http' | 'https') : 'encrypted' in request.raw.socket ? 'https' : 'http',
+        protocol: browserProtocol(request.headers, request.raw.socket, config.trustProxy),
         tokenRoute,
         authorization: accessToken ? `Bearer ${accessToken}` : undefined,
       });

@@ -90,6 +90,18 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: R
   return out;
 }
 
+/**
+ * The scheme the browser used: what a trusted load balancer says in X-Forwarded-Proto, else
+ * whether this connection itself is TLS.
+ */
+export function browserProtocol(headers: IncomingHttpHeaders, socket: object, trustProxy: boolean): 'http' | 'https' {
+  if (trustProxy) {
+    const forwarded = firstValue(headers['x-forwarded-proto'])?.toLowerCase();
+    if (forwarded === 'https' || forwarded === 'http') return forwarded;
+  }
+  return 'encrypted' in socket ? 'https' : 'http';
+}
+
 function firstValue(value: string | string[] | undefined): string | undefined {
   const first = [value].flat()[0];
   return first?.split(',')[0]?.trim() || undefined;

@@ -11,7 +11,7 @@ import type { GatewayContext } from '../context.ts';
 import { GatewayError, isGatewayError, rawHttpError } from '../errors.ts';
 import { credentialsFor } from './credentials.ts';
 import type { Forwarder } from './forward.ts';
-import { upstreamRequestHeaders } from './headers.ts';
+import { browserProtocol, upstreamRequestHeaders } from './headers.ts';
 import { resolveRoute } from './handler.ts';
 import { upstreamUrl, type RouteTable } from './routes.ts';
 
@@ -27,7 +27,7 @@ export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable, fo
         trustProxy: ctx.config.trustProxy,
         removeCookies: gatewayCookies,
         remoteAddress: req.socket.remoteAddress,
-        protocol: 'http',
+        protocol: browserProtocol(req.headers, req.socket, ctx.config.trustProxy),
         tokenRoute: route.token !== 'none',
         authorization: accessToken ? `Bearer ${accessToken}` : undefined,
         keepUpgrade: true,

@@ -79,6 +79,14 @@ describe('token: client routes', () => {
     expect(response.headers.get('x-access-token')).toBeNull();
   });
 
+  test('ask for the route\'s own scopes', async () => {
+    const narrow = await world.startGateway({}, { routes: [{ path: '/orders', upstream: world.upstream.url, token: 'client', scopes: ['orders.read'] }] });
+    const response = await fetch(`${narrow.url}/orders/protected`, { headers: csrf });
+    expect(response.status).toBe(200);
+    expect(world.idp.tokenRequests.at(-1)).toMatchObject({ grantType: 'client_credentials', params: { scope: 'orders.read' } });
+    expect(String(world.upstream.requests.at(-1)?.auth?.claims?.scope).split(' ')).toEqual(['orders.read']);
+  });
+
   test('answer 503 idp_unavailable when the IdP cannot issue a token', async () => {
     // A fresh gateway has no cached token; the IdP refuses service.
     const second = await world.startGateway();
