@@ -44,11 +44,32 @@ async function readConfig(file: string | undefined, io: Io): Promise<GatewayConf
   }
 }
 
+const VALUE_OPTIONS = new Set(['--config', '-c', '--sub', '--sid', '--handle']);
+
+/**
+ * Store handles and IdP sids are base64url, so some begin with `-`; parseArgs would take such a
+ * value for an option. Values that follow a value-taking option are glued on as `--opt=value`.
+ */
+function glueOptionValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i] as string;
+    const next = argv[i + 1];
+    if (VALUE_OPTIONS.has(arg) && next !== undefined) {
+      out.push(`${arg.startsWith('--') ? arg : '--config'}=${next}`);
+      i += 1;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 export async function main(argv: string[], io: Io = defaultIo): Promise<number | undefined> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: glueOptionValues(argv),
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },

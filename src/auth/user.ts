@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
-import { sessionFromHeaders } from '../session/request-session.ts';
+import { cookieMaxAge, sessionFromHeaders } from '../session/request-session.ts';
 import { passesCsrf } from './csrf.ts';
 
 export function logoutUrlFor(ctx: GatewayContext, logoutSid: string): string {
@@ -19,6 +19,8 @@ export function registerUser(app: FastifyInstance, ctx: GatewayContext): void {
     const session = await sessionFromHeaders(ctx, request.headers);
     if (!session) throw new GatewayError('unauthenticated');
     await ctx.sessions.touch(session);
+    // Signed by a retired secret: hand out a cookie signed by the current one.
+    if (session.renewCookie) reply.header('set-cookie', ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session)));
     const { record } = session;
     return {
       sub: record.sub,

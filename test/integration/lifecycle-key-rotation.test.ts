@@ -57,6 +57,15 @@ test('reading a session on /auth/user re-seals a record sealed under the retired
   expect(await userStatus(world.gateway, cookie)).toBe(401);
 });
 
+test('/auth/user also re-signs a cookie signed by the retired secret', async () => {
+  const cookie = await oldSession();
+  const res = await fetch(`${rotated.url}/auth/user`, { headers: apiHeaders(cookie) });
+  expect(res.status).toBe(200);
+  const renewed = res.headers.getSetCookie().find((line) => line.startsWith(`${rotated.gateway.ctx.cookie.name}=`));
+  expect(renewed).toBeDefined();
+  expect(await userStatus(newOnly, renewed!.split(';')[0]!)).toBe(200);
+});
+
 test('a gateway with only the new keys refuses an old cookie (401)', async () => {
   const cookie = await oldSession();
   const res = await fetch(`${newOnly.url}/api/echo`, { headers: apiHeaders(cookie) });
