@@ -13,7 +13,11 @@ export interface IdpOptions {
   redirectUris: string[];
   postLogoutRedirectUris?: string[];
   backchannelLogoutUri?: string;
-  clientAuthMethod?: 'client_secret_basic' | 'client_secret_post';
+  clientAuthMethod?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  /** Public keys of the client, for private_key_jwt. */
+  clientJwks?: { keys: JWK[] };
+  /** Require pushed authorization requests (RFC 9126), advertised in discovery. */
+  requirePar?: boolean;
   port?: number;
   host?: '127.0.0.1' | 'localhost';
   /** Audience (and the only accepted resource indicator) of the JWT access tokens. */
@@ -138,6 +142,7 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
     response_types: ['code'],
     token_endpoint_auth_method: opts.clientAuthMethod ?? 'client_secret_basic',
   };
+  if (opts.clientJwks) client.jwks = opts.clientJwks;
   if (opts.backchannelLogoutUri) {
     client.backchannel_logout_uri = opts.backchannelLogoutUri;
     client.backchannel_logout_session_required = true;
@@ -192,6 +197,7 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
       introspection: { enabled: true, allowedPolicy: async () => true },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: opts.requirePar ?? false },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
