@@ -4,8 +4,9 @@
  * - `state` matches a pending transaction in this browser's login cookie (login CSRF), and is
  *   claimed once in the store, so a replayed callback fails even with the cookie copied;
  * - an IdP `error=` ends here: 400 login_failed naming the IdP's code;
- * - openid-client checks RFC 9207 `iss` (when advertised), PKCE, and the ID token: signature
- *   against the JWKS with the asymmetric allowlist, iss, aud, azp, exp, iat, nonce;
+ * - openid-client checks RFC 9207 `iss` (when advertised) before redeeming the code, then PKCE
+ *   and the ID token's iss, aud, azp, sub, exp, iat, nonce; IdpClient checks its signature
+ *   against the JWKS with the asymmetric allowlist (oidc/client.ts);
  * - a brand-new session id (the pre-login one, if any, is destroyed), then 302 to returnTo.
  * The login cookie is cleared on every outcome. Responses are `no-store`, `no-referrer`: the
  * URL carries a code.
