@@ -3,8 +3,9 @@
  * redis-server: at most one refresh per session in flight across ALL instances, and a crashed
  * lock holder does not wedge the session (its lock expires, another instance refreshes).
  *
- * Time is real here: tokens live 10 s and count as expiring in the last 7 s, so a session is
- * due 3 s after login and a freshly refreshed token stays fresh for 3 s.
+ * Time is real here: tokens live 20 s and count as expiring in the last 14 s, so a session is
+ * due 6 s after login and a freshly refreshed token stays fresh for 6 s (ample for a burst,
+ * even on a busy machine). Both sessions log in up front so their waits overlap.
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, test, vi } from 'vitest';
@@ -14,17 +15,30 @@ import { redisCommand } from '../support/redis.ts';
 import { apiHeaders } from '../support/world.ts';
 
 const BURST = 100;
-const TOKEN_TTL_S = 10;
-const WINDOW_S = 7;
+const TOKEN_TTL_S = 20;
+const WINDOW_S = 14;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
+interface DueSession {
+  cookieHeader: string;
+  /** The access token the upstream received right after login. */
+  token: string;
+  handle: string;
+  loggedInAt: number;
+}
+
 let world: ProcessWorld;
+let stormSession: DueSession;
+let killSession: DueSession;
+
 beforeAll(async () => {
   world = await startProcessWorld({
     instances: 3,
     idp: { accessTokenTtl: TOKEN_TTL_S },
     config: { tokens: { refreshBeforeExpiry: `${WINDOW_S}s` }, oidc: { timeout: '2s' } },
   });
+  stormSession = await loginThroughFirst('storm');
+  killSession = await loginThroughFirst('kill');
 }, 60_000);
 afterAll(() => world?.close());
 
@@ -32,18 +46,21 @@ function bearerOf(headers: Record<string, string | string[] | undefined>): strin
   return String(headers.authorization ?? '').replace(/^Bearer /, '');
 }
 
-/** Logs in through process 1 and waits until the session's token is inside the refresh window. */
-async function dueSession(): Promise<{ cookieHeader: string; token: string; handle: string }> {
+async function loginThroughFirst(name: string): Promise<DueSession> {
   const loggedInAt = Date.now();
   const session = await login(world.publicUrl);
-  const marker = `probe-${loggedInAt}`;
-  const probe = await fetch(`${world.publicUrl}/api/echo?${marker}`, { headers: apiHeaders(session.cookieHeader) });
+  const probe = await fetch(`${world.publicUrl}/api/echo?probe=${name}`, { headers: apiHeaders(session.cookieHeader) });
   expect(probe.status).toBe(200);
   await probe.body?.cancel();
-  const token = bearerOf(world.upstream.requests.find((r) => r.url === `/api/echo?${marker}`)?.headers ?? {});
+  const token = bearerOf(world.upstream.requests.find((r) => r.url === `/api/echo?probe=${name}`)?.headers ?? {});
   const id = session.cookie.slice(session.cookie.indexOf('=') + 1).split('.')[0] as string;
-  await sleep(loggedInAt + (TOKEN_TTL_S - WINDOW_S) * 1000 + 300 - Date.now());
-  return { cookieHeader: session.cookieHeader, token, handle: createHash('sha256').update(id).digest('base64url') };
+  return { cookieHeader: session.cookieHeader, token, handle: createHash('sha256').update(id).digest('base64url'), loggedInAt };
+}
+
+/** Waits until the session's token is inside the refresh window. */
+async function untilDue(session: DueSession): Promise<DueSession> {
+  await sleep(session.loggedInAt + (TOKEN_TTL_S - WINDOW_S) * 1000 + 300 - Date.now());
+  return session;
 }
 
 async function metricSum(name: string, labels: Record<string, string>, gateways = world.gateways): Promise<number> {
@@ -52,7 +69,7 @@ async function metricSum(name: string, labels: Record<string, string>, gateways 
 }
 
 test(`${BURST} concurrent requests spread over 3 processes: exactly one refresh grant, all 200 with the new token`, async () => {
-  const session = await dueSession();
+  const session = await untilDue(stormSession);
   const grantsBefore = world.idp.counters.refreshGrants;
   const successBefore = await metricSum('bff_token_refresh_total', { result: 'success' });
 
@@ -79,7 +96,7 @@ test(`${BURST} concurrent requests spread over 3 processes: exactly one refresh 
 
 test('a process killed while holding the refresh lock: another process refreshes after the lock expires, no invalid_grant', async () => {
   const [victim, survivor] = [world.gateways[1]!, world.gateways[2]!];
-  const session = await dueSession();
+  const session = await untilDue(killSession);
   const grantsBefore = world.idp.counters.refreshGrants;
   // The IdP holds the victim's refresh long enough to kill the victim mid-call; it never
   // answers it during this test, as if the request was lost with the process.
