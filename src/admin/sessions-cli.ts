@@ -2,39 +2,22 @@
  * Operator tools: `sessions list` and `sessions revoke`. Ending a session here does what a
  * user's logout does — the session disappears from the shared store (so from every instance)
  * and its tokens are revoked at the IdP when it offers revocation — and prints what it did.
- * Sessions are shown by their store handle (a hash of the browser's id), never the id itself.
  */
 import type { GatewayConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { buildGateway } from '../server.ts';
 import { endSession } from '../auth/end-session.ts';
 import type { LoadedSession } from '../session/sessions.ts';
-
-interface Selection {
-  sub?: string;
-  sid?: string;
-  handle?: string;
-  all?: boolean;
-}
+import { isSelective, selectSessions, summarize, type Selection } from './select.ts';
 
 interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
 }
 
-async function select(sessions: { findBy(kind: 'sid' | 'sub', value: string): Promise<LoadedSession[]>; all(): AsyncIterable<LoadedSession> }, selection: Selection): Promise<LoadedSession[]> {
-  if (selection.sub) return sessions.findBy('sub', selection.sub);
-  if (selection.sid) return sessions.findBy('sid', selection.sid);
-  const found: LoadedSession[] = [];
-  for await (const session of sessions.all()) {
-    if (!selection.handle || session.handle === selection.handle) found.push(session);
-  }
-  return found;
-}
-
 function describe(session: LoadedSession): string {
-  const { record } = session;
-  return `${session.handle}  sub=${record.sub}  created=${new Date(record.createdAt).toISOString()}  expires=${new Date(record.absoluteExpiresAt).toISOString()}`;
+  const { handle, sub, createdAt, expiresAt } = summarize(session);
+  return `${handle}  sub=${sub}  created=${createdAt}  expires=${expiresAt}`;
 }
 
 export async function runSessionsCommand(config: GatewayConfig, args: string[], selection: Selection, io: Io): Promise<number> {
@@ -43,7 +26,7 @@ export async function runSessionsCommand(config: GatewayConfig, args: string[], 
     io.err('usage: bff-gateway sessions list|revoke [--sub SUB | --sid IDP_SID | --handle H | --all] --config FILE');
     return 1;
   }
-  if (action === 'revoke' && !selection.sub && !selection.sid && !selection.handle && !selection.all) {
+  if (action === 'revoke' && !isSelective(selection)) {
     io.err('sessions revoke needs one of --sub, --sid, --handle or --all');
     return 1;
   }
@@ -54,7 +37,7 @@ export async function runSessionsCommand(config: GatewayConfig, args: string[], 
   const gateway = await buildGateway(config, { log: createLogger({ level: 'warn' }) });
   try {
     const { ctx } = gateway;
-    const sessions = await select(ctx.sessions, selection);
+    const sessions = await selectSessions(ctx.sessions, selection);
     if (action === 'list') {
       for (const session of sessions) io.out(describe(session));
       io.out(`${sessions.length} session(s)`);

@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.ts';
+import { registerAdminSessions } from './admin-sessions.ts';
 
 const PING_TIMEOUT_MS = 1000;
 
@@ -37,5 +38,6 @@ export function buildAdminApp(ctx: GatewayContext): FastifyInstance {
     const body = await ctx.metrics.registry.metrics();
     return reply.header('content-type', ctx.metrics.registry.contentType).send(body);
   });
+  if (ctx.config.admin?.token) registerAdminSessions(app, ctx, ctx.config.admin.token);
   return app;
 }

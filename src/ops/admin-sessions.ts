@@ -1,0 +1,52 @@
+/**
+ * Session administration over HTTP on the admin listener — off unless `admin.token` is set,
+ * and then every call needs `Authorization: Bearer <admin.token>` (compared in constant time).
+ *   GET  /sessions?sub=|sid=|handle=      list (no selector: all sessions)
+ *   POST /sessions/revoke {sub|sid|handle|all: true}
+ * Revoking does what a logout does: the session leaves the shared store (every instance) and
+ * its tokens are revoked at the IdP. Answers carry store handles and subjects, never tokens.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { endSession } from '../auth/end-session.ts';
+import { isSelective, selectSessions, summarize, type Selection } from '../admin/select.ts';
+import type { GatewayContext } from '../context.ts';
+import { ERROR_HEADERS, errorBody, type ErrorCode } from '../errors.ts';
+
+function bearerMatches(header: string | undefined, expected: string): boolean {
+  const given = /^Bearer\s+(.+)$/i.exec(header ?? '')?.[1]?.trim();
+  if (!given) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function selectionFrom(input: unknown): Selection {
+  const source = (input && typeof input === 'object' ? input : {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value : undefined);
+  return { sub: text(source.sub), sid: text(source.sid), handle: text(source.handle), all: source.all === true || source.all === 'true' };
+}
+
+function refuse(reply: FastifyReply, status: number, code: ErrorCode, message?: string): FastifyReply {
+  return reply.code(status).headers(ERROR_HEADERS).send(errorBody(code, message));
+}
+
+export function registerAdminSessions(app: FastifyInstance, ctx: GatewayContext, token: string): void {
+  app.register(async (scope) => {
+    scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      reply.header('cache-control', 'no-store');
+      if (!bearerMatches(request.headers.authorization, token)) return refuse(reply, 401, 'unauthenticated', 'The admin token is missing or wrong.');
+    });
+    scope.get('/sessions', async (request) => {
+      const sessions = await selectSessions(ctx.sessions, selectionFrom(request.query));
+      return { count: sessions.length, sessions: sessions.map(summarize) };
+    });
+    scope.post('/sessions/revoke', async (request, reply) => {
+      const selection = selectionFrom(request.body);
+      if (!isSelective(selection)) return refuse(reply, 400, 'invalid_request', 'Name one of sub, sid, handle, or all: true.');
+      const sessions = await selectSessions(ctx.sessions, selection);
+      for (const session of sessions) await endSession(ctx, session, 'admin');
+      return { revoked: sessions.length, sessions: sessions.map(summarize), tokensRevoked: ctx.idp.canRevoke };
+    });
+  });
+}
