@@ -4,6 +4,7 @@
  * request guards -> /auth endpoints -> proxy scope (everything else) -> error mapping.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { GatewayContext } from './context.ts';
@@ -94,7 +95,8 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
         socket.destroy();
         return;
       }
-      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
+      // An unknown method (TRACK, say) is a method we do not serve, not a malformed request.
+      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'HPE_INVALID_METHOD' ? 'method_not_allowed' : 'invalid_request';
       socket.end(rawHttpError(new GatewayError(code, { detail: err.code })));
     },
   });
@@ -151,6 +153,11 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   const onUpgrade = createUpgradeHandler(ctx, routes, forwarder);
   app.server.on('upgrade', (req, socket, head) => void onUpgrade(req, socket, head));
+  // Node hands CONNECT to a separate event; without a listener it drops the socket unanswered.
+  app.server.on('connect', (_req, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end(rawHttpError(new GatewayError('method_not_allowed')));
+  });
 
   const admin = config.admin ? buildAdminApp(ctx) : undefined;
   return {
