@@ -30,7 +30,8 @@ const revoke = (body: unknown, headers: Record<string, string> = auth) =>
 
 describe('admin session API', () => {
   test('refuses calls without the admin token, or with a wrong one', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }]) {
+    const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }];
+    for (const headers of attempts) {
       const res = await fetch(`${adminUrl}/sessions`, { headers });
       expect(res.status).toBe(401);
       expect(await res.json()).toMatchObject({ error: 'unauthenticated' });
