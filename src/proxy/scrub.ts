@@ -99,15 +99,17 @@ export class TokenRedactor extends Transform {
     const buffer = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
     const { output, consumed } = this.replaceAll(buffer, false);
     this.carry = Buffer.from(buffer.subarray(consumed));
-    const out = Buffer.concat(output);
-    if (out.length > 0) this.push(out);
+    this.pushAll(output);
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    const { output } = this.replaceAll(this.carry, true);
-    const out = Buffer.concat(output);
-    if (out.length > 0) this.push(out);
+    this.pushAll(this.replaceAll(this.carry, true).output);
     callback();
+  }
+
+  /** Pieces go out as they are: concatenating them first would copy every body once more. */
+  private pushAll(pieces: Buffer[]): void {
+    for (const piece of pieces) if (piece.length > 0) this.push(piece);
   }
 }
