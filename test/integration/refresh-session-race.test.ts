@@ -117,7 +117,7 @@ async function storeContract(store: SessionStore, wait: (ms: number) => Promise<
 }
 
 describe('store primitives of the refresh protocol', () => {
-  const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+  const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
 
   test('memory store', async () => {
     let offset = 0;
