@@ -1,10 +1,11 @@
 /**
- * The session behind a request's cookie: one store read. Ended sessions (idle or absolute
- * timeout) are removed by `Sessions.load` and counted here as `timeout` logouts.
+ * The session behind a request's cookie: one store read. Sessions past their idle or absolute
+ * timeout are counted here as `timeout` logouts: those found expired (removed by
+ * `Sessions.load`) and those the store already forgot by TTL (`Sessions.markEnded`).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayContext } from '../context.ts';
-import type { LoadedSession } from './sessions.ts';
+import { Sessions, type LoadedSession } from './sessions.ts';
 
 export interface RequestSession extends LoadedSession {
   /** The cookie was signed by a retired secret: send a re-signed one. */
@@ -17,6 +18,7 @@ export async function sessionFromHeaders(ctx: GatewayContext, headers: IncomingH
   if (!cookie) return undefined;
   const result = await ctx.sessions.load(cookie.id);
   if (result.state === 'ended') ctx.metrics.logouts.inc({ kind: 'timeout' });
+  else if (result.state === 'none' && (await ctx.sessions.markEnded(Sessions.handleOf(cookie.id)))) ctx.metrics.logouts.inc({ kind: 'timeout' });
   if (result.state !== 'active') return undefined;
   return { id: cookie.id, handle: result.handle, record: result.record, sealed: result.sealed, renewCookie: cookie.renew };
 }

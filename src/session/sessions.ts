@@ -160,10 +160,23 @@ export class Sessions {
 
   async destroy(handle: string, record?: SessionRecord): Promise<void> {
     await this.store.destroy(handle);
+    // An ended session is accounted for now: a later request with its cookie is no timeout.
+    await this.markEnded(handle).catch(() => false);
     if (!record) return;
     // Index cleanup is best effort: lookups skip handles whose record is gone anyway.
     const names = [...this.indexNames('sub', record.sub), ...(record.idpSid ? this.indexNames('sid', record.idpSid) : [])];
     await Promise.all(names.map((name) => this.store.indexRemove(name, [handle]).catch(() => {})));
+  }
+
+  /**
+   * Claims the one-time "this session has ended" marker; true only for the first claimant.
+   * The store forgets a record by itself when its TTL runs out, and nothing tells a timeout from
+   * a logout afterwards: every deliberate ending claims the marker, so a signed cookie whose
+   * record is gone *and* whose marker is still unclaimed is a session that timed out — counted
+   * once, however many requests carry that cookie.
+   */
+  markEnded(handle: string): Promise<boolean> {
+    return this.store.claimOnce(`ended.${handle}`, this.config.absoluteTimeoutMs);
   }
 
   /** Handles of the live sessions for an IdP `sid` or `sub`; prunes dead index entries. */

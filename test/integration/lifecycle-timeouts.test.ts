@@ -134,3 +134,18 @@ test('on the real clock, a session that idles out is a 401, gone from the store,
   expect(await storedTtl(world.redis!, cookie)).toBe(-2);
   expect(await logoutsOf(realTime, 'timeout')).toBe(timeoutsBefore + 1);
 });
+
+test('a timed-out session is counted once however often its cookie returns; a logged-out one never', async () => {
+  const realTime = await world.startGateway({}, { session: { idleTimeout: '1s', absoluteTimeout: '2s' } });
+  const idle = await loginAt(world, realTime);
+  const loggedOut = await loginAt(world, realTime);
+  const logout = await fetch(`${realTime.url}/auth/logout`, { method: 'POST', headers: apiHeaders(loggedOut) });
+  expect(logout.status).toBe(200);
+  const timeoutsBefore = await logoutsOf(realTime, 'timeout');
+  const deadline = Date.now() + 1_000;
+  await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(deadline + 200), { timeout: 3_000, interval: 100 });
+
+  const statuses = await Promise.all([idle, idle, idle, loggedOut, loggedOut].map(async (cookie) => (await fetch(`${realTime.url}/auth/user`, { headers: apiHeaders(cookie) })).status));
+  expect(statuses).toEqual([401, 401, 401, 401, 401]);
+  expect(await logoutsOf(realTime, 'timeout')).toBe(timeoutsBefore + 1);
+});
