@@ -191,7 +191,20 @@ export class IdpClient {
   }
 
   async refresh(refreshToken: string): Promise<TokenResponse> {
-    return this.verifyIdTokenSignature(await client.refreshTokenGrant(this.loaded, refreshToken));
+    const response = await client.refreshTokenGrant(this.loaded, refreshToken);
+    try {
+      return await this.verifyIdTokenSignature(response);
+    } catch (err) {
+      if (err instanceof InvalidIdTokenSignature) throw err;
+      // The IdP has answered, so it has already rotated the refresh token; only its keys could
+      // not be fetched to check the new ID token. Discarding the whole answer would lose the
+      // rotated refresh token, and with reuse detection the next refresh would end the grant.
+      // Keep the tokens, drop the ID token nobody could verify: the session keeps the identity
+      // verified at login.
+      this.log.warn({ event: 'refresh_id_token_unverified', reason: (err as { code?: string }).code ?? 'keys unavailable' }, 'refreshed ID token dropped: the identity provider keys could not be fetched');
+      delete (response as { id_token?: string }).id_token;
+      return response;
+    }
   }
 
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */

@@ -26,6 +26,7 @@ beforeAll(async () => {
 });
 afterEach(() => {
   front.claimOverrides = undefined;
+  front.jwksAvailable = true;
 });
 afterAll(async () => {
   await world?.close();
@@ -69,6 +70,27 @@ describe('refreshed ID token', () => {
     expect(res.status).toBe(200);
     expect(world.idp.counters.refreshGrants).toBe(refreshes + 1);
     expect(typeof front.tokenResponses.at(-1)?.id_token).toBe('string');
+  });
+
+  it('keys unreachable at refresh: the rotated tokens are kept, the unverifiable ID token is not', async () => {
+    const session = await login(world.url);
+    // A new signing key the gateway has never seen, and no way to fetch it.
+    await front.rotateKey();
+    front.jwksAvailable = false;
+    const first = await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+    expect(first.status).toBe(200);
+    const rotated = front.tokenResponses.at(-1)?.refresh_token;
+    expect(typeof rotated).toBe('string');
+    // The next refresh must present the refresh token the IdP just issued; with reuse detection,
+    // presenting the previous one would revoke the grant and end the session.
+    front.jwksAvailable = true;
+    const refreshes = world.idp.counters.refreshGrants;
+    const second = await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+    expect(second.status).toBe(200);
+    expect(world.idp.counters.refreshGrants).toBe(refreshes + 1);
+    expect(world.idp.tokenRequests.at(-1)?.params.refresh_token).toBe(rotated);
+    const user = (await (await fetch(`${world.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) })).json()) as { sub: string };
+    expect(user.sub).toBe('alice');
   });
 
   it('a refreshed ID token for another sub ends the session: 401 session_expired, then unauthenticated', async () => {

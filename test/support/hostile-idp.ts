@@ -58,6 +58,8 @@ export interface HostileIdp {
   requests: Array<{ method: string; path: string }>;
   /** JWKS documents served (each one is a key-set fetch by someone: the gateway or the upstream). */
   jwksFetches: number;
+  /** When false, the JWKS endpoint answers 503 (the IdP's keys cannot be fetched). */
+  jwksAvailable: boolean;
   /**
    * Rotates the signing key: a new RSA key is generated, published in the JWKS the front serves
    * (next to the IdP's real keys), and signs every later ID token. Resolves with its `kid`.
@@ -103,6 +105,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     rewriteDiscovery: undefined,
     requests: [],
     jwksFetches: 0,
+    jwksAvailable: true,
     rotateKey: async () => {
       const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
       const kid = `rotated-${randomBytes(6).toString('hex')}`;
@@ -188,6 +191,10 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
   async function relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', issuer).pathname;
     front.requests.push({ method: req.method ?? 'GET', path });
+    if (path === '/jwks' && !front.jwksAvailable) {
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('unavailable');
+      return;
+    }
     const body = await readAll(req);
     const headers = { ...req.headers, host: real.host, 'accept-encoding': 'identity' };
     delete headers['content-length'];
