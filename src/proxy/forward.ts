@@ -20,7 +20,11 @@ export interface ForwardTarget {
   timeoutMs: number;
   /** A buffered body to send instead of the request stream (replays need one). */
   body?: Buffer;
+  /** The request can be sent again: it has no body, or a buffered one. */
+  resendable: boolean;
 }
+
+const RESENDABLE_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
 interface Pending {
   onRequest(proxyReq: http.ClientRequest): void;
@@ -50,10 +54,13 @@ export class Forwarder {
     return new Promise((resolve, reject) => {
       let settled = false;
       let upstreamRequest: http.ClientRequest | undefined;
+      let resent = false;
+      const onClientClose = () => settle(() => reject(new GatewayError('bad_gateway', { detail: 'client closed the connection' })));
       const settle = (outcome: () => void) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        res.off('close', onClientClose);
         this.pending.delete(req);
         outcome();
       };
@@ -61,25 +68,31 @@ export class Forwarder {
         settle(() => reject(new GatewayError('gateway_timeout', { detail: `no response from ${target.url.origin} within ${target.timeoutMs}ms` })));
         upstreamRequest?.destroy();
       }, target.timeoutMs);
-      this.pending.set(req, {
-        onRequest: (proxyReq) => {
-          upstreamRequest = proxyReq;
-          if (settled) proxyReq.destroy();
-        },
-        onResponse: (proxyRes) => settle(() => resolve(proxyRes)),
-      });
-      res.once('close', () => settle(() => reject(new GatewayError('bad_gateway', { detail: 'client closed the connection' }))));
+      res.once('close', onClientClose);
       req.headers = target.headers as IncomingMessage['headers'];
-      this.proxy.web(
-        req,
-        res,
-        {
-          target: target.url.href,
-          agent: this.agentFor(target.url),
-          buffer: target.body ? bufferStream(target.body) : undefined,
-        },
-        (err: Error) => settle(() => reject(new GatewayError('bad_gateway', { detail: `upstream ${target.url.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, cause: err }))),
-      );
+
+      const attempt = () => {
+        this.pending.set(req, {
+          onRequest: (proxyReq) => {
+            upstreamRequest = proxyReq;
+            if (settled) proxyReq.destroy();
+          },
+          onResponse: (proxyRes) => settle(() => resolve(proxyRes)),
+        });
+        const onError = (err: NodeJS.ErrnoException) => {
+          if (settled) return;
+          // A pooled keep-alive socket the upstream closed while it sat idle fails at once on
+          // reuse: resend once when the request can be sent again (what Node's docs advise).
+          if (!resent && target.resendable && upstreamRequest?.reusedSocket && RESENDABLE_ERRORS.has(err.code ?? '')) {
+            resent = true;
+            attempt();
+            return;
+          }
+          settle(() => reject(new GatewayError('bad_gateway', { detail: `upstream ${target.url.origin}: ${err.code ?? err.message}`, cause: err })));
+        };
+        this.proxy.web(req, res, { target: target.url.href, agent: this.agentFor(target.url), buffer: target.body ? bufferStream(target.body) : undefined }, onError);
+      };
+      attempt();
     });
   }
 

@@ -113,7 +113,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
     const target = upstreamUrl(route, path, query);
     const send = (accessToken: string | undefined) => {
       const started = performance.now();
-      return forwarder.send(request.raw, res, { url: target, headers: headersFor(accessToken), timeoutMs: route.timeoutMs, body }).finally(() => {
+      return forwarder.send(request.raw, res, { url: target, headers: headersFor(accessToken), timeoutMs: route.timeoutMs, body, resendable: !hasBody(request.headers) || body !== undefined }).finally(() => {
         ctx.metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
       });
     };
