@@ -32,7 +32,7 @@ export interface SessionStore {
   indexAdd(index: string, handle: string, ttlMs: number): Promise<void>;
   indexMembers(index: string): Promise<string[]>;
   indexRemove(index: string, handles: string[]): Promise<void>;
-  /** Every index key's handles, for the operator's `sessions list --all`. */
+  /** Every stored session's handle, for the operator's `sessions list` and `revoke --all`. */
   scanHandles(): AsyncIterable<string>;
 
   /** Takes the per-session refresh lock if free. Returns an owner token, or null when held. */
