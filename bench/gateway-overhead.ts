@@ -70,7 +70,7 @@ routes:
   - { path: /plain, upstream: http://127.0.0.1:${upstream.port}, token: none, stripPrefix: true }
 `,
 );
-const gateway = spawn(process.execPath, ['--import', 'tsx', `${here}gateway-process.ts`, '--config', join(dir, 'gateway.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+const gateway = spawn(process.execPath, ['--import', 'tsx', `${here}../test/support/cli-entry.ts`, '--config', join(dir, 'gateway.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 const rows: Row[] = [];
 try {

@@ -18,7 +18,7 @@ import { startUpstream, type Upstream } from './upstream.ts';
 import { CLIENT_ID, CLIENT_SECRET, deepMerge, SESSION_KEY, SESSION_SECRET } from './world.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const ENTRY = join(ROOT, 'test/support/gateway-process.ts');
+const ENTRY = join(ROOT, 'test/support/cli-entry.ts');
 const READY_TIMEOUT_MS = 30_000;
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
