@@ -49,6 +49,8 @@ export interface GatewayConfig {
     readonly postLogoutRedirect: string;
     readonly timeoutMs: number;
     readonly par: boolean;
+    /** The DPoP signing key (PEM or JWK) when `oidc.dpop` is on: `dpop.key`, else `privateKey`. */
+    readonly dpopKey?: string;
     readonly fetchUserinfo: boolean;
   };
   readonly session: {
@@ -156,6 +158,7 @@ function derive(raw: RawConfig): GatewayConfig {
       postLogoutRedirect: raw.oidc.postLogoutRedirect,
       timeoutMs: raw.oidc.timeout,
       par: raw.oidc.par,
+      dpopKey: raw.oidc.dpop === false ? undefined : raw.oidc.dpop === true ? raw.oidc.privateKey : raw.oidc.dpop.key,
       fetchUserinfo: raw.oidc.fetchUserinfo,
     },
     session: {

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
+import { parseDpopKey } from '../oidc/dpop.ts';
 
 const DURATION_MESSAGE = 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds';
 
@@ -141,7 +142,10 @@ export const rawConfigSchema = z.strictObject({
     clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).optional(),
     privateKey: z.string().optional(),
     par: z.boolean().default(false),
-    dpop: z.boolean().default(false),
+    // `true` signs proofs with `privateKey`; `{ key }` names a dedicated key (PEM or JWK).
+    dpop: z
+      .union([z.boolean(), z.strictObject({ key: z.string().min(1, 'must not be empty') })], { error: 'must be true, false or { key: <PEM or JWK> }' })
+      .default(false),
     fetchUserinfo: z.boolean().default(true),
   })
     .superRefine((oidc, ctx) => {
@@ -152,7 +156,18 @@ export const rawConfigSchema = z.strictObject({
       } else if (!oidc.clientSecret) {
         ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'must not be empty' });
       }
-      if (oidc.dpop) ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'is not supported by this version' });
+      if (oidc.dpop === true && !oidc.privateKey) {
+        ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'needs a key: set dpop.key or oidc.privateKey (every instance must hold the same key)' });
+      }
+      const dpopKey = oidc.dpop === false ? undefined : oidc.dpop === true ? oidc.privateKey : oidc.dpop.key;
+      if (dpopKey) {
+        try {
+          parseDpopKey(dpopKey);
+        } catch (err) {
+          const path = oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'];
+          ctx.addIssue({ code: 'custom', path, message: `${(err as Error).message} (needed for DPoP)` });
+        }
+      }
     }),
   session: z.strictObject({
     store: z.enum(['redis', 'memory'], { error: 'must be redis or memory' }).default('redis'),

@@ -17,6 +17,9 @@
  * - Every IdP call has the configured timeout.
  * - Failures are classified by status and OAuth error code, never by message text
  *   (`classifyIdpFailure`).
+ * - With `oidc.dpop`, the authorization request names the key (`dpop_jkt`) and every grant
+ *   carries a DPoP proof. openid-client itself retries a grant once when the IdP answers
+ *   `use_dpop_nonce` (the handle caches the nonce per Configuration, hence one handle each).
  */
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
@@ -24,6 +27,7 @@ import { createPrivateKey } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, importJWK, importPKCS8, jwtVerify, type JWK } from 'jose';
 import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
+import { DpopKey } from './dpop.ts';
 
 export const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
@@ -121,6 +125,20 @@ export class IdpClient {
   }
 
   private privateKey: client.PrivateKey | undefined;
+  /** The DPoP key, loaded with the first discovery; undefined when DPoP is off. */
+  dpop: DpopKey | undefined;
+  // Client-credentials tokens reach the proxy as bare strings; this remembers which of them the
+  // IdP issued as DPoP-bound. Bounded: only the latest few per route are ever in use.
+  private readonly dpopClientTokens = new Set<string>();
+
+  isDpopBound(accessToken: string): boolean {
+    return this.dpopClientTokens.has(accessToken);
+  }
+
+  /** openid-client options that make a grant DPoP-bound (none when DPoP is off). */
+  private dpopOptions(configuration: client.Configuration): { DPoP?: client.DPoPHandle } {
+    return this.dpop ? { DPoP: this.dpop.handle(configuration) } : {};
+  }
 
   private clientAuth(metadata?: client.ServerMetadata): client.ClientAuth {
     const { oidc } = this.config;
@@ -141,6 +159,7 @@ export class IdpClient {
     const execute = insecure ? [client.allowInsecureRequests] : [];
     const timeout = Math.ceil(oidc.timeoutMs / 1000);
     if (oidc.clientAuth === 'private_key_jwt') this.privateKey ??= await privateKeyFrom(oidc.privateKey as string);
+    if (oidc.dpopKey) this.dpop ??= await DpopKey.load(oidc.dpopKey);
     const clientMetadata = { id_token_signed_response_alg: ID_TOKEN_ALGORITHMS as unknown as string };
     const discovered = await client.discovery(new URL(oidc.issuer), oidc.clientId, clientMetadata, this.clientAuth(), { execute, timeout });
     const metadata = discovered.serverMetadata();
@@ -173,25 +192,24 @@ export class IdpClient {
       nonce: request.nonce,
     };
     const configuration = this.loaded;
+    if (this.dpop) parameters.dpop_jkt = this.dpop.thumbprint;
     if (oidc.par || configuration.serverMetadata().require_pushed_authorization_requests) {
-      return client.buildAuthorizationUrlWithPAR(configuration, parameters);
+      return client.buildAuthorizationUrlWithPAR(configuration, parameters, this.dpopOptions(configuration));
     }
     return client.buildAuthorizationUrl(configuration, parameters);
   }
 
   /** Validates the authorization response (state, RFC 9207 iss) and redeems the code. */
   async exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
-    const response = await client.authorizationCodeGrant(this.loaded, callbackUrl, {
-      expectedState: checks.state,
-      expectedNonce: checks.nonce,
-      pkceCodeVerifier: checks.codeVerifier,
-      idTokenExpected: true,
-    });
+    const configuration = this.loaded;
+    const checkOptions = { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true };
+    const response = await client.authorizationCodeGrant(configuration, callbackUrl, checkOptions, undefined, this.dpopOptions(configuration));
     return this.verifyIdTokenSignature(response);
   }
 
   async refresh(refreshToken: string): Promise<TokenResponse> {
-    const response = await client.refreshTokenGrant(this.loaded, refreshToken);
+    const configuration = this.loaded;
+    const response = await client.refreshTokenGrant(configuration, refreshToken, undefined, this.dpopOptions(configuration));
     try {
       return await this.verifyIdTokenSignature(response);
     } catch (err) {
@@ -209,7 +227,13 @@ export class IdpClient {
 
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */
   async clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
-    return this.verifyIdTokenSignature(await client.clientCredentialsGrant(this.loaded, parameters));
+    const configuration = this.loaded;
+    const response = await this.verifyIdTokenSignature(await client.clientCredentialsGrant(configuration, parameters, this.dpopOptions(configuration)));
+    if (response.token_type?.toLowerCase() === 'dpop') {
+      this.dpopClientTokens.add(response.access_token);
+      if (this.dpopClientTokens.size > 256) this.dpopClientTokens.delete(this.dpopClientTokens.values().next().value as string);
+    }
+    return response;
   }
 
   /**
@@ -230,7 +254,8 @@ export class IdpClient {
   }
 
   async userinfo(accessToken: string, sub: string): Promise<Record<string, unknown>> {
-    return (await client.fetchUserInfo(this.loaded, accessToken, sub)) as Record<string, unknown>;
+    const configuration = this.loaded;
+    return (await client.fetchUserInfo(configuration, accessToken, sub, this.dpopOptions(configuration))) as Record<string, unknown>;
   }
 
   get canRevoke(): boolean {

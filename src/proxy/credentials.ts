@@ -7,6 +7,8 @@
  * `retry` answers the upstream's 401 invalid_token with a newer token (one refresh, shared
  * with every concurrent request of the session); `tokens` lists everything that must never be
  * echoed back to the browser.
+ * A token the IdP issued as `token_type: DPoP` (RFC 9449) travels as `Authorization: DPoP` with
+ * a fresh proof for each request; any other type as `Bearer`.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/load.ts';
@@ -18,6 +20,8 @@ import type { SessionRecord } from '../session/sessions.ts';
 export interface Credentials {
   accessToken: string | undefined;
   session: RequestSession | undefined;
+  /** Whether the current access token is DPoP-bound (its scheme is `DPoP`). */
+  dpop: boolean;
   /** A newer token after an upstream rejection, or undefined when there is nothing to retry. */
   retry(): Promise<string | undefined>;
   tokens(): string[];
@@ -28,18 +32,38 @@ function recordTokens(record: SessionRecord): string[] {
   return [accessToken, refreshToken, idToken].filter((token): token is string => typeof token === 'string' && token.length > 0);
 }
 
-const NONE: Credentials = { accessToken: undefined, session: undefined, retry: async () => undefined, tokens: () => [] };
+const NONE: Credentials = { accessToken: undefined, session: undefined, dpop: false, retry: async () => undefined, tokens: () => [] };
+
+export function isDpopType(tokenType: string | undefined): boolean {
+  return tokenType?.toLowerCase() === 'dpop';
+}
+
+/**
+ * The headers that carry the token upstream: `Authorization` and, for a DPoP-bound token, a
+ * proof for this very method and URL (a WebSocket URL is proven as its http(s) form).
+ */
+export async function authHeaders(ctx: GatewayContext, credentials: Credentials, method: string, url: string | URL): Promise<{ authorization?: string; dpop?: string }> {
+  const token = credentials.accessToken;
+  if (token === undefined) return {};
+  if (!credentials.dpop) return { authorization: `Bearer ${token}` };
+  const key = ctx.idp.dpop;
+  if (!key) throw new GatewayError('bad_gateway', { detail: 'a DPoP-bound token but no DPoP key loaded' });
+  return { authorization: `DPoP ${token}`, dpop: await key.proof(method, url, token) };
+}
 
 export async function credentialsFor(ctx: GatewayContext, route: RouteConfig, headers: IncomingHttpHeaders): Promise<Credentials> {
   if (route.token === 'none') return NONE;
   if (route.token === 'client') {
     const used = new Set<string>([await ctx.clientTokens.tokenFor(route)]);
+    const first = [...used][0] as string;
     const credentials: Credentials = {
-      accessToken: [...used][0],
+      accessToken: first,
       session: undefined,
+      dpop: ctx.idp.isDpopBound(first),
       async retry() {
         ctx.clientTokens.invalidate(route, credentials.accessToken as string);
         credentials.accessToken = await ctx.clientTokens.tokenFor(route);
+        credentials.dpop = ctx.idp.isDpopBound(credentials.accessToken);
         used.add(credentials.accessToken);
         return credentials.accessToken;
       },
@@ -58,10 +82,12 @@ export async function credentialsFor(ctx: GatewayContext, route: RouteConfig, he
   const credentials: Credentials = {
     accessToken: record.tokens.accessToken,
     session,
+    dpop: isDpopType(record.tokens.tokenType),
     async retry() {
       record = await ctx.refresher.refreshAfterRejection(session, record.tokens.accessToken);
       for (const token of recordTokens(record)) seen.add(token);
       credentials.accessToken = record.tokens.accessToken;
+      credentials.dpop = isDpopType(record.tokens.tokenType);
       return credentials.accessToken;
     },
     tokens: () => [...seen],

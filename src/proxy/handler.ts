@@ -2,8 +2,9 @@
  * Every request that is not an /auth endpoint: the proxy's data flow, in order.
  *
  *   normalise path -> match route -> method rule -> CSRF (token routes) -> session (one store
- *   read) -> fresh token (refresh/ when needed) -> forward -> [401 invalid_token: refresh once,
- *   replay once] -> header hygiene + body scrubbing -> browser
+ *   read) -> fresh token (refresh/ when needed) -> forward -> [401 use_dpop_nonce: replay once
+ *   with the nonce] -> [401 invalid_token: refresh once, replay once] -> header hygiene + body
+ *   scrubbing -> browser
  *
  * Bodies stream through untouched, except when a replay may be needed: then a body of at most
  * 1 MiB with a declared length is buffered first (contract section 5). The fastify reply is
@@ -16,14 +17,16 @@ import type { GatewayContext } from '../context.ts';
 import { GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
 import { cookieMaxAge } from '../session/request-session.ts';
-import { credentialsFor } from './credentials.ts';
+import { authHeaders, credentialsFor } from './credentials.ts';
 import type { Forwarder } from './forward.ts';
 import { browserProtocol, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { respond } from './respond.ts';
 import { normalisePath, upstreamUrl, type RouteTable } from './routes.ts';
 
 export const REPLAY_BODY_LIMIT = 1024 * 1024;
-const INVALID_TOKEN = /\bbearer\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
+const INVALID_TOKEN = /\b(?:bearer|dpop)\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
+// RFC 9449 section 9: the resource server wants a nonce in the proof.
+const USE_DPOP_NONCE = /\bdpop\b[^,]*?\berror\s*=\s*"?use_dpop_nonce"?/i;
 const SCRUBBABLE_ENCODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
 
 export interface ProxyDeps {
@@ -94,15 +97,19 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
     reply.hijack();
     const res = reply.raw;
     const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
-    const headersFor = (accessToken: string | undefined) => {
+    const target = upstreamUrl(route, path, query);
+    const headersFor = async () => {
+      const auth = await authHeaders(ctx, credentials, request.method, target);
       const headers = upstreamRequestHeaders(request.headers, {
         trustProxy: config.trustProxy,
         removeCookies: gatewayCookies,
         remoteAddress: request.raw.socket.remoteAddress,
         protocol: browserProtocol(request.headers, request.raw.socket, config.trustProxy),
         tokenRoute,
-        authorization: accessToken ? `Bearer ${accessToken}` : undefined,
+        authorization: auth.authorization,
       });
+      if (tokenRoute) delete headers.dpop;
+      if (auth.dpop) headers.dpop = auth.dpop;
       if (scrubbing) {
         const accept = scrubbableAcceptEncoding(request.headers['accept-encoding']);
         if (accept) headers['accept-encoding'] = accept;
@@ -110,20 +117,28 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
       }
       return headers;
     };
-    const target = upstreamUrl(route, path, query);
-    const send = (accessToken: string | undefined) => {
+    const send = async () => {
+      const headers = await headersFor();
       const started = performance.now();
-      return forwarder.send(request.raw, res, { url: target, headers: headersFor(accessToken), timeoutMs: route.timeoutMs, body, resendable: !hasBody(request.headers) || body !== undefined }).finally(() => {
+      return forwarder.send(request.raw, res, { url: target, headers, timeoutMs: route.timeoutMs, body, resendable: !hasBody(request.headers) || body !== undefined }).finally(() => {
         ctx.metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
       });
     };
 
     try {
-      let upstream = await send(credentials.accessToken);
-      if (canReplay && upstream.statusCode === 401 && INVALID_TOKEN.test(String(upstream.headers['www-authenticate'] ?? ''))) {
+      let upstream = await send();
+      const challenge = () => String(upstream.headers['www-authenticate'] ?? '');
+      if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && ctx.idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
         upstream.resume();
-        upstream = await send(await credentials.retry());
+        upstream = await send();
       }
+      if (canReplay && upstream.statusCode === 401 && INVALID_TOKEN.test(challenge())) {
+        upstream.resume();
+        await credentials.retry();
+        upstream = await send();
+      }
+      // A resource server may rotate its nonce on any answer (RFC 9449 section 9).
+      if (credentials.dpop) ctx.idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session))] : [];
       respond(res, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
