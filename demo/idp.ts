@@ -16,6 +16,8 @@ export interface IdpOptions {
   clientAuthMethod?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
   /** Public keys of the client, for private_key_jwt. */
   clientJwks?: { keys: JWK[] };
+  /** RFC 9449 DPoP: accept proofs and issue sender-constrained (`token_type: DPoP`) tokens. */
+  dpop?: boolean;
   /** Require pushed authorization requests (RFC 9126), advertised in discovery. */
   requirePar?: boolean;
   port?: number;
@@ -197,6 +199,7 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
       introspection: { enabled: true, allowedPolicy: async () => true },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
+      dPoP: { enabled: opts.dpop === true },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: opts.requirePar ?? false },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: {

@@ -1,13 +1,16 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createHash } from 'node:crypto';
+import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, jwtVerify, type JWTPayload } from 'jose';
 import { WebSocketServer, type WebSocket } from 'ws';
 
 export interface AuthResult {
   ok: boolean;
   claims?: JWTPayload;
   error?: string;
+  /** Present only for `Authorization: DPoP`: whether the DPoP proof verifies (RFC 9449 section 4.3). */
+  dpop?: { ok: boolean; error?: string; proof?: JWTPayload };
 }
 
 export interface UpstreamRequest {
@@ -31,12 +34,21 @@ export interface Upstream {
   requests: UpstreamRequest[];
   /** Bearer tokens answered with 401 invalid_token even when their signature verifies. */
   rejectTokens: Set<string>;
+  /**
+   * When set, /protected answers a DPoP request whose proof lacks this nonce with 401
+   * `use_dpop_nonce` and `DPoP-Nonce: <value>`.
+   */
+  requireDpopNonce: string | undefined;
   close(): Promise<void>;
 }
 
 function bearerOf(headers: IncomingHttpHeaders): string | undefined {
-  const match = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? '');
+  const match = /^(?:Bearer|DPoP)\s+(.+)$/i.exec(headers.authorization ?? '');
   return match?.[1]?.trim();
+}
+
+function isDpopScheme(headers: IncomingHttpHeaders): boolean {
+  return /^DPoP\s/i.test(headers.authorization ?? '');
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -55,6 +67,8 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
   const jwks = opts.jwksUri ? createRemoteJWKSet(new URL(opts.jwksUri)) : undefined;
   const requests: UpstreamRequest[] = [];
   const rejectTokens = new Set<string>();
+  const seenJtis = new Set<string>();
+  let port = 0;
   const timers = new Set<NodeJS.Timeout>();
   const sockets = new Set<WebSocket>();
 
@@ -79,9 +93,37 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
     }
   };
 
+  /** RFC 9449 section 4.3 checks, at the URL this server was called at. */
+  const verifyProof = async (req: IncomingMessage, token: string, claims: JWTPayload | undefined): Promise<NonNullable<AuthResult['dpop']>> => {
+    const proof = req.headers.dpop;
+    if (typeof proof !== 'string') return { ok: false, error: 'no single DPoP header' };
+    try {
+      const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt' });
+      const path = new URL(req.url ?? '/', 'http://upstream.invalid').pathname;
+      const expectedHtu = `http://127.0.0.1:${port}${path}`;
+      const ath = createHash('sha256').update(token).digest('base64url');
+      const now = Math.floor(Date.now() / 1000);
+      const jkt = await calculateJwkThumbprint(protectedHeader.jwk as NonNullable<typeof protectedHeader.jwk>);
+      const problem =
+        payload.htm !== req.method ? `htm ${String(payload.htm)}` :
+        payload.htu !== expectedHtu ? `htu ${String(payload.htu)} (expected ${expectedHtu})` :
+        payload.ath !== ath ? 'ath does not match the token' :
+        typeof payload.iat !== 'number' || Math.abs(now - payload.iat) > 60 ? 'iat out of range' :
+        typeof payload.jti !== 'string' || seenJtis.has(payload.jti) ? 'jti missing or replayed' :
+        (claims?.cnf as { jkt?: string } | undefined)?.jkt !== jkt ? 'key does not match the token cnf.jkt' :
+        undefined;
+      if (typeof payload.jti === 'string') seenJtis.add(payload.jti);
+      return problem ? { ok: false, error: problem, proof: payload } : { ok: true, proof: payload };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  };
+
   const record = async (req: IncomingMessage, body: Buffer): Promise<UpstreamRequest> => {
     const entry: UpstreamRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body };
-    const auth = await verify(bearerOf(req.headers));
+    const token = bearerOf(req.headers);
+    const auth = await verify(token);
+    if (auth && token !== undefined && isDpopScheme(req.headers)) auth.dpop = await verifyProof(req, token, auth.claims);
     if (auth) entry.auth = auth;
     requests.push(entry);
     return entry;
@@ -114,8 +156,12 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
     if (path.endsWith('/protected')) {
       if (!jwks || !opts.issuer) {
         sendJson(res, 500, { error: 'upstream started without issuer/jwksUri: cannot verify tokens' });
-      } else if (!entry.auth?.ok || (token !== undefined && rejectTokens.has(token))) {
-        res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"', 'content-type': 'application/json' });
+      } else if (entry.auth?.dpop && upstream.requireDpopNonce !== undefined && entry.auth.dpop.proof?.nonce !== upstream.requireDpopNonce) {
+        res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"', 'dpop-nonce': upstream.requireDpopNonce, 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'use_dpop_nonce' }));
+      } else if (!entry.auth?.ok || (entry.auth.dpop && !entry.auth.dpop.ok) || (token !== undefined && rejectTokens.has(token))) {
+        const scheme = isDpopScheme(req.headers) ? 'DPoP' : 'Bearer';
+        res.writeHead(401, { 'www-authenticate': `${scheme} error="invalid_token"`, 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: 'invalid_token', detail: entry.auth?.error ?? 'token rejected' }));
       } else {
         sendJson(res, 200, echoOf(url, entry));
@@ -232,13 +278,14 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
   });
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  port = (server.address() as AddressInfo).port;
 
-  return {
+  const upstream: Upstream = {
     url: `http://127.0.0.1:${port}`,
     port,
     requests,
     rejectTokens,
+    requireDpopNonce: undefined,
     async close() {
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
@@ -249,4 +296,5 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
       await closed;
     },
   };
+  return upstream;
 }
