@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHostileIdp, type HostileIdp } from '../support/hostile-idp.ts';
+import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
 import { login, parseSetCookie } from '../support/login.ts';
 import { apiHeaders, startWorld, type World } from '../support/world.ts';
 
@@ -22,17 +22,12 @@ beforeAll(async () => {
     startWorld({ config: { session: { sameSite: 'lax' } } }),
     startWorld({ host: 'localhost' }),
   ]);
-  redisWorld = await startWorld({
+  ({ world: redisWorld, front } = await startWorldBehindFront({
     store: 'redis',
-    issuerFor: async (idp) => {
-      front = await startHostileIdp({ idp });
-      return front.issuer;
-    },
-  });
+  }));
 });
 afterAll(async () => {
   await Promise.all([plain, lax, local, redisWorld].map((world) => world?.close()));
-  await front?.close();
 });
 
 function attributes(setCookie: string): string[] {

@@ -7,22 +7,18 @@
  *   key) is rejected and the session ends: 401 session_expired, then 401 unauthenticated.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startHostileIdp, type HostileIdp } from '../support/hostile-idp.ts';
+import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
 import { isClearingCookie, login, loginUpToCallback } from '../support/login.ts';
-import { apiHeaders, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
 
 beforeAll(async () => {
-  world = await startWorld({
+  ({ world, front } = await startWorldBehindFront({
     // Access tokens live 300 s: with this margin every API call refreshes first.
     config: { tokens: { refreshBeforeExpiry: '1h' } },
-    issuerFor: async (idp) => {
-      front = await startHostileIdp({ idp });
-      return front.issuer;
-    },
-  });
+  }));
 });
 afterEach(() => {
   front.claimOverrides = undefined;
@@ -30,7 +26,6 @@ afterEach(() => {
 });
 afterAll(async () => {
   await world?.close();
-  await front?.close();
 });
 
 function tokenRequests(): number {

@@ -7,20 +7,15 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JWTPayload } from 'jose';
-import { startHostileIdp, type HostileIdp, type IdTokenCorruption } from '../support/hostile-idp.ts';
+import { startWorldBehindFront, type HostileIdp, type IdTokenCorruption } from '../support/hostile-idp.ts';
 import { isClearingCookie, login, loginUpToCallback } from '../support/login.ts';
-import { apiHeaders, CLIENT_ID, CLIENT_SECRET, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, CLIENT_ID, CLIENT_SECRET, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
 
 beforeAll(async () => {
-  world = await startWorld({
-    issuerFor: async (idp) => {
-      front = await startHostileIdp({ idp, clientSecret: CLIENT_SECRET });
-      return front.issuer;
-    },
-  });
+  ({ world, front } = await startWorldBehindFront({}, { clientSecret: CLIENT_SECRET }));
 });
 afterEach(() => {
   front.corruption = 'none';
@@ -29,7 +24,6 @@ afterEach(() => {
 });
 afterAll(async () => {
   await world?.close();
-  await front?.close();
 });
 
 const now = () => Math.floor(Date.now() / 1000);

@@ -11,20 +11,15 @@ import { buildConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { buildGateway, type Gateway } from '../../src/server.ts';
-import { startHostileIdp, type HostileIdp } from '../support/hostile-idp.ts';
+import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
 import { isClearingCookie, login, loginUpToCallback } from '../support/login.ts';
-import { apiHeaders, deepMerge, logCapture, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, deepMerge, logCapture, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
 
 beforeAll(async () => {
-  world = await startWorld({
-    issuerFor: async (idp) => {
-      front = await startHostileIdp({ idp });
-      return front.issuer;
-    },
-  });
+  ({ world, front } = await startWorldBehindFront());
 });
 afterEach(() => {
   front.corruption = 'none';
@@ -32,7 +27,6 @@ afterEach(() => {
 });
 afterAll(async () => {
   await world?.close();
-  await front?.close();
 });
 
 async function callbackStatus(): Promise<{ status: number; sessionSet: boolean }> {

@@ -5,25 +5,20 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHostileIdp, type HostileIdp } from '../support/hostile-idp.ts';
+import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
 import { login, parseSetCookie } from '../support/login.ts';
-import { apiHeaders, CLIENT_ID, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, CLIENT_ID, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
 
 beforeAll(async () => {
-  world = await startWorld({
+  ({ world, front } = await startWorldBehindFront({
     config: { oidc: { authParams: { audience: 'https://api.example', acr_values: 'urn:demo:loa1' } } },
-    issuerFor: async (idp) => {
-      front = await startHostileIdp({ idp });
-      return front.issuer;
-    },
-  });
+  }));
 });
 afterAll(async () => {
   await world?.close();
-  await front?.close();
 });
 
 async function startLogin(query = ''): Promise<Response> {

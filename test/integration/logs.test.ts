@@ -5,26 +5,21 @@
  * secret, the session cookie and the session id.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHostileIdp, type HostileIdp } from '../support/hostile-idp.ts';
+import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
 import { completeCallback, loginUpToCallback } from '../support/login.ts';
-import { apiHeaders, CLIENT_SECRET, SESSION_KEY, SESSION_SECRET, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, CLIENT_SECRET, SESSION_KEY, SESSION_SECRET, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
 
 beforeAll(async () => {
-  world = await startWorld({
+  ({ world, front } = await startWorldBehindFront({
     // Every API call refreshes: rotated tokens must stay out of the logs too.
     config: { tokens: { refreshBeforeExpiry: '10m' } },
-    issuerFor: async (idp) => {
-      front = await startHostileIdp({ idp });
-      return front.issuer;
-    },
-  });
+  }));
 });
 afterAll(async () => {
   await world?.close();
-  await front?.close();
 });
 
 it('no log line contains a token, the code, the client secret, the cookie or the session id', async () => {

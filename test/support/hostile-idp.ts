@@ -25,6 +25,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import { SignJWT, decodeJwt, exportJWK, importJWK, type JWK, type JWTPayload } from 'jose';
 import type { Idp } from '../../demo/idp.ts';
+import { startWorld, type World, type WorldOptions } from './world.ts';
 
 /**
  * - `none`: a faithful copy, re-signed with the IdP's own key (the control);
@@ -232,4 +233,25 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
   });
 
   return front;
+}
+
+/**
+ * A world whose gateways reach the IdP only through a hostile front. Closing the world closes
+ * the front too. `frontOptions` are passed to `startHostileIdp` (e.g. `clientSecret`).
+ */
+export async function startWorldBehindFront(options: WorldOptions = {}, frontOptions: Omit<HostileIdpOptions, 'idp'> = {}): Promise<{ world: World; front: HostileIdp }> {
+  let front: HostileIdp | undefined;
+  const world = await startWorld({
+    ...options,
+    issuerFor: async (idp) => {
+      front = await startHostileIdp({ idp, ...frontOptions });
+      return front.issuer;
+    },
+  });
+  const closeWorld = world.close;
+  world.close = async () => {
+    await closeWorld();
+    await front?.close();
+  };
+  return { world, front: front as HostileIdp };
 }
