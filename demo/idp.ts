@@ -18,6 +18,8 @@ export interface IdpOptions {
   clientJwks?: { keys: JWK[] };
   /** RFC 9449 DPoP: accept proofs and issue sender-constrained (`token_type: DPoP`) tokens. */
   dpop?: boolean;
+  /** With `dpop`: demand a server nonce in every proof (RFC 9449 section 8). */
+  dpopRequireNonce?: boolean;
   /** Require pushed authorization requests (RFC 9126), advertised in discovery. */
   requirePar?: boolean;
   port?: number;
@@ -199,7 +201,7 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
       introspection: { enabled: true, allowedPolicy: async () => true },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
-      dPoP: { enabled: opts.dpop === true },
+      dPoP: { enabled: opts.dpop === true, ...(opts.dpopRequireNonce ? { nonceSecret: randomBytes(32), requireNonce: () => true } : {}) },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: opts.requirePar ?? false },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
