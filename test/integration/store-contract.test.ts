@@ -1,6 +1,6 @@
 /**
  * One contract suite for every SessionStore (src/session/store.ts), run against the memory
- * store, Redis standalone and a real three-master Redis Cluster. Whatever the gateway relies on
+ * store, Redis standalone, a real three-master Redis Cluster and a Sentinel-managed primary. Whatever the gateway relies on
  * (TTL, set-if-exists, compare-and-set, locks with owners, one-time claims, index sets) must
  * hold identically everywhere; on a cluster every multi-key command must stay in one slot.
  */
@@ -11,7 +11,7 @@ import { GatewayError } from '../../src/errors.ts';
 import { MemoryStore } from '../../src/session/memory-store.ts';
 import { createRedisClient, RedisStore } from '../../src/session/redis-store.ts';
 import type { SessionStore } from '../../src/session/store.ts';
-import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisInstance } from '../support/redis.ts';
+import { redisCommand, startRedis, startRedisCluster, startSentinel, type RedisCluster, type RedisInstance, type RedisSentinel } from '../support/redis.ts';
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const id = () => randomBytes(12).toString('base64url');
@@ -186,15 +186,20 @@ storeContract('MemoryStore', async () => new MemoryStore());
 
 let redis: RedisInstance;
 let cluster: RedisCluster;
+let sentinel: RedisSentinel;
 beforeAll(async () => {
-  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+  [redis, cluster, sentinel] = await Promise.all([startRedis(), startRedisCluster(), startSentinel()]);
 }, 60_000);
 afterAll(async () => {
-  await Promise.all([redis?.stop(), cluster?.stop()]);
+  await Promise.all([redis?.stop(), cluster?.stop(), sentinel?.stop()]);
 });
 
 storeContract('RedisStore (standalone)', () => RedisStore.connect(redisConfig({ url: redis.url })));
 storeContract('RedisStore (cluster)', () => RedisStore.connect(redisConfig({ cluster: cluster.seeds })));
+// The primary is found through Sentinel (`session.redis.sentinel`), as an operator configures it.
+storeContract('RedisStore (sentinel)', () =>
+  RedisStore.connect(redisConfig({ sentinel: { name: sentinel.name, nodes: sentinel.sentinels.map(({ host, port }) => `redis://${host}:${port}`) } })),
+);
 
 describe('Redis specifics', () => {
   test('on a cluster, every key of one session hashes to one slot', async () => {
