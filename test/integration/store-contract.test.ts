@@ -1,8 +1,9 @@
 /**
  * One contract suite for every SessionStore (src/session/store.ts), run against the memory
- * store, Redis standalone, a real three-master Redis Cluster and a Sentinel-managed primary. Whatever the gateway relies on
- * (TTL, set-if-exists, compare-and-set, locks with owners, one-time claims, index sets) must
- * hold identically everywhere; on a cluster every multi-key command must stay in one slot.
+ * store, Redis standalone, a real three-master Redis Cluster and a Sentinel-managed primary.
+ * Whatever the gateway relies on (TTL, set-if-exists, compare-and-set, locks with owners,
+ * one-time claims, index sets) must hold identically everywhere; on a cluster every multi-key
+ * command must stay in one slot.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
