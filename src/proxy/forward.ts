@@ -35,6 +35,7 @@ export class Forwarder {
   private readonly proxy: ProxyServer;
   private readonly pending = new WeakMap<IncomingMessage, Pending>();
   private readonly upgraded = new Set<Duplex>();
+  private readonly upgradeGuards = new WeakMap<IncomingMessage, (proxyReq: http.ClientRequest) => void>();
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
 
@@ -42,6 +43,7 @@ export class Forwarder {
     this.proxy = createProxyServer({ selfHandleResponse: true, ignorePath: true, xfwd: false, changeOrigin: true });
     this.proxy.on('proxyReq', (proxyReq, req) => this.pending.get(req)?.onRequest(proxyReq));
     this.proxy.on('proxyRes', (proxyRes, req) => this.pending.get(req)?.onResponse(proxyRes));
+    this.proxy.on('proxyReqWs', (proxyReq, req) => this.upgradeGuards.get(req)?.(proxyReq));
     // Errors are reported per call; this listener only keeps an unexpected one from crashing.
     this.proxy.on('error', () => {});
   }
@@ -96,10 +98,15 @@ export class Forwarder {
     });
   }
 
-  /** WebSocket upgrade to `target` (headers already prepared by the caller). */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: { url: URL; headers: OutgoingHttpHeaders }): void {
+  /**
+   * WebSocket upgrade to `target` (headers already prepared by the caller). `guard` sees the
+   * upstream request before the library attaches its own listeners, so listeners it prepends
+   * run first: the handshake answer can be cleaned before it is written to the browser.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: { url: URL; headers: OutgoingHttpHeaders; guard: (proxyReq: http.ClientRequest) => void }): void {
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
+    this.upgradeGuards.set(req, target.guard);
     req.headers = target.headers as IncomingMessage['headers'];
     const wsUrl = new URL(target.url);
     wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';

@@ -88,3 +88,49 @@ describe('WebSocket upgrades', () => {
     expect(status).toBe(401);
   });
 });
+
+/** Completes a handshake and resolves with the 101 response headers the client received. */
+function handshakeHeaders(path: string, headers: Record<string, string>): Promise<Record<string, string | string[] | undefined>> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl(path), { headers });
+    ws.once('upgrade', (res) => {
+      resolve(res.headers);
+      ws.terminate();
+    });
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
+    ws.once('error', (err) => reject(err));
+  });
+}
+
+describe('the upstream handshake answer', () => {
+  const userHeaders = () => ({ cookie: session.cookieHeader, origin: world.url });
+
+  it('on a user route, a 101 reaches the browser without token headers or the gateway cookie', async () => {
+    const received = await handshakeHeaders('/api/ws-leak', userHeaders());
+    const token = world.upstream.requests.at(-1)?.headers.authorization?.replace(/^Bearer /, '') as string;
+    expect(token.length).toBeGreaterThan(20);
+    expect(JSON.stringify(received)).not.toContain(token);
+    expect(received['x-access-token']).toBeUndefined();
+    expect(received['x-debug']).toBeUndefined();
+    const cookies = [received['set-cookie'] ?? []].flat();
+    expect(cookies.some((line) => line.startsWith('bff-session='))).toBe(false);
+    expect(cookies.some((line) => line.startsWith('theme=dark'))).toBe(true);
+    expect(String(received.upgrade).toLowerCase()).toBe('websocket');
+  });
+
+  it('on a user route, a refused upgrade is answered by the gateway (502), never relayed with the token', async () => {
+    const { status, body } = await refusedUpgrade('/api/ws-refuse', userHeaders());
+    const token = world.upstream.requests.at(-1)?.headers.authorization?.replace(/^Bearer /, '') as string;
+    expect(token.length).toBeGreaterThan(20);
+    expect(status).toBe(502);
+    expect(JSON.parse(body)).toMatchObject({ error: 'bad_gateway' });
+    expect(body).not.toContain(token);
+  });
+
+  it('on a none route, an upstream Set-Cookie for the gateway cookie is dropped from the 101', async () => {
+    const received = await handshakeHeaders('/ws-leak', {});
+    const cookies = [received['set-cookie'] ?? []].flat();
+    expect(cookies.some((line) => line.startsWith('bff-session='))).toBe(false);
+    expect(cookies.some((line) => line.startsWith('theme=dark'))).toBe(true);
+  });
+});

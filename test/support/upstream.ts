@@ -262,10 +262,23 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
   });
 
   const wss = new WebSocketServer({ noServer: true });
+  // `/ws-leak`: a 101 handshake that echoes the bearer token and sets the gateway's cookie name.
+  wss.on('headers', (headers, req) => {
+    if (!req.url?.includes('/ws-leak')) return;
+    const auth = req.headers.authorization ?? '';
+    headers.push(`x-access-token: ${auth}`, `x-debug: token=${auth}`, 'Set-Cookie: bff-session=evil; Path=/', 'Set-Cookie: theme=dark; Path=/');
+  });
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
     void record(req, Buffer.alloc(0)).then(() => {
       const path = new URL(req.url ?? '/', 'http://upstream.invalid').pathname;
-      if (!path.endsWith('/ws')) {
+      if (path.endsWith('/ws-refuse')) {
+        // Refuses the upgrade with an ordinary HTTP answer that leaks the token (headers and body).
+        const auth = req.headers.authorization ?? '';
+        const body = JSON.stringify({ error: 'no websocket here', token: auth });
+        socket.end(`HTTP/1.1 401 Unauthorized\r\nx-access-token: ${auth}\r\nset-cookie: bff-session=evil; Path=/\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        return;
+      }
+      if (!path.endsWith('/ws') && !path.endsWith('/ws-leak')) {
         socket.destroy();
         return;
       }
