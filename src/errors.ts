@@ -4,6 +4,7 @@
  * to the log only, never into a response.
  */
 import type { ServerResponse } from 'node:http';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 export const ERRORS = {
   unauthenticated: { status: 401, message: 'No valid session: log in first.' },
@@ -83,4 +84,21 @@ export function rawHttpError(err: GatewayError): string {
   const headers = Object.entries(ERROR_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   const reason = err.code.replace(/_/g, ' ');
   return `HTTP/1.1 ${err.status} ${reason}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** Any error a fastify handler throws, as a contract error (4xx from fastify itself, e.g. bad JSON, stays a 4xx). */
+export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
+  if (isGatewayError(err)) return err;
+  const code = (err as FastifyError).code;
+  const status = (err as FastifyError).statusCode ?? 500;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new GatewayError('payload_too_large', { detail: code });
+  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}` });
+  return new GatewayError('internal_error', { detail: err.message, cause: err });
+}
+
+/** Logs the private detail and answers with the public JSON error. */
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
+  if (error.status >= 500) request.log.warn({ code: error.code, detail: error.message }, 'request failed');
+  else request.log.info({ code: error.code, detail: error.message }, 'request refused');
+  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.publicMessage));
 }

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { GatewayContext } from './context.ts';
-import { ERROR_HEADERS, GatewayError, SECURITY_HEADERS, errorBody, isGatewayError, rawHttpError } from './errors.ts';
+import { ERROR_HEADERS, GatewayError, SECURITY_HEADERS, errorBody, rawHttpError, sendError, toGatewayError } from './errors.ts';
 import { createLogger, maskUrl, type Logger } from './log.ts';
 import { IdpClient } from './oidc/client.ts';
 import { LogoutTokenVerifier } from './oidc/logout-token.ts';
@@ -108,10 +108,8 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     const error = toGatewayError(err);
-    if (error.status >= 500) request.log.warn({ code: error.code, detail: error.message }, 'request failed');
-    else request.log.info({ code: error.code, detail: error.message }, 'request refused');
     if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());
-    reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.publicMessage));
+    sendError(request, reply, error);
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -174,14 +172,4 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
       await store.close();
     },
   };
-}
-
-function toGatewayError(err: FastifyError | GatewayError): GatewayError {
-  if (isGatewayError(err)) return err;
-  const code = (err as FastifyError).code;
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('payload_too_large', { detail: code });
-  const status = (err as FastifyError).statusCode ?? 500;
-  if (status === 413) return new GatewayError('payload_too_large', { detail: code });
-  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}` });
-  return new GatewayError('internal_error', { detail: err.message, cause: err });
 }

@@ -4,9 +4,9 @@
  * session of that `sub`) is removed from the shared store, which ends it on every instance at
  * once. 200 on success; anything else 400 invalid_request. Always `no-store` (section 2.8).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../context.ts';
-import { GatewayError } from '../errors.ts';
+import { GatewayError, sendError, toGatewayError } from '../errors.ts';
 import { LogoutTokenError } from '../oidc/logout-token.ts';
 import { endSession } from './end-session.ts';
 
@@ -15,7 +15,14 @@ function isFormPost(contentType: string | undefined): boolean {
 }
 
 export function registerBackchannel(app: FastifyInstance, ctx: GatewayContext): void {
-  app.post('/auth/backchannel-logout', async (request, reply) => {
+  // Section 3: anything but a valid logout token is 400 invalid_request — an oversized or
+  // unparsable body included (fastify would say 413/415). Server-side failures stay 5xx, so the
+  // IdP knows to retry.
+  const errorHandler = (err: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => {
+    const error = toGatewayError(err);
+    sendError(request, reply, error.status < 500 && error.code !== 'invalid_request' ? new GatewayError('invalid_request', { message: 'The logout request is malformed.', detail: error.message }) : error);
+  };
+  app.post('/auth/backchannel-logout', { errorHandler }, async (request, reply) => {
     reply.header('cache-control', 'no-store');
     // Section 2.5: the token arrives as an HTML form post. Fastify would also hand us a parsed
     // JSON body; accepting it would widen what a forged request can look like.

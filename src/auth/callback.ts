@@ -57,10 +57,10 @@ export function registerCallback(app: FastifyInstance, ctx: GatewayContext, tran
     try {
       response = await ctx.idp.exchangeCode(callbackUrl, transaction);
     } catch (err) {
-      if (err instanceof GatewayError) throw err;
-      const failure = classifyIdpFailure(err);
-      // The IdP being down is not the user's fault: say so with the right code.
-      if (failure.kind === 'unavailable') throw new GatewayError('idp_unavailable', { detail: `code exchange: ${failure.detail}`, cause: err });
+      // Every failed callback is 400 login_failed (contract section 3); an unreachable IdP is
+      // still told apart in the message, so the user knows a retry may work.
+      const failure = err instanceof GatewayError ? ({ kind: 'unavailable', detail: err.message } as const) : classifyIdpFailure(err);
+      if (failure.kind === 'unavailable') fail(ctx, `code exchange: ${failure.detail}`, 'The identity provider could not be reached; try logging in again.', err);
       fail(ctx, `code exchange failed: ${failure.kind === 'rejected' ? failure.error : failure.detail}`, undefined, err);
     }
 

@@ -138,6 +138,17 @@ describe('refused callbacks', () => {
     expect(body.message).toContain('login_required');
   });
 
+  it('an IdP that cannot be reached at the code exchange is still 400 login_failed, saying so', async () => {
+    const pending = await loginUpToCallback(world.url);
+    world.idp.faults.token = 'http503';
+    try {
+      const body = await expectLoginFailed(await callback(pending.callbackUrl, pending.gatewayCookieHeader));
+      expect(body.message).toMatch(/could not be reached/);
+    } finally {
+      world.idp.faults.token = 'none';
+    }
+  });
+
   it('clears the login cookie even when the callback fails', async () => {
     const pending = await loginUpToCallback(world.url);
     const forged = new URL(pending.callbackUrl);

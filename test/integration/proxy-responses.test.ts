@@ -1,7 +1,7 @@
 /**
  * The proxy's response side and failure modes (contract section 6): token scrubbing in headers
  * and bodies (plain and gzip), upstream failures (502, 504), streaming in both directions, and
- * the request-level refusals (413, 405).
+ * the request-level refusals (413, 400 on the back-channel endpoint, 405).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
@@ -167,14 +167,23 @@ describe('streaming', () => {
 });
 
 describe('request refusals', () => {
-  it('413 payload_too_large for an oversized back-channel logout body', async () => {
+  it('413 payload_too_large for an oversized body on a gateway endpoint', async () => {
+    const res = await fetch(`${world.url}/auth/logout`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf': '1' },
+      body: JSON.stringify({ padding: 'a'.repeat(2 * 1024 * 1024) }),
+    });
+    await expectError(res, 413, 'payload_too_large');
+  });
+
+  it('an oversized back-channel logout body is 400 invalid_request, as everything but a valid token there', async () => {
     const body = `logout_token=${'a'.repeat(200 * 1024)}`;
     const res = await fetch(`${world.url}/auth/backchannel-logout`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body,
     });
-    await expectError(res, 413, 'payload_too_large');
+    await expectError(res, 400, 'invalid_request');
   });
 
   it('405 for TRACE, on a proxied path and on an auth path', async () => {
