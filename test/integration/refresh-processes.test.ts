@@ -47,8 +47,10 @@ function bearerOf(headers: Record<string, string | string[] | undefined>): strin
 }
 
 async function loginThroughFirst(name: string): Promise<DueSession> {
-  const loggedInAt = Date.now();
   const session = await login(world.publicUrl);
+  // Taken after the token was issued, so "due" is never early: a burst that started before the
+  // token entered the refresh window would rightly see the old token on its first requests.
+  const loggedInAt = Date.now();
   const probe = await fetch(`${world.publicUrl}/api/echo?probe=${name}`, { headers: apiHeaders(session.cookieHeader) });
   expect(probe.status).toBe(200);
   await probe.body?.cancel();
