@@ -250,8 +250,10 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
       res.end(JSON.stringify({ hop: true }));
       return;
     }
-    // `/echo` and any path not listed above echo the request back.
-    sendJson(res, 200, echoOf(url, entry));
+    // `/echo` and any path not listed above echo the request back; `?respond-header=name:value`
+    // adds a response header (for header-dropping rules).
+    const extra = url.searchParams.getAll('respond-header').map((pair) => pair.split(':', 2) as [string, string]);
+    sendJson(res, 200, echoOf(url, entry), Object.fromEntries(extra.filter(([name, value]) => name && value !== undefined)));
   };
 
   const server = createServer((req, res) => {
