@@ -23,6 +23,7 @@ beforeAll(async () => {
 afterEach(() => {
   front.claimOverrides = undefined;
   front.jwksAvailable = true;
+  front.honourReusedCodes = false;
 });
 afterAll(async () => {
   await world?.close();
@@ -54,6 +55,19 @@ describe('authorization response iss (RFC 9207)', () => {
     expect(((await res.json()) as { error: string }).error).toBe('login_failed');
     expect(res.headers.getSetCookie().some((line) => line.startsWith('bff-session=') && !isClearingCookie(line))).toBe(false);
     expect({ grants: world.idp.counters.authorizationCodeGrants, relayed: tokenRequests() }).toEqual(before);
+  });
+});
+
+describe('single use', () => {
+  it('a replayed callback fails on the gateway\'s own state rule even when the IdP honours the code again', async () => {
+    front.honourReusedCodes = true;
+    const pending = await loginUpToCallback(world.url);
+    const first = await fetch(pending.callbackUrl, { redirect: 'manual', headers: { cookie: pending.gatewayCookieHeader } });
+    expect(first.status).toBe(302);
+    const replay = await fetch(pending.callbackUrl, { redirect: 'manual', headers: { cookie: pending.gatewayCookieHeader } });
+    expect(replay.status).toBe(400);
+    expect(((await replay.json()) as { error: string }).error).toBe('login_failed');
+    expect(replay.headers.getSetCookie().some((line) => line.startsWith('bff-session=') && !isClearingCookie(line))).toBe(false);
   });
 });
 

@@ -62,6 +62,11 @@ export interface HostileIdp {
   /** When false, the JWKS endpoint answers 503 (the IdP's keys cannot be fetched). */
   jwksAvailable: boolean;
   /**
+   * A broken IdP that honours an authorization code twice: a code seen before gets the first
+   * answer again (200) instead of invalid_grant. Proves the gateway's own single-use rules.
+   */
+  honourReusedCodes: boolean;
+  /**
    * Rotates the signing key: a new RSA key is generated, published in the JWKS the front serves
    * (next to the IdP's real keys), and signs every later ID token. Resolves with its `kid`.
    */
@@ -107,6 +112,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     requests: [],
     jwksFetches: 0,
     jwksAvailable: true,
+    honourReusedCodes: false,
     rotateKey: async () => {
       const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
       const kid = `rotated-${randomBytes(6).toString('hex')}`;
@@ -189,6 +195,8 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     return url.href;
   }
 
+  const answeredCodes = new Map<string, Buffer>();
+
   async function relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', issuer).pathname;
     front.requests.push({ method: req.method ?? 'GET', path });
@@ -197,6 +205,12 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
       return;
     }
     const body = await readAll(req);
+    const code = path === '/token' ? new URLSearchParams(body.toString('utf8')).get('code') : null;
+    const answered = code ? answeredCodes.get(code) : undefined;
+    if (answered && front.honourReusedCodes) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': answered.length, 'cache-control': 'no-store' }).end(answered);
+      return;
+    }
     const headers = { ...req.headers, host: real.host, 'accept-encoding': 'identity' };
     delete headers['content-length'];
     if (body.length > 0) headers['content-length'] = String(body.length);
@@ -218,6 +232,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     }
     const raw = await readAll(upstream);
     const rewritten = isDiscovery ? rewriteDiscoveryBody(raw) : isJwks ? publishKeys(raw) : await rewriteTokenBody(raw);
+    if (code && upstream.statusCode === 200) answeredCodes.set(code, rewritten);
     delete responseHeaders['transfer-encoding'];
     delete responseHeaders.etag;
     responseHeaders['content-length'] = String(rewritten.length);
