@@ -104,7 +104,7 @@ describe('refused callbacks', () => {
     await expectLoginFailed(await callback(pending.callbackUrl, pending.gatewayCookieHeader));
   });
 
-  it.each(['state', 'code'])('refuses a duplicated %s parameter, even with the same value twice', async (name) => {
+  it.each(['state', 'code', 'iss'])('refuses a duplicated %s parameter, even with the same value twice', async (name) => {
     const pending = await loginUpToCallback(world.url);
     const url = new URL(pending.callbackUrl);
     url.searchParams.append(name, url.searchParams.get(name) as string);
