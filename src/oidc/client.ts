@@ -157,7 +157,8 @@ export class IdpClient {
     const { oidc } = this.config;
     const insecure = new URL(oidc.issuer).protocol === 'http:';
     const execute = insecure ? [client.allowInsecureRequests] : [];
-    const timeout = Math.ceil(oidc.timeoutMs / 1000);
+    // Seconds, as openid-client wants them; fractions are fine (it multiplies by 1000 again).
+    const timeout = oidc.timeoutMs / 1000;
     if (oidc.clientAuth === 'private_key_jwt') this.privateKey ??= await privateKeyFrom(oidc.privateKey as string);
     if (oidc.dpopKey) this.dpop ??= await DpopKey.load(oidc.dpopKey);
     const clientMetadata = { id_token_signed_response_alg: ID_TOKEN_ALGORITHMS as unknown as string };
