@@ -6,8 +6,9 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
-import { completeCallback, loginUpToCallback } from '../support/login.ts';
-import { apiHeaders, CLIENT_SECRET, SESSION_KEY, SESSION_SECRET, type World } from '../support/world.ts';
+import { completeCallback, login, loginUpToCallback } from '../support/login.ts';
+import { hmacLogoutToken } from '../support/logout-tokens.ts';
+import { apiHeaders, CLIENT_ID, CLIENT_SECRET, SESSION_KEY, SESSION_SECRET, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
@@ -74,6 +75,58 @@ it('no log line contains a token, the code, the client secret, the cookie or the
   for (const path of ['/auth/login', '/auth/callback', '/auth/user', '/api/echo', '/auth/logout']) {
     expect(logs.some((line) => line.includes(`"url":"${path}`))).toBe(true);
   }
+  const leaks = [...secrets].flatMap(([name, value]) => logs.filter((line) => line.includes(value)).map((line) => `${name}: ${line}`));
+  expect(leaks).toEqual([]);
+});
+
+it('failure paths log no secret either: refused callbacks, refused and failing refreshes, forged logout tokens, tampered cookies', async () => {
+  const secrets = new Map<string, string>([['client secret', CLIENT_SECRET]]);
+  const before = world.gateway.logs.length;
+
+  // A forged state, then a genuine state with a code the IdP refuses.
+  const forged = await loginUpToCallback(world.url);
+  const forgedUrl = new URL(forged.callbackUrl);
+  secrets.set('code (forged state)', forgedUrl.searchParams.get('code') as string);
+  forgedUrl.searchParams.set('state', 'forged-state-0123456789abcdefghij');
+  expect((await fetch(forgedUrl, { redirect: 'manual', headers: { cookie: forged.gatewayCookieHeader } })).status).toBe(400);
+  const refused = await loginUpToCallback(world.url);
+  const refusedUrl = new URL(refused.callbackUrl);
+  secrets.set('state (refused code)', refusedUrl.searchParams.get('state') as string);
+  refusedUrl.searchParams.set('code', `${refusedUrl.searchParams.get('code')}-tampered`);
+  secrets.set('tampered code', refusedUrl.searchParams.get('code') as string);
+  expect((await fetch(refusedUrl, { redirect: 'manual', headers: { cookie: refused.gatewayCookieHeader } })).status).toBe(400);
+
+  // A refresh the IdP refuses (session ended), and one it cannot answer (session kept).
+  const responsesBefore = front.tokenResponses.length;
+  const ended = await login(world.url);
+  const kept = await login(world.url);
+  for (const session of [ended, kept]) secrets.set(`cookie ${session.cookie.slice(0, 12)}`, session.cookie.slice(session.cookie.indexOf('=') + 1));
+  world.idp.faults.token = 'invalid_grant';
+  expect((await fetch(`${world.url}/api/echo`, { headers: apiHeaders(ended.cookieHeader) })).status).toBe(401);
+  world.idp.faults.token = 'http503';
+  expect((await fetch(`${world.url}/api/echo`, { headers: apiHeaders(kept.cookieHeader) })).status).toBe(200);
+  world.idp.faults.token = 'none';
+  front.tokenResponses.slice(responsesBefore).forEach((response, index) => {
+    for (const name of ['access_token', 'refresh_token', 'id_token']) {
+      if (typeof response[name] === 'string') secrets.set(`${name} #${index}`, response[name] as string);
+    }
+  });
+
+  // A forged logout token (HMAC with the client secret) and a tampered session cookie.
+  const forgedToken = await hmacLogoutToken(world.idp, CLIENT_ID, CLIENT_SECRET, { sub: 'alice' });
+  secrets.set('forged logout token', forgedToken);
+  const bcl = await fetch(`${world.url}/auth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `logout_token=${forgedToken}` });
+  expect(bcl.status).toBe(400);
+  const tampered = `${kept.cookie.slice(kept.cookie.indexOf('=') + 1)}x`;
+  expect((await fetch(`${world.url}/api/echo`, { headers: apiHeaders(`bff-session=${tampered}`) })).status).toBe(401);
+  secrets.set('tampered cookie', tampered);
+
+  const logs = world.gateway.logs.slice(before);
+  // The failures were logged (so the search below searched something).
+  expect(logs.some((line) => line.includes('refresh_rejected'))).toBe(true);
+  expect(logs.some((line) => line.includes('refresh_unavailable'))).toBe(true);
+  expect(logs.some((line) => line.includes('"code":"login_failed"'))).toBe(true);
+  expect(logs.some((line) => line.includes('"code":"invalid_request"'))).toBe(true);
   const leaks = [...secrets].flatMap(([name, value]) => logs.filter((line) => line.includes(value)).map((line) => `${name}: ${line}`));
   expect(leaks).toEqual([]);
 });
