@@ -7,6 +7,7 @@
  */
 import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import { afterEach, describe, expect, test } from 'vitest';
+import { startWorldBehindFront } from '../support/hostile-idp.ts';
 import { login } from '../support/login.ts';
 import { apiHeaders, startWorld, type World } from '../support/world.ts';
 
@@ -36,6 +37,16 @@ describe('client authentication at the token endpoint', () => {
 
   test('client_secret_post when configured (and the IdP registered the client that way)', async () => {
     world = await startWorld({ idp: { clientAuthMethod: 'client_secret_post' }, config: { oidc: { clientAuth: 'client_secret_post' } } });
+    await loginAndCallApi(world);
+    expect(tokenCall(world)?.params.client_secret).toBeDefined();
+  });
+
+  test('without clientAuth, client_secret_post is chosen when discovery offers only that', async () => {
+    const only = await startWorldBehindFront(
+      { idp: { clientAuthMethod: 'client_secret_post' } },
+      { rewriteDiscovery: (doc) => ({ ...doc, token_endpoint_auth_methods_supported: ['client_secret_post'] }) },
+    );
+    world = only.world;
     await loginAndCallApi(world);
     expect(tokenCall(world)?.params.client_secret).toBeDefined();
   });

@@ -43,6 +43,8 @@ export interface HostileIdpOptions {
   idp: Idp;
   /** Needed for `hs256-client-secret`. */
   clientSecret?: string;
+  /** In force from the start, so the gateway's very first discovery already sees it. */
+  rewriteDiscovery?: (doc: Record<string, unknown>) => Record<string, unknown>;
 }
 
 export interface HostileIdp {
@@ -108,7 +110,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     claimOverrides: undefined,
     rewriteTokenResponse: undefined,
     removeClaims: undefined,
-    rewriteDiscovery: undefined,
+    rewriteDiscovery: options.rewriteDiscovery,
     requests: [],
     jwksFetches: 0,
     jwksAvailable: true,
