@@ -175,6 +175,15 @@ describe('starting the gateway', () => {
     expect(await portOpen(port)).toBe(false);
   });
 
+  test('SIGINT (Ctrl-C) stops it as cleanly: exit 0 after "stopped"', async () => {
+    const run = cli(['--config', goodFile], SECRET_ENV);
+    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), { timeout: 20_000, interval: 100 });
+    run.child.kill('SIGINT');
+    expect(await run.exit).toEqual({ code: 0, signal: null });
+    expect(run.stdout.some((line) => line.includes('"signal":"SIGINT"'))).toBe(true);
+    expect(run.stdout.some((line) => line.includes('"msg":"stopped"'))).toBe(true);
+  });
+
   test('a valid configuration (from BFF_CONFIG) listens, logs JSON lines, and drains in-flight requests on SIGTERM', async () => {
     const run = cli([], { ...SECRET_ENV, BFF_CONFIG: goodFile });
     await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), { timeout: 20_000, interval: 100 });
