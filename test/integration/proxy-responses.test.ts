@@ -78,6 +78,23 @@ describe('token scrubbing', () => {
     expect(JSON.parse(text).token).toBe('[redacted]');
   });
 
+  it.each(['deflate', 'br'])('redacts a %s-compressed body (sent decoded, content-length consistent)', async (encoding) => {
+    const res = await rawRequest(`${world.url}/api/leak?encoding=${encoding}`, { headers: apiHeaders(session.cookieHeader, { 'accept-encoding': encoding }) });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-encoding']).toBeUndefined();
+    if (res.headers['content-length'] !== undefined) expect(Number(res.headers['content-length'])).toBe(res.body.length);
+    const text = res.body.toString('utf8');
+    expect(text).not.toContain(lastToken());
+    expect(JSON.parse(text).token).toBe('[redacted]');
+  });
+
+  it.each(['application/javascript', 'application/xml'])('redacts a %s body', async (type) => {
+    const res = await rawRequest(`${world.url}/api/leak?type=${encodeURIComponent(type)}`, { headers: apiHeaders(session.cookieHeader) });
+    const text = res.body.toString('utf8');
+    expect(text).not.toContain(lastToken());
+    expect(text).toContain('token=[redacted]');
+  });
+
   it('through fetch (which decompresses), nothing of the token remains either', async () => {
     const res = await fetch(`${world.url}/api/leak?gzip=1`, { headers: apiHeaders(session.cookieHeader) });
     expect(await res.text()).not.toContain(lastToken());

@@ -1,6 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, jwtVerify, type JWTPayload } from 'jose';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -185,14 +185,17 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
       const text = type.includes('json')
         ? JSON.stringify({ token: t, message: `the upstream received Bearer ${t}` })
         : `<p>token=${t}</p>\nAuthorization: Bearer ${t}\n`;
-      const gzip = url.searchParams.get('gzip') === '1';
-      const payload = gzip ? gzipSync(text) : Buffer.from(text);
+      // `?gzip=1` or `?encoding=gzip|deflate|br`: the body compressed that way.
+      const encoding = url.searchParams.get('gzip') === '1' ? 'gzip' : url.searchParams.get('encoding');
+      const encoders: Record<string, (input: string) => Buffer> = { gzip: gzipSync, deflate: deflateSync, br: brotliCompressSync };
+      const encode = encoding ? encoders[encoding] : undefined;
+      const payload = encode ? encode(text) : Buffer.from(text);
       res.writeHead(200, {
         'content-type': type,
         'content-length': payload.length,
         'x-access-token': t,
         'x-debug': `token=${t}`,
-        ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+        ...(encode ? { 'content-encoding': encoding as string } : {}),
       });
       res.end(payload);
       return;
