@@ -8,6 +8,8 @@ export interface InteractionOptions {
   demoUser: string;
   demoPassword: string;
   audience: string;
+  /** Further resource servers whose scope every grant also covers (see IdpOptions). */
+  extraResources?: Array<{ audience: string; scope: string }>;
 }
 
 export type InteractionHandler = (req: IncomingMessage, res: ServerResponse, uid: string) => Promise<void>;
@@ -87,6 +89,7 @@ async function grantFor(provider: Provider, details: Interaction, accountId: str
   for (const resource of resources.length ? resources : [opts.audience]) {
     if (resourceScopes.length) grant.addResourceScope(resource, resourceScopes.join(' '));
   }
+  for (const extra of opts.extraResources ?? []) grant.addResourceScope(extra.audience, extra.scope);
   const missingResourceScopes = missing.missingResourceScopes as Record<string, string[]> | undefined;
   for (const [resource, scopes] of Object.entries(missingResourceScopes ?? {})) {
     grant.addResourceScope(resource, scopes.join(' '));

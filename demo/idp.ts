@@ -26,6 +26,11 @@ export interface IdpOptions {
   host?: '127.0.0.1' | 'localhost';
   /** Audience (and the only accepted resource indicator) of the JWT access tokens. */
   audience?: string;
+  /**
+   * More resource servers besides `audience` (JWT access tokens for each): every login's grant
+   * covers them too, so a refresh with `resource` set to one of them gets a token for it.
+   */
+  extraResources?: Array<{ audience: string; scope: string }>;
   accessTokenTtl?: number;
   idTokenTtl?: number;
   refreshTokenTtl?: number;
@@ -110,6 +115,7 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
   const { default: ProviderClass, errors } = await loadProvider();
   const audience = opts.audience ?? 'http://api.local';
   const accessTokenTtl = opts.accessTokenTtl ?? 300;
+  const extraResources = opts.extraResources ?? [];
   const privateJwks = { keys: [await signingKey('RS256'), await signingKey('ES256')] };
   const store = createIdpStore();
 
@@ -222,9 +228,16 @@ ${form}<input type="hidden" name="logout" value="yes" form="op.logoutForm">
       },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async () => audience,
+        // An authorization request names every resource server, so the code and the refresh
+        // token carry all of them; a token request without `resource` gets the main audience.
+        defaultResource: async (ctx: { oidc: { route: string } }, _client: unknown, oneOf?: string[]) => {
+          if (oneOf) return oneOf.includes(audience) ? audience : oneOf[0];
+          return extraResources.length && ctx.oidc.route !== 'token' ? [audience, ...extraResources.map((r) => r.audience)] : audience;
+        },
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx: unknown, resourceIndicator: string) => {
+          const extra = extraResources.find((r) => r.audience === resourceIndicator);
+          if (extra) return { scope: extra.scope, accessTokenFormat: 'jwt', audience: extra.audience, accessTokenTTL: accessTokenTtl };
           if (resourceIndicator !== audience) throw new errors.InvalidTarget();
           return { scope: RESOURCE_SCOPES.join(' '), accessTokenFormat: 'jwt', audience, accessTokenTTL: accessTokenTtl };
         },
@@ -247,6 +260,7 @@ ${form}<input type="hidden" name="logout" value="yes" form="op.logoutForm">
     demoUser: opts.demoUser ?? 'alice',
     demoPassword: opts.demoPassword ?? 'demo',
     audience,
+    extraResources,
   });
 
   const front = createFront({ idp, issuer, routes: ROUTES, discoveryPath: DISCOVERY_PATH, providerCallback, interaction });

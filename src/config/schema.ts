@@ -210,11 +210,10 @@ export const rawConfigSchema = z.strictObject({
         const earlier = seen.get(route.path);
         if (earlier !== undefined) ctx.addIssue({ code: 'custom', path: [index, 'path'], message: `duplicates routes[${earlier}].path` });
         seen.set(route.path, index);
-        // Client-credentials tokens are minted per route (scope, RFC 8707 resource); narrowing a
-        // *user's* token per route (token exchange) is not implemented yet, so it is refused
-        // rather than silently ignored.
-        if (route.token !== 'client' && (route.audience !== undefined || route.scopes !== undefined)) {
-          ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'is supported only on token: client routes in this version' });
+        // A token is minted per route only for routes that carry one; on `none` the keys would
+        // be silently ignored.
+        if (route.token === 'none' && (route.audience !== undefined || route.scopes !== undefined)) {
+          ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'has no effect on token: none routes' });
         }
       });
     }),

@@ -1,7 +1,7 @@
 /**
  * The gateway's side of OpenID Connect, on openid-client v6. The one place that knows the
  * library: discovery (retried with backoff until it succeeds), authorization URLs (plain or
- * PAR), the code and refresh grants, revocation (RFC 7009), end-session URLs, userinfo.
+ * PAR), the code, refresh and token-exchange grants, revocation (RFC 7009), end-session URLs, userinfo.
  *
  * Rules enforced here:
  * - ID tokens are signature-checked against the IdP's JWKS with an asymmetric algorithm
@@ -39,6 +39,9 @@ export type TokenResponse = client.TokenEndpointResponse & client.TokenEndpointR
  * timeout or 5xx — try again later.
  */
 export type IdpFailure = { kind: 'rejected'; error: string } | { kind: 'invalid'; detail: string } | { kind: 'unavailable'; detail: string };
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 const TRANSIENT_CODES = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT']);
 
@@ -208,9 +211,10 @@ export class IdpClient {
     return this.verifyIdTokenSignature(response);
   }
 
-  async refresh(refreshToken: string): Promise<TokenResponse> {
+  /** `parameters` narrow the new access token (RFC 8707 `resource`, `scope`) for a route token. */
+  async refresh(refreshToken: string, parameters?: Record<string, string>): Promise<TokenResponse> {
     const configuration = this.loaded;
-    const response = await client.refreshTokenGrant(configuration, refreshToken, undefined, this.dpopOptions(configuration));
+    const response = await client.refreshTokenGrant(configuration, refreshToken, parameters, this.dpopOptions(configuration));
     try {
       return await this.verifyIdTokenSignature(response);
     } catch (err) {
@@ -224,6 +228,19 @@ export class IdpClient {
       delete (response as { id_token?: string }).id_token;
       return response;
     }
+  }
+
+  /** Whether discovery lists the RFC 8693 token-exchange grant. */
+  get supportsTokenExchange(): boolean {
+    const types = this.configuration?.serverMetadata().grant_types_supported;
+    return Array.isArray(types) && types.includes(TOKEN_EXCHANGE);
+  }
+
+  /** RFC 8693: a token for another audience or narrower scopes, in exchange for `subjectToken`. */
+  async tokenExchange(subjectToken: string, parameters: Record<string, string>): Promise<TokenResponse> {
+    const configuration = this.loaded;
+    const body = { ...parameters, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE };
+    return this.verifyIdTokenSignature(await client.genericGrantRequest(configuration, TOKEN_EXCHANGE, body, this.dpopOptions(configuration)));
   }
 
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */

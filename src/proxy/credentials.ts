@@ -1,6 +1,7 @@
 /**
  * Which token a request carries upstream, per route mode (contract sections 3, 5, 7):
- *   user      the session's access token, refreshed first when it is about to expire;
+ *   user      the session's access token, refreshed first when it is about to expire; on a
+ *             route with `audience` or `scopes`, a token minted for that route instead;
  *   optional  the same when there is a session, nothing otherwise;
  *   client    the gateway's own client-credentials token for the route (no session needed);
  *   none      nothing.
@@ -29,7 +30,21 @@ export interface Credentials {
 
 function recordTokens(record: SessionRecord): string[] {
   const { accessToken, refreshToken, idToken } = record.tokens;
-  return [accessToken, refreshToken, idToken].filter((token): token is string => typeof token === 'string' && token.length > 0);
+  const routeTokens = Object.values(record.routeTokens ?? {}).map((token) => token.accessToken);
+  return [accessToken, refreshToken, idToken, ...routeTokens].filter((token): token is string => typeof token === 'string' && token.length > 0);
+}
+
+/** A route with its own `audience` or `scopes` carries a token minted for it (section 7). */
+function hasRouteToken(route: RouteConfig): boolean {
+  return route.audience !== undefined || route.scopes !== undefined;
+}
+
+/** The token this route carries from the record: its own route token, or the session's. */
+function carried(record: SessionRecord, route: RouteConfig): { accessToken: string; tokenType: string } {
+  if (!hasRouteToken(route)) return record.tokens;
+  const token = record.routeTokens?.[route.path];
+  if (!token) throw new GatewayError('idp_unavailable', { detail: `no token for route ${route.path}` });
+  return token;
 }
 
 const NONE: Credentials = { accessToken: undefined, session: undefined, dpop: false, retry: async () => undefined, tokens: () => [] };
@@ -76,18 +91,22 @@ export async function credentialsFor(ctx: GatewayContext, route: RouteConfig, he
     if (route.token === 'user') throw new GatewayError('unauthenticated');
     return NONE;
   }
-  let record = await ctx.refresher.ensureFresh(session);
+  const ownToken = hasRouteToken(route);
+  let record = ownToken ? await ctx.refresher.ensureRouteToken(session, route) : await ctx.refresher.ensureFresh(session);
   await ctx.sessions.touch(session).catch(() => {});
   const seen = new Set(recordTokens(record));
+  const first = carried(record, route);
   const credentials: Credentials = {
-    accessToken: record.tokens.accessToken,
+    accessToken: first.accessToken,
     session,
-    dpop: isDpopType(record.tokens.tokenType),
+    dpop: isDpopType(first.tokenType),
     async retry() {
-      record = await ctx.refresher.refreshAfterRejection(session, record.tokens.accessToken);
+      const rejected = credentials.accessToken as string;
+      record = ownToken ? await ctx.refresher.refreshRouteAfterRejection(session, route, rejected) : await ctx.refresher.refreshAfterRejection(session, rejected);
       for (const token of recordTokens(record)) seen.add(token);
-      credentials.accessToken = record.tokens.accessToken;
-      credentials.dpop = isDpopType(record.tokens.tokenType);
+      const next = carried(record, route);
+      credentials.accessToken = next.accessToken;
+      credentials.dpop = isDpopType(next.tokenType);
       return credentials.accessToken;
     },
     tokens: () => [...seen],

@@ -19,6 +19,11 @@
  *   unavailable (network, timeout, 5xx) -> session kept; the current token if it is still valid,
  *   else 503 idp_unavailable.
  *
+ * The same protocol keeps route tokens (contract section 7, `route-tokens.ts`): a *target* is the
+ * session's main token or one route's token. In-process promises are per session and target,
+ * but the store lock is per session for every target: minting a route token may rotate the
+ * refresh token, so it must never overlap a main refresh of the same session.
+ *
  * After an `unavailable` outcome with a still-valid token, this process leaves the session alone
  * for UNAVAILABLE_BACKOFF_MS: otherwise a slow IdP would add its whole timeout to every request
  * of that session while the token is still perfectly usable. An expired token (nothing to fall
@@ -30,14 +35,20 @@ import type { Logger } from '../log.ts';
 import { classifyIdpFailure, type IdpClient } from '../oidc/client.ts';
 import { sameIdentity, tokensFromResponse } from '../oidc/tokens.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { LoadedSession, SessionRecord, Sessions } from '../session/sessions.ts';
+import type { RouteConfig } from '../config/load.ts';
+import type { LoadedSession, RouteToken, SessionRecord, Sessions } from '../session/sessions.ts';
 import type { SessionStore } from '../session/store.ts';
+import { mintRouteToken } from './route-tokens.ts';
 
 const POLL_INTERVAL_MS = 10;
 const LOCK_MARGIN_MS = 5_000;
 export const UNAVAILABLE_BACKOFF_MS = 5_000;
 /** Above this many entries, expired backoff entries are pruned on insert (bounds memory). */
 const BACKOFF_PRUNE_AT = 10_000;
+
+/** Whose token a refresh produces: the session's main token, or the token of one route. */
+type Target = { route?: RouteConfig };
+const MAIN: Target = {};
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -53,7 +64,7 @@ export interface RefresherDeps {
 
 export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<SessionRecord>>();
-  /** handle -> time until which an `unavailable` IdP is not asked again for a valid token. */
+  /** handle+target -> time until which an `unavailable` IdP is not asked again for a valid token. */
   private readonly backoffUntil = new Map<string, number>();
   private readonly lockTtlMs: number;
 
@@ -61,37 +72,63 @@ export class TokenRefresher {
     this.lockTtlMs = deps.config.oidc.timeoutMs + LOCK_MARGIN_MS;
   }
 
-  private expired(record: SessionRecord): boolean {
-    const { expiresAt } = record.tokens;
-    return expiresAt !== null && expiresAt <= this.deps.now();
+  private tokenOf(record: SessionRecord, target: Target): RouteToken | undefined {
+    return target.route ? record.routeTokens?.[target.route.path] : record.tokens;
+  }
+
+  private expiredToken(token: RouteToken | undefined): boolean {
+    if (!token) return true;
+    return token.expiresAt !== null && token.expiresAt <= this.deps.now();
+  }
+
+  private expired(record: SessionRecord, target: Target = MAIN): boolean {
+    return this.expiredToken(this.tokenOf(record, target));
+  }
+
+  private stale(token: RouteToken | undefined): boolean {
+    if (!token) return true;
+    return token.expiresAt !== null && token.expiresAt - this.deps.now() <= this.deps.config.tokens.refreshBeforeExpiryMs;
   }
 
   needsRefresh(record: SessionRecord): boolean {
-    const { expiresAt } = record.tokens;
-    return expiresAt !== null && expiresAt - this.deps.now() <= this.deps.config.tokens.refreshBeforeExpiryMs;
+    return this.stale(record.tokens);
   }
 
   /** The session's record with an access token that is fresh enough to forward. */
-  async ensureFresh(session: LoadedSession): Promise<SessionRecord> {
-    if (!this.needsRefresh(session.record)) return session.record;
-    if (this.backingOff(session.handle) && !this.expired(session.record)) return session.record;
-    return this.refresh(session, session.record.tokens.accessToken);
+  ensureFresh(session: LoadedSession): Promise<SessionRecord> {
+    return this.ensure(session, MAIN);
   }
 
-  private backingOff(handle: string): boolean {
-    const until = this.backoffUntil.get(handle);
+  /** The session's record with a fresh enough token for `route` in `routeTokens[route.path]`. */
+  ensureRouteToken(session: LoadedSession, route: RouteConfig): Promise<SessionRecord> {
+    return this.ensure(session, { route });
+  }
+
+  private async ensure(session: LoadedSession, target: Target): Promise<SessionRecord> {
+    const token = this.tokenOf(session.record, target);
+    if (!this.stale(token)) return session.record;
+    if (this.backingOff(this.key(session.handle, target)) && !this.expiredToken(token)) return session.record;
+    return this.refresh(session, target, token?.accessToken);
+  }
+
+  private key(handle: string, target: Target): string {
+    return target.route ? `${handle} ${target.route.path}` : handle;
+  }
+
+  private backingOff(key: string): boolean {
+    const until = this.backoffUntil.get(key);
     if (until === undefined) return false;
     if (until > this.deps.now()) return true;
-    this.backoffUntil.delete(handle);
+    this.backoffUntil.delete(key);
     return false;
   }
 
-  private startBackoff(handle: string): void {
+  private startBackoff(key: string): void {
     const now = this.deps.now();
     if (this.backoffUntil.size >= BACKOFF_PRUNE_AT) {
-      for (const [key, until] of this.backoffUntil) if (until <= now) this.backoffUntil.delete(key);
+      for (const [entry, until] of this.backoffUntil) if (until <= now) this.backoffUntil.delete(entry);
     }
-    this.backoffUntil.set(handle, now + UNAVAILABLE_BACKOFF_MS);
+    this.backoffUntil.set(key, now + UNAVAILABLE_BACKOFF_MS);
   }
 
   /**
@@ -99,17 +136,23 @@ export class TokenRefresher {
    * now unless another request already did.
    */
   refreshAfterRejection(session: LoadedSession, rejectedToken: string): Promise<SessionRecord> {
-    return this.refresh(session, rejectedToken, true);
+    return this.refresh(session, MAIN, rejectedToken, true);
   }
 
-  private refresh(session: LoadedSession, staleToken: string, force = false): Promise<SessionRecord> {
-    const running = this.inflight.get(session.handle);
+  /** The same for a route token the upstream rejected. */
+  refreshRouteAfterRejection(session: LoadedSession, route: RouteConfig, rejectedToken: string): Promise<SessionRecord> {
+    return this.refresh(session, { route }, rejectedToken, true);
+  }
+
+  private refresh(session: LoadedSession, target: Target, staleToken: string | undefined, force = false): Promise<SessionRecord> {
+    const key = this.key(session.handle, target);
+    const running = this.inflight.get(key);
     if (running) {
       this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
       return running;
     }
-    const promise = this.refreshAcrossInstances(session, staleToken, force).finally(() => this.inflight.delete(session.handle));
-    this.inflight.set(session.handle, promise);
+    const promise = this.refreshAcrossInstances(session, target, staleToken, force).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
     return promise;
   }
 
@@ -119,11 +162,12 @@ export class TokenRefresher {
    * token lifetime is shorter than `refreshBeforeExpiry`, every new token is inside the window,
    * and demanding more would make each waiting instance refresh once more in turn.
    */
-  private settledElsewhere(record: SessionRecord, staleToken: string, force: boolean): boolean {
-    return record.tokens.accessToken !== staleToken && (force || !this.expired(record));
+  private settledElsewhere(record: SessionRecord, target: Target, staleToken: string | undefined, force: boolean): boolean {
+    const token = this.tokenOf(record, target);
+    return token !== undefined && token.accessToken !== staleToken && (force || !this.expiredToken(token));
   }
 
-  private async refreshAcrossInstances(session: LoadedSession, staleToken: string, force: boolean): Promise<SessionRecord> {
+  private async refreshAcrossInstances(session: LoadedSession, target: Target, staleToken: string | undefined, force: boolean): Promise<SessionRecord> {
     const { store, sessions } = this.deps;
     // Real elapsed time, not the injectable clock: the lock's TTL runs in the store's real time.
     const deadline = performance.now() + this.lockTtlMs + 1_000;
@@ -133,70 +177,93 @@ export class TokenRefresher {
         try {
           const current = await sessions.loadHandle(session.handle);
           if (current.state !== 'active') throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
-          if (this.settledElsewhere(current.record, staleToken, force)) {
+          if (this.settledElsewhere(current.record, target, staleToken, force)) {
             this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
             return current.record;
           }
-          return await this.callIdp(current);
+          return await this.callIdp(current, target);
         } finally {
           await store.releaseLock(session.handle, owner).catch(() => {});
         }
       }
-      // Another instance holds the lock: wait for its result.
+      // Another instance (or another target of this session) holds the lock: wait for its result.
       await sleep(POLL_INTERVAL_MS);
       const current = await sessions.loadHandle(session.handle);
       if (current.state !== 'active') throw new GatewayError('session_expired', { detail: 'session ended during a refresh elsewhere' });
-      if (this.settledElsewhere(current.record, staleToken, force)) {
+      if (this.settledElsewhere(current.record, target, staleToken, force)) {
         this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
         return current.record;
       }
       if (performance.now() > deadline) {
-        if (!this.expired(current.record) && !force) return current.record;
+        if (!this.expired(current.record, target) && !force) return current.record;
         throw new GatewayError('idp_unavailable', { detail: 'timed out waiting for another instance to refresh' });
       }
     }
   }
 
-  private async callIdp(session: LoadedSession): Promise<SessionRecord> {
-    const { idp, metrics, sessions, log } = this.deps;
-    const { record } = session;
-    const refreshToken = record.tokens.refreshToken;
-    if (!refreshToken) {
-      if (!this.expired(record)) return record;
-      await sessions.destroy(session.handle, record);
-      throw new GatewayError('session_expired', { detail: 'access token expired and no refresh token was issued' });
-    }
+  /** With the session's lock held. */
+  private async callIdp(session: LoadedSession, target: Target): Promise<SessionRecord> {
+    const { metrics, sessions } = this.deps;
     const started = performance.now();
-    let response;
+    let updated: SessionRecord;
     try {
-      response = await idp.refresh(refreshToken);
-    } catch (err) {
-      const failure = classifyIdpFailure(err);
-      if (failure.kind === 'unavailable' || (err instanceof GatewayError && err.code === 'idp_unavailable')) {
-        metrics.tokenRefresh.inc({ result: 'error' });
-        log.warn({ event: 'refresh_unavailable', detail: failure.kind === 'unavailable' ? failure.detail : 'not loaded' }, 'token refresh failed; session kept');
-        if (!this.expired(record)) {
-          this.startBackoff(session.handle);
-          return record;
-        }
-        throw new GatewayError('idp_unavailable', { detail: 'refresh failed and the access token has expired', cause: err });
+      if (target.route) {
+        const route = target.route;
+        // Token exchange presents the main access token: make it fresh first, under this lock.
+        const freshMain = async (current: LoadedSession) => (this.stale(current.record.tokens) ? this.callIdp(current, MAIN) : current.record);
+        updated = await mintRouteToken({ idp: this.deps.idp, now: this.deps.now, route, session, freshMain });
+      } else {
+        const refreshed = await this.refreshMain(session);
+        if (!refreshed) return session.record;
+        updated = refreshed;
       }
-      metrics.tokenRefresh.inc({ result: failure.kind === 'rejected' ? 'invalid_grant' : 'error' });
-      log.info({ event: 'refresh_rejected', reason: failure.kind === 'rejected' ? failure.error : failure.detail }, 'identity provider refused the refresh; session ended');
-      await sessions.destroy(session.handle, record);
-      throw new GatewayError('session_expired', { detail: 'refresh rejected', cause: err });
+    } catch (err) {
+      return this.failed(session, target, err);
     } finally {
       metrics.refreshDuration.observe((performance.now() - started) / 1000);
     }
-    if (!sameIdentity(record.tokens.idToken, response.id_token)) {
-      metrics.tokenRefresh.inc({ result: 'error' });
-      await sessions.destroy(session.handle, record);
-      throw new GatewayError('session_expired', { detail: 'refreshed ID token names another user, issuer or audience' });
-    }
-    const updated: SessionRecord = { ...record, tokens: tokensFromResponse(response, this.deps.now(), record.tokens) };
     if (!(await sessions.update(session, updated))) throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
-    this.backoffUntil.delete(session.handle);
+    this.backoffUntil.delete(this.key(session.handle, target));
     metrics.tokenRefresh.inc({ result: 'success' });
     return updated;
+  }
+
+  /** The record with a refreshed main token; undefined to keep the record as it is. */
+  private async refreshMain(session: LoadedSession): Promise<SessionRecord | undefined> {
+    const { record } = session;
+    const refreshToken = record.tokens.refreshToken;
+    if (!refreshToken) {
+      if (!this.expired(record)) return undefined;
+      await this.deps.sessions.destroy(session.handle, record);
+      throw new GatewayError('session_expired', { detail: 'access token expired and no refresh token was issued' });
+    }
+    const response = await this.deps.idp.refresh(refreshToken);
+    if (!sameIdentity(record.tokens.idToken, response.id_token)) {
+      this.deps.metrics.tokenRefresh.inc({ result: 'error' });
+      await this.deps.sessions.destroy(session.handle, record);
+      throw new GatewayError('session_expired', { detail: 'refreshed ID token names another user, issuer or audience' });
+    }
+    return { ...record, tokens: tokensFromResponse(response, this.deps.now(), record.tokens) };
+  }
+
+  /** Classifies a failed IdP call: keep the session (and maybe its token) or end it. */
+  private async failed(session: LoadedSession, target: Target, err: unknown): Promise<SessionRecord> {
+    const { metrics, sessions, log } = this.deps;
+    const { record } = session;
+    if (err instanceof GatewayError && err.code === 'session_expired') throw err;
+    const failure = classifyIdpFailure(err);
+    if (failure.kind === 'unavailable' || (err instanceof GatewayError && err.code === 'idp_unavailable')) {
+      metrics.tokenRefresh.inc({ result: 'error' });
+      log.warn({ event: 'refresh_unavailable', route: target.route?.path, detail: failure.kind === 'unavailable' ? failure.detail : 'not loaded' }, 'token refresh failed; session kept');
+      if (!this.expired(record, target)) {
+        this.startBackoff(this.key(session.handle, target));
+        return record;
+      }
+      throw new GatewayError('idp_unavailable', { detail: 'refresh failed and the access token has expired', cause: err });
+    }
+    metrics.tokenRefresh.inc({ result: failure.kind === 'rejected' ? 'invalid_grant' : 'error' });
+    log.info({ event: 'refresh_rejected', route: target.route?.path, reason: failure.kind === 'rejected' ? failure.error : failure.detail }, 'identity provider refused the refresh; session ended');
+    await sessions.destroy(session.handle, record);
+    throw new GatewayError('session_expired', { detail: 'refresh rejected', cause: err });
   }
 }

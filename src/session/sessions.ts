@@ -26,6 +26,13 @@ export interface SessionTokens {
   scope?: string;
 }
 
+/** A token minted for one route's `audience`/`scopes` from the session's grant (contract section 7). */
+export interface RouteToken {
+  accessToken: string;
+  tokenType: string;
+  expiresAt: number | null;
+}
+
 export interface SessionRecord {
   v: 1;
   sub: string;
@@ -33,6 +40,8 @@ export interface SessionRecord {
   idpSid?: string;
   claims: Record<string, unknown>;
   tokens: SessionTokens;
+  /** Route tokens, keyed by route path. */
+  routeTokens?: Record<string, RouteToken>;
   createdAt: number;
   absoluteExpiresAt: number;
   lastSeenAt: number;
