@@ -6,6 +6,7 @@ import type { Configuration, Provider } from 'oidc-provider';
 import { createFront } from './idp-front.ts';
 import { createInteractionHandler, OIDC_SCOPES, RESOURCE_SCOPES } from './idp-interactions.ts';
 import { createIdpStore } from './idp-store.ts';
+import { registerTokenExchange, TOKEN_EXCHANGE, type ResourceServerInfo } from './idp-token-exchange.ts';
 
 export interface IdpOptions {
   clientId: string;
@@ -31,6 +32,8 @@ export interface IdpOptions {
    * covers them too, so a refresh with `resource` set to one of them gets a token for it.
    */
   extraResources?: Array<{ audience: string; scope: string }>;
+  /** Offer the RFC 8693 token-exchange grant (advertised in discovery, allowed for the client). */
+  tokenExchange?: boolean;
   accessTokenTtl?: number;
   idTokenTtl?: number;
   refreshTokenTtl?: number;
@@ -116,6 +119,12 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
   const audience = opts.audience ?? 'http://api.local';
   const accessTokenTtl = opts.accessTokenTtl ?? 300;
   const extraResources = opts.extraResources ?? [];
+  const resourceServer = (indicator: string): ResourceServerInfo | undefined => {
+    const extra = extraResources.find((r) => r.audience === indicator);
+    if (extra) return { scope: extra.scope, accessTokenFormat: 'jwt', audience: extra.audience, accessTokenTTL: accessTokenTtl };
+    if (indicator !== audience) return undefined;
+    return { scope: RESOURCE_SCOPES.join(' '), accessTokenFormat: 'jwt', audience, accessTokenTTL: accessTokenTtl };
+  };
   const privateJwks = { keys: [await signingKey('RS256'), await signingKey('ES256')] };
   const store = createIdpStore();
 
@@ -148,7 +157,7 @@ export async function startIdp(opts: IdpOptions): Promise<Idp> {
     client_secret: opts.clientSecret,
     redirect_uris: opts.redirectUris,
     post_logout_redirect_uris: opts.postLogoutRedirectUris ?? [],
-    grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+    grant_types: ['authorization_code', 'refresh_token', 'client_credentials', ...(opts.tokenExchange ? [TOKEN_EXCHANGE] : [])],
     response_types: ['code'],
     token_endpoint_auth_method: opts.clientAuthMethod ?? 'client_secret_basic',
   };
@@ -236,10 +245,9 @@ ${form}<input type="hidden" name="logout" value="yes" form="op.logoutForm">
         },
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx: unknown, resourceIndicator: string) => {
-          const extra = extraResources.find((r) => r.audience === resourceIndicator);
-          if (extra) return { scope: extra.scope, accessTokenFormat: 'jwt', audience: extra.audience, accessTokenTTL: accessTokenTtl };
-          if (resourceIndicator !== audience) throw new errors.InvalidTarget();
-          return { scope: RESOURCE_SCOPES.join(' '), accessTokenFormat: 'jwt', audience, accessTokenTTL: accessTokenTtl };
+          const info = resourceServer(resourceIndicator);
+          if (!info) throw new errors.InvalidTarget();
+          return info;
         },
       },
     },
@@ -254,6 +262,7 @@ ${form}<input type="hidden" name="logout" value="yes" form="op.logoutForm">
 
   const provider = new ProviderClass(issuer, configuration);
   provider.proxy = false;
+  if (opts.tokenExchange) registerTokenExchange(provider, errors, { issuer, privateJwks, resourceServer });
   idp.provider = provider;
   const providerCallback = provider.callback();
   const interaction = createInteractionHandler(provider, {

@@ -175,3 +175,17 @@ describe('session.redis: exactly one of url, cluster, sentinel', () => {
     expect(buildConfig(minimal((raw) => { raw.session.store = 'redis'; })).session.redis).toMatchObject({ url: 'redis://127.0.0.1:6379/0', keyPrefix: 'bff:', commandTimeoutMs: 1000 });
   });
 });
+
+describe('routes: per-route audience and scopes (contract section 7)', () => {
+  const withRoute = (route: Raw) => minimal((raw) => { raw.routes = [{ path: '/orders', upstream: 'http://orders.internal', ...route }]; });
+
+  test.each(['user', 'optional', 'client'])('are accepted on token: %s routes', (token) => {
+    const [route] = buildConfig(withRoute({ token, audience: 'https://orders.internal', scopes: ['orders.read'] })).routes;
+    expect(route).toMatchObject({ token, audience: 'https://orders.internal', scopes: ['orders.read'] });
+  });
+
+  test('are refused on token: none routes, where no token would carry them', () => {
+    expect(problems(withRoute({ token: 'none', audience: 'https://orders.internal' }))).toEqual(['routes[0].audience: has no effect on token: none routes']);
+    expect(problems(withRoute({ token: 'none', scopes: ['orders.read'] }))).toEqual(['routes[0].scopes: has no effect on token: none routes']);
+  });
+});
