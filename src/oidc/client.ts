@@ -130,14 +130,6 @@ export class IdpClient {
   private privateKey: client.PrivateKey | undefined;
   /** The DPoP key, loaded with the first discovery; undefined when DPoP is off. */
   dpop: DpopKey | undefined;
-  // Client-credentials tokens reach the proxy as bare strings; this remembers which of them the
-  // IdP issued as DPoP-bound. Bounded: only the latest few per route are ever in use.
-  private readonly dpopClientTokens = new Set<string>();
-
-  isDpopBound(accessToken: string): boolean {
-    return this.dpopClientTokens.has(accessToken);
-  }
-
   /** openid-client options that make a grant DPoP-bound (none when DPoP is off). */
   private dpopOptions(configuration: client.Configuration): { DPoP?: client.DPoPHandle } {
     return this.dpop ? { DPoP: this.dpop.handle(configuration) } : {};
@@ -246,12 +238,7 @@ export class IdpClient {
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */
   async clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
     const configuration = this.loaded;
-    const response = await this.verifyIdTokenSignature(await client.clientCredentialsGrant(configuration, parameters, this.dpopOptions(configuration)));
-    if (response.token_type?.toLowerCase() === 'dpop') {
-      this.dpopClientTokens.add(response.access_token);
-      if (this.dpopClientTokens.size > 256) this.dpopClientTokens.delete(this.dpopClientTokens.values().next().value as string);
-    }
-    return response;
+    return this.verifyIdTokenSignature(await client.clientCredentialsGrant(configuration, parameters, this.dpopOptions(configuration)));
   }
 
   /**

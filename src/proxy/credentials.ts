@@ -69,18 +69,19 @@ export async function authHeaders(ctx: GatewayContext, credentials: Credentials,
 export async function credentialsFor(ctx: GatewayContext, route: RouteConfig, headers: IncomingHttpHeaders): Promise<Credentials> {
   if (route.token === 'none') return NONE;
   if (route.token === 'client') {
-    const used = new Set<string>([await ctx.clientTokens.tokenFor(route)]);
-    const first = [...used][0] as string;
+    const first = await ctx.clientTokens.tokenFor(route);
+    const used = new Set([first.accessToken]);
     const credentials: Credentials = {
-      accessToken: first,
+      accessToken: first.accessToken,
       session: undefined,
-      dpop: ctx.idp.isDpopBound(first),
+      dpop: isDpopType(first.tokenType),
       async retry() {
         ctx.clientTokens.invalidate(route, credentials.accessToken as string);
-        credentials.accessToken = await ctx.clientTokens.tokenFor(route);
-        credentials.dpop = ctx.idp.isDpopBound(credentials.accessToken);
-        used.add(credentials.accessToken);
-        return credentials.accessToken;
+        const next = await ctx.clientTokens.tokenFor(route);
+        credentials.accessToken = next.accessToken;
+        credentials.dpop = isDpopType(next.tokenType);
+        used.add(next.accessToken);
+        return next.accessToken;
       },
       tokens: () => [...used],
     };

@@ -26,16 +26,16 @@ export class ClientTokens {
     return tokens.expiresAt === null || tokens.expiresAt - this.now() > this.config.tokens.refreshBeforeExpiryMs;
   }
 
-  /** The route's current access token, fetching a new one when needed. */
-  async tokenFor(route: RouteConfig): Promise<string> {
+  /** The route's current token (access token and type), fetching a new one when needed. */
+  async tokenFor(route: RouteConfig): Promise<SessionTokens> {
     const cached = this.cache.get(route.path);
-    if (this.fresh(cached)) return cached.accessToken;
+    if (this.fresh(cached)) return cached;
     let pending = this.inflight.get(route.path);
     if (!pending) {
       pending = this.fetch(route).finally(() => this.inflight.delete(route.path));
       this.inflight.set(route.path, pending);
     }
-    return (await pending).accessToken;
+    return pending;
   }
 
   /** Forgets a token the upstream rejected, so the next call fetches a new one. */
