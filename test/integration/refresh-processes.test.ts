@@ -13,6 +13,7 @@ import { login } from '../support/login.ts';
 import { metricValue, startProcessWorld, type ProcessWorld } from '../support/processes.ts';
 import { redisCommand } from '../support/redis.ts';
 import { apiHeaders } from '../support/world.ts';
+import { bearerOf } from '../support/upstream.ts';
 
 const BURST = 100;
 const TOKEN_TTL_S = 20;
@@ -41,10 +42,6 @@ beforeAll(async () => {
   killSession = await loginThroughFirst('kill');
 }, 60_000);
 afterAll(() => world?.close());
-
-function bearerOf(headers: Record<string, string | string[] | undefined>): string {
-  return String(headers.authorization ?? '').replace(/^Bearer /, '');
-}
 
 async function loginThroughFirst(name: string): Promise<DueSession> {
   const session = await login(world.publicUrl);

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { login } from '../support/login.ts';
 import { apiHeaders, startWorld, type RunningGateway, type World } from '../support/world.ts';
+import { bearerOf } from '../support/upstream.ts';
 
 const BURST = 100;
 // Tokens live 300 s; 280 s later they expire within the default 30 s refresh window.
@@ -20,10 +21,6 @@ beforeAll(async () => {
   skewed = await world.startGateway({ now: () => Date.now() + SKEW_MS });
 });
 afterAll(() => world?.close());
-
-function bearerOf(headers: Record<string, string | string[] | undefined>): string {
-  return String(headers.authorization ?? '').replace(/^Bearer /, '');
-}
 
 async function currentToken(cookieHeader: string, marker: string): Promise<string> {
   const res = await fetch(`${world.url}/api/echo?probe=${marker}`, { headers: apiHeaders(cookieHeader) });

@@ -7,7 +7,8 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { TOKEN_EXCHANGE } from '../../demo/idp-token-exchange.ts';
 import { login } from '../support/login.ts';
-import { apiHeaders, startWorld, type World } from '../support/world.ts';
+import { bearerSeen } from '../support/upstream.ts';
+import { apiHeaders, apiStatus, startWorld, type World } from '../support/world.ts';
 
 const ORDERS = 'https://orders.internal';
 // Tokens live 300 s; 280 s later they are inside the default 30 s refresh window.
@@ -32,28 +33,17 @@ beforeEach(() => {
   world.upstream.rejectTokens.clear();
 });
 
-function bearerAt(marker: string): string {
-  const seen = world.upstream.requests.find((r) => r.url.endsWith(marker));
-  return String(seen?.headers.authorization ?? '').replace(/^Bearer /, '');
-}
-
-async function get(base: string, path: string, cookieHeader: string): Promise<number> {
-  const res = await fetch(`${base}${path}`, { headers: apiHeaders(cookieHeader) });
-  await res.body?.cancel();
-  return res.status;
-}
-
 function requestsSince(from: number, grantType: string): Array<Record<string, string>> {
   return world.idp.tokenRequests.slice(from).filter((r) => r.grantType === grantType).map((r) => r.params);
 }
 
 test('50 concurrent /orders requests: one exchange of the session token for an orders token, no refresh grant', async () => {
   const session = await login(world.url);
-  expect(await get(world.url, '/api/echo?m=main1', session.cookieHeader)).toBe(200);
-  const mainToken = bearerAt('?m=main1');
+  expect(await apiStatus(world.url, '/api/echo?m=main1', session.cookieHeader)).toBe(200);
+  const mainToken = bearerSeen(world.upstream, '?m=main1');
   const from = world.idp.tokenRequests.length;
 
-  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => get(world.url, `/orders/echo?x=${i}`, session.cookieHeader)));
+  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => apiStatus(world.url, `/orders/echo?x=${i}`, session.cookieHeader)));
   expect(statuses).toEqual(Array(50).fill(200));
   const exchanges = requestsSince(from, TOKEN_EXCHANGE);
   expect(exchanges).toHaveLength(1);
@@ -62,42 +52,42 @@ test('50 concurrent /orders requests: one exchange of the session token for an o
 
   const carried = new Set(world.upstream.requests.filter((r) => r.url.includes('/echo?x=')).map((r) => String(r.headers.authorization)));
   expect(carried.size).toBe(1);
-  const claims = decodeJwt(bearerAt('/echo?x=0'));
+  const claims = decodeJwt(bearerSeen(world.upstream, '/echo?x=0'));
   expect(claims.aud).toBe(ORDERS);
   expect(claims.scope).toBe('orders.read');
   expect(claims.sub).toBe(decodeJwt(mainToken).sub);
 
   // Cached in the session: the next call exchanges nothing.
-  expect(await get(world.url, '/orders/echo?m=again', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/orders/echo?m=again', session.cookieHeader)).toBe(200);
   expect(requestsSince(from, TOKEN_EXCHANGE)).toHaveLength(1);
 });
 
 test('an expiring session token is refreshed before it is exchanged', async () => {
   const session = await login(world.url);
-  expect(await get(world.url, '/api/echo?m=old', session.cookieHeader)).toBe(200);
-  const oldMain = bearerAt('?m=old');
+  expect(await apiStatus(world.url, '/api/echo?m=old', session.cookieHeader)).toBe(200);
+  const oldMain = bearerSeen(world.upstream, '?m=old');
   const skewed = await world.startGateway({ now: () => Date.now() + SKEW_MS });
   const from = world.idp.tokenRequests.length;
 
-  expect(await get(skewed.url, '/orders/echo?m=skewed', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(skewed.url, '/orders/echo?m=skewed', session.cookieHeader)).toBe(200);
   const sent = world.idp.tokenRequests.slice(from).map((r) => r.grantType);
   expect(sent).toEqual(['refresh_token', TOKEN_EXCHANGE]);
   const subject = requestsSince(from, TOKEN_EXCHANGE)[0]?.subject_token;
   expect(subject).not.toBe(oldMain);
   // The refreshed main token was stored: /api now carries the token that was exchanged.
-  expect(await get(skewed.url, '/api/echo?m=new', session.cookieHeader)).toBe(200);
-  expect(bearerAt('?m=new')).toBe(subject);
-  expect(decodeJwt(bearerAt('?m=skewed')).aud).toBe(ORDERS);
+  expect(await apiStatus(skewed.url, '/api/echo?m=new', session.cookieHeader)).toBe(200);
+  expect(bearerSeen(world.upstream, '?m=new')).toBe(subject);
+  expect(decodeJwt(bearerSeen(world.upstream, '?m=skewed')).aud).toBe(ORDERS);
 });
 
 test('an upstream 401 invalid_token on /orders exchanges once more and replays', async () => {
   const session = await login(world.url);
-  expect(await get(world.url, '/orders/echo?m=r1', session.cookieHeader)).toBe(200);
-  const rejected = bearerAt('?m=r1');
+  expect(await apiStatus(world.url, '/orders/echo?m=r1', session.cookieHeader)).toBe(200);
+  const rejected = bearerSeen(world.upstream, '?m=r1');
   world.upstream.rejectTokens.add(rejected);
   const from = world.idp.tokenRequests.length;
 
-  expect(await get(world.url, '/orders/protected?m=r2', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/orders/protected?m=r2', session.cookieHeader)).toBe(200);
   expect(requestsSince(from, TOKEN_EXCHANGE)).toHaveLength(1);
   const replayed = world.upstream.requests.filter((r) => r.url.endsWith('?m=r2')).map((r) => String(r.headers.authorization).replace(/^Bearer /, ''));
   expect(replayed).toEqual([rejected, expect.any(String)]);

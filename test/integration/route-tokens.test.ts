@@ -9,7 +9,8 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { login } from '../support/login.ts';
-import { apiHeaders, startWorld, type World } from '../support/world.ts';
+import { bearerSeen } from '../support/upstream.ts';
+import { apiHeaders, apiStatus, startWorld, type World } from '../support/world.ts';
 
 const ORDERS = 'https://orders.internal';
 const MAIN_AUDIENCE = 'http://api.local';
@@ -36,17 +37,6 @@ beforeEach(() => {
   world.upstream.rejectTokens.clear();
 });
 
-function bearerAt(marker: string): string {
-  const seen = world.upstream.requests.find((r) => r.url.endsWith(marker));
-  return String(seen?.headers.authorization ?? '').replace(/^Bearer /, '');
-}
-
-async function get(base: string, path: string, cookieHeader: string): Promise<number> {
-  const res = await fetch(`${base}${path}`, { headers: apiHeaders(cookieHeader) });
-  await res.body?.cancel();
-  return res.status;
-}
-
 function routeGrants(from: number): Array<Record<string, string>> {
   return world.idp.tokenRequests
     .slice(from)
@@ -58,28 +48,28 @@ test('/orders carries a token for the orders audience and scope, /api the sessio
   const session = await login(world.url);
   const from = world.idp.tokenRequests.length;
 
-  expect(await get(world.url, '/orders/echo?m=o1', session.cookieHeader)).toBe(200);
-  const orders = decodeJwt(bearerAt('?m=o1'));
+  expect(await apiStatus(world.url, '/orders/echo?m=o1', session.cookieHeader)).toBe(200);
+  const orders = decodeJwt(bearerSeen(world.upstream, '?m=o1'));
   expect(orders.aud).toBe(ORDERS);
   expect(String(orders.scope).split(' ')).toEqual(['orders.read']);
   expect(routeGrants(from)).toHaveLength(1);
   expect(routeGrants(from)[0]?.scope).toBe('orders.read');
 
-  expect(await get(world.url, '/api/echo?m=a1', session.cookieHeader)).toBe(200);
-  const api = decodeJwt(bearerAt('?m=a1'));
+  expect(await apiStatus(world.url, '/api/echo?m=a1', session.cookieHeader)).toBe(200);
+  const api = decodeJwt(bearerSeen(world.upstream, '?m=a1'));
   expect(api.aud).toBe(MAIN_AUDIENCE);
-  expect(bearerAt('?m=a1')).not.toBe(bearerAt('?m=o1'));
+  expect(bearerSeen(world.upstream, '?m=a1')).not.toBe(bearerSeen(world.upstream, '?m=o1'));
 
   const requests = world.idp.tokenRequests.length;
-  expect(await get(world.url, '/orders/echo?m=o2', session.cookieHeader)).toBe(200);
-  expect(bearerAt('?m=o2')).toBe(bearerAt('?m=o1'));
+  expect(await apiStatus(world.url, '/orders/echo?m=o2', session.cookieHeader)).toBe(200);
+  expect(bearerSeen(world.upstream, '?m=o2')).toBe(bearerSeen(world.upstream, '?m=o1'));
   expect(world.idp.tokenRequests.length).toBe(requests);
 });
 
 test('50 concurrent /orders requests on a fresh session: one grant; a later main refresh presents the rotated refresh token', async () => {
   const session = await login(world.url);
   const from = world.idp.tokenRequests.length;
-  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => get(world.url, `/orders/echo?burst=${i}`, session.cookieHeader)));
+  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => apiStatus(world.url, `/orders/echo?burst=${i}`, session.cookieHeader)));
   expect(statuses).toEqual(Array(50).fill(200));
   const minted = routeGrants(from);
   expect(minted).toHaveLength(1);
@@ -89,7 +79,7 @@ test('50 concurrent /orders requests on a fresh session: one grant; a later main
   // A second gateway whose refresh window covers the whole token lifetime refreshes the main token.
   const eager = await world.startGateway({}, { tokens: { refreshBeforeExpiry: '1h' } });
   const before = world.idp.tokenRequests.length;
-  expect(await get(eager.url, '/api/echo?m=main', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(eager.url, '/api/echo?m=main', session.cookieHeader)).toBe(200);
   const main = world.idp.tokenRequests.slice(before).filter((r) => r.grantType === 'refresh_token');
   expect(main).toHaveLength(1);
   expect(main[0]?.params.resource).toBeUndefined();
@@ -97,22 +87,22 @@ test('50 concurrent /orders requests on a fresh session: one grant; a later main
   expect(main[0]?.params.refresh_token).not.toBe(minted[0]?.refresh_token);
   const metric = await eager.gateway.ctx.metrics.tokenRefresh.get();
   expect(metric.values.find((v) => v.labels.result === 'invalid_grant')?.value ?? 0).toBe(0);
-  expect(decodeJwt(bearerAt('?m=main')).aud).toBe(MAIN_AUDIENCE);
+  expect(decodeJwt(bearerSeen(world.upstream, '?m=main')).aud).toBe(MAIN_AUDIENCE);
   // The session is alive on both gateways.
-  expect(await get(world.url, '/api/echo?m=alive', session.cookieHeader)).toBe(200);
-  expect(await get(world.url, '/orders/echo?m=alive', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/api/echo?m=alive', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/orders/echo?m=alive', session.cookieHeader)).toBe(200);
 });
 
 test('an upstream 401 invalid_token on /orders mints a new route token once and replays', async () => {
   const session = await login(world.url);
-  expect(await get(world.url, '/orders/echo?m=r1', session.cookieHeader)).toBe(200);
-  const rejected = bearerAt('?m=r1');
+  expect(await apiStatus(world.url, '/orders/echo?m=r1', session.cookieHeader)).toBe(200);
+  const rejected = bearerSeen(world.upstream, '?m=r1');
   const mainBefore = decodeJwt(rejected).aud === ORDERS;
   expect(mainBefore).toBe(true);
   world.upstream.rejectTokens.add(rejected);
   const from = world.idp.tokenRequests.length;
 
-  expect(await get(world.url, '/orders/protected?m=r2', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/orders/protected?m=r2', session.cookieHeader)).toBe(200);
   expect(routeGrants(from)).toHaveLength(1);
   const replayed = world.upstream.requests.filter((r) => r.url.endsWith('?m=r2')).map((r) => String(r.headers.authorization).replace(/^Bearer /, ''));
   expect(replayed).toHaveLength(2);
@@ -127,7 +117,7 @@ test('the route token never reaches the browser', async () => {
   const session = await login(world.url);
   const res = await fetch(`${world.url}/orders/leak?m=l1`, { headers: apiHeaders(session.cookieHeader) });
   const body = await res.text();
-  const token = bearerAt('?m=l1');
+  const token = bearerSeen(world.upstream, '?m=l1');
   expect(decodeJwt(token).aud).toBe(ORDERS);
   expect(body).not.toContain(token);
   expect(body).toContain('[redacted]');
@@ -141,7 +131,7 @@ test('a refused route mint ends the session (401 session_expired); an unavailabl
   expect(down.status).toBe(503);
   expect(((await down.json()) as { error: string }).error).toBe('idp_unavailable');
   world.idp.faults.token = 'none';
-  expect(await get(world.url, '/api/echo', unavailable.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/api/echo', unavailable.cookieHeader)).toBe(200);
 
   const refused = await login(world.url);
   world.idp.faults.token = 'invalid_grant';
@@ -149,5 +139,5 @@ test('a refused route mint ends the session (401 session_expired); an unavailabl
   expect(gone.status).toBe(401);
   expect(((await gone.json()) as { error: string }).error).toBe('session_expired');
   world.idp.faults.token = 'none';
-  expect(await get(world.url, '/api/echo', refused.cookieHeader)).toBe(401);
+  expect(await apiStatus(world.url, '/api/echo', refused.cookieHeader)).toBe(401);
 });

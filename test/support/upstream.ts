@@ -42,9 +42,16 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-function bearerOf(headers: IncomingHttpHeaders): string | undefined {
+/** The access token in an `Authorization: Bearer|DPoP` header, or '' when there is none. */
+export function bearerOf(headers: IncomingHttpHeaders): string {
   const match = /^(?:Bearer|DPoP)\s+(.+)$/i.exec(headers.authorization ?? '');
-  return match?.[1]?.trim();
+  return match?.[1]?.trim() ?? '';
+}
+
+/** The token the upstream received on the first request whose URL ends with `marker`. */
+export function bearerSeen(upstream: Pick<Upstream, 'requests'>, marker: string): string {
+  const seen = upstream.requests.find((r) => r.url.endsWith(marker));
+  return seen ? bearerOf(seen.headers) : '';
 }
 
 function isDpopScheme(headers: IncomingHttpHeaders): boolean {

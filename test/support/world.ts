@@ -164,3 +164,10 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
 export function apiHeaders(cookieHeader: string, extra: Record<string, string> = {}): Record<string, string> {
   return { cookie: cookieHeader, 'x-csrf': '1', ...extra };
 }
+
+/** Status of an API call with the session cookie and CSRF header (the body is discarded). */
+export async function apiStatus(base: string, path: string, cookieHeader: string): Promise<number> {
+  const res = await fetch(`${base}${path}`, { headers: apiHeaders(cookieHeader) });
+  await res.body?.cancel();
+  return res.status;
+}
