@@ -24,8 +24,14 @@ interface Run {
 
 const children = new Set<ChildProcess>();
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, ...args], {
+/** The CLI from sources, as every other test runs it. */
+const FROM_SOURCES = [process.execPath, '--import', 'tsx', ENTRY];
+/** The CLI as users run it after `npm ci` (package.json `bin`, built by `prepare`). */
+const AS_INSTALLED = ['npx', 'bff-gateway'];
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, launcher = FROM_SOURCES): Run {
+  const [command, ...prefix] = launcher as [string, ...string[]];
+  const child = spawn(command, [...prefix, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -135,6 +141,15 @@ describe.concurrent('bff-gateway check', () => {
     const run = cli(['check', '--config', goodFile], SECRET_ENV);
     expect(await run.exit).toEqual({ code: 0, signal: null });
     expect(run.stdout.join('\n')).toContain('configuration is valid');
+  });
+
+  test('`npx bff-gateway check` works as installed: the package bin runs the build `prepare` made', async ({ expect }) => {
+    const good = cli(['check', '--config', goodFile], SECRET_ENV, AS_INSTALLED);
+    expect(await good.exit).toEqual({ code: 0, signal: null });
+    expect(good.stdout.join('\n')).toContain('configuration is valid');
+    const bad = cli(['check', '--config', badFile], SECRET_ENV, AS_INSTALLED);
+    expect(await bad.exit).toEqual({ code: 1, signal: null });
+    expect(bad.stderr.sort()).toEqual([...BAD_PROBLEMS].sort());
   });
 
   test('an invalid file prints every problem with its YAML path and exits 1', async ({ expect }) => {
