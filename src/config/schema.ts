@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
-import { parseDpopKey } from '../oidc/dpop.ts';
+import { parsePrivateKey } from '../oidc/keys.ts';
 
 const DURATION_MESSAGE = 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds';
 
@@ -149,10 +149,18 @@ export const rawConfigSchema = z.strictObject({
     fetchUserinfo: z.boolean().default(true),
   })
     .superRefine((oidc, ctx) => {
+      const keyProblem = (text: string, path: string[], use: string) => {
+        try {
+          parsePrivateKey(text, 'RS256');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path, message: `${(err as Error).message} (needed ${use})` });
+        }
+      };
       // Object-level rules run as soon as this section is valid, so they are reported together
       // with problems elsewhere in the file.
       if ((oidc.clientAuth ?? 'client_secret_basic') === 'private_key_jwt') {
         if (!oidc.privateKey) ctx.addIssue({ code: 'custom', path: ['privateKey'], message: 'is required for private_key_jwt' });
+        else keyProblem(oidc.privateKey, ['privateKey'], 'for private_key_jwt');
       } else if (!oidc.clientSecret) {
         ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'must not be empty' });
       }
@@ -160,14 +168,8 @@ export const rawConfigSchema = z.strictObject({
         ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'needs a key: set dpop.key or oidc.privateKey (every instance must hold the same key)' });
       }
       const dpopKey = oidc.dpop === false ? undefined : oidc.dpop === true ? oidc.privateKey : oidc.dpop.key;
-      if (dpopKey) {
-        try {
-          parseDpopKey(dpopKey);
-        } catch (err) {
-          const path = oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'];
-          ctx.addIssue({ code: 'custom', path, message: `${(err as Error).message} (needed for DPoP)` });
-        }
-      }
+      // With DPoP on oidc.privateKey, a private_key_jwt key was already checked above.
+      if (dpopKey && !(oidc.dpop === true && oidc.clientAuth === 'private_key_jwt')) keyProblem(dpopKey, oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'], 'for DPoP');
     }),
   session: z.strictObject({
     store: z.enum(['redis', 'memory'], { error: 'must be redis or memory' }).default('redis'),

@@ -23,11 +23,11 @@
  */
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
-import { createPrivateKey } from 'node:crypto';
-import { createRemoteJWKSet, errors as joseErrors, importJWK, importPKCS8, jwtVerify, type JWK } from 'jose';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
 import { DpopKey } from './dpop.ts';
+import { importPrivateKey, parsePrivateKey } from './keys.ts';
 
 export const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
@@ -281,17 +281,10 @@ export class IdpClient {
   }
 }
 
-/** A PEM (PKCS#8) or JWK private key for private_key_jwt client authentication. */
+/** The private_key_jwt signing key (PEM or JWK; RSA keys sign RS256 unless the JWK says otherwise). */
 async function privateKeyFrom(text: string): Promise<client.PrivateKey> {
-  const trimmed = text.trim();
-  if (trimmed.startsWith('{')) {
-    const jwk = JSON.parse(trimmed) as JWK;
-    const alg = jwk.alg ?? (jwk.kty === 'EC' ? 'ES256' : jwk.kty === 'OKP' ? 'EdDSA' : 'RS256');
-    return { key: (await importJWK({ ...jwk, alg }, alg)) as CryptoKey, kid: jwk.kid };
-  }
-  const type = createPrivateKey(trimmed).asymmetricKeyType;
-  const alg = type === 'ec' ? 'ES256' : type === 'ed25519' ? 'EdDSA' : 'RS256';
-  return { key: await importPKCS8(trimmed, alg) };
+  const info = parsePrivateKey(text, 'RS256');
+  return { key: await importPrivateKey(info), kid: info.kid };
 }
 
 export { client as openidClient };

@@ -9,40 +9,10 @@
  *   `ath`, the hash of the access token it accompanies. Resource servers may demand a nonce
  *   (`use_dpop_nonce`): the latest one each origin sent is remembered and put in later proofs.
  */
-import { createHash, createPrivateKey, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, SignJWT, type JWK } from 'jose';
+import { importPrivateKey, parsePrivateKey } from './keys.ts';
 import * as client from 'openid-client';
-
-export interface DpopKeyInfo {
-  privateKey: KeyObject;
-  alg: string;
-}
-
-/** Parses a PEM (PKCS#8) or private JWK and picks its signing algorithm; throws with a readable reason. */
-export function parseDpopKey(text: string): DpopKeyInfo {
-  const trimmed = text.trim();
-  let privateKey: KeyObject;
-  let jwkAlg: string | undefined;
-  try {
-    if (trimmed.startsWith('{')) {
-      const jwk = JSON.parse(trimmed) as JWK;
-      jwkAlg = jwk.alg;
-      privateKey = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
-    } else {
-      privateKey = createPrivateKey(trimmed);
-    }
-  } catch {
-    throw new Error('is not a PEM (PKCS#8) or JWK private key');
-  }
-  const type = privateKey.asymmetricKeyType;
-  if (type === 'ec') {
-    if (privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error('EC keys must use the P-256 curve');
-    return { privateKey, alg: 'ES256' };
-  }
-  if (type === 'rsa') return { privateKey, alg: jwkAlg === 'RS256' ? 'RS256' : 'PS256' };
-  if (type === 'ed25519') return { privateKey, alg: 'EdDSA' };
-  throw new Error(`a ${type ?? 'unknown'} key cannot sign DPoP proofs (use EC P-256, RSA or Ed25519)`);
-}
 
 /** `htu`: the URL without query and fragment (RFC 9449 section 4.2). */
 function htu(url: string | URL): string {
@@ -66,12 +36,12 @@ export class DpopKey {
   ) {}
 
   static async load(text: string): Promise<DpopKey> {
-    const { privateKey, alg } = parseDpopKey(text);
+    const key = parsePrivateKey(text, 'PS256');
+    const { privateKey, alg } = key;
     const { kty, crv, x, y, n, e } = createPublicKey(privateKey).export({ format: 'jwk' }) as JWK;
     const publicJwk = Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, value]) => value !== undefined)) as JWK;
-    const privateJwk = privateKey.export({ format: 'jwk' }) as JWK;
     const keyPair = {
-      privateKey: (await importJWK({ ...privateJwk, alg }, alg)) as CryptoKey,
+      privateKey: await importPrivateKey(key),
       publicKey: (await importJWK({ ...publicJwk, alg }, alg, { extractable: true })) as CryptoKey,
     };
     return new DpopKey(keyPair, alg, publicJwk, await calculateJwkThumbprint(publicJwk));

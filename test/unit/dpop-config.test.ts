@@ -5,7 +5,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { expect, test } from 'vitest';
 import { buildConfig } from '../../src/config/load.ts';
-import { DpopKey, parseDpopKey } from '../../src/oidc/dpop.ts';
+import { DpopKey } from '../../src/oidc/dpop.ts';
+import { parsePrivateKey } from '../../src/oidc/keys.ts';
+
+const parseDpopKey = (text: string) => parsePrivateKey(text, 'PS256');
 import { minimal, problems } from '../fixtures/config-inputs.ts';
 
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
@@ -25,6 +28,13 @@ test('dpop: true without any key is refused with the contract message', () => {
 test('dpop: true signs with oidc.privateKey; dpop.key wins over it', () => {
   expect(buildConfig(minimal((raw) => Object.assign(raw.oidc, { dpop: true, privateKey: EC_PEM }))).oidc.dpopKey).toBe(EC_PEM);
   expect(buildConfig(minimal((raw) => Object.assign(raw.oidc, { dpop: { key: EC_JWK }, privateKey: EC_PEM }))).oidc.dpopKey).toBe(EC_JWK);
+});
+
+test('a private_key_jwt key is checked by `check` too, and reported once when DPoP shares it', () => {
+  const jwt = (extra: Record<string, unknown>) => minimal((raw) => Object.assign(raw.oidc, { clientAuth: 'private_key_jwt', clientSecret: undefined, ...extra }));
+  expect(problems(jwt({ privateKey: 'garbage' }))).toEqual(['oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for private_key_jwt)']);
+  expect(problems(jwt({ privateKey: 'garbage', dpop: true }))).toEqual(['oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for private_key_jwt)']);
+  expect(problems(jwt({ privateKey: EC_PEM }))).toEqual([]);
 });
 
 test('an unusable key is a configuration error at its path', () => {
