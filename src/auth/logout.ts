@@ -8,21 +8,14 @@
  * The id_token_hint is sent even when the ID token has expired: OIDC RP-Initiated Logout allows
  * that, and IdPs need it to find the session.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import { sessionFromHeaders, type RequestSession } from '../session/request-session.ts';
 import { passesCsrf } from './csrf.ts';
+import { sameSecret } from '../util/same-secret.ts';
 import { endSession } from './end-session.ts';
 import { singleQueryValue } from './query.ts';
-
-function sameSecret(expected: string, given: string | undefined | null): boolean {
-  if (typeof given !== 'string') return false;
-  const a = Buffer.from(expected);
-  const b = Buffer.from(given);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void {
   const postLogoutUrl = `${ctx.config.publicUrl}${ctx.config.oidc.postLogoutRedirect}`;

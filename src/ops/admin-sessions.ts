@@ -6,19 +6,15 @@
  * Revoking does what a logout does: the session leaves the shared store (every instance) and
  * its tokens are revoked at the IdP. Answers carry store handles and subjects, never tokens.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { endSession } from '../auth/end-session.ts';
 import { isSelective, selectSessions, summarize, type Selection } from '../admin/select.ts';
 import type { GatewayContext } from '../context.ts';
 import { ERROR_HEADERS, errorBody, type ErrorCode } from '../errors.ts';
+import { sameSecret } from '../util/same-secret.ts';
 
 function bearerMatches(header: string | undefined, expected: string): boolean {
-  const given = /^Bearer\s+(.+)$/i.exec(header ?? '')?.[1]?.trim();
-  if (!given) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return sameSecret(expected, /^Bearer\s+(.+)$/i.exec(header ?? '')?.[1]?.trim());
 }
 
 function selectionFrom(input: unknown): Selection {
