@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { GatewayContext } from './context.ts';
-import { ERROR_HEADERS, GatewayError, SECURITY_HEADERS, errorBody, rawHttpError, sendError, toGatewayError } from './errors.ts';
+import { GatewayError, SECURITY_HEADERS, rawHttpError, sendError, toGatewayError } from './errors.ts';
 import { createLogger, maskUrl, type Logger } from './log.ts';
 import { IdpClient } from './oidc/client.ts';
 import { LogoutTokenVerifier } from './oidc/logout-token.ts';
@@ -103,9 +103,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
 
   // Set before any scope is registered: encapsulated scopes copy the handlers in force when
   // they are created, so setting them later would leave /auth and the proxy on fastify's defaults.
-  app.setNotFoundHandler((_request, reply) => {
-    reply.code(404).headers(ERROR_HEADERS).send(errorBody('not_found'));
-  });
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('not_found')));
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     const error = toGatewayError(err);
     if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());

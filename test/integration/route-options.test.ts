@@ -2,11 +2,12 @@
  * Behaviour driven by configuration keys, end to end: `scrub.responseHeaders` (section 2),
  * redaction of the refresh and ID tokens as well as the access token (section 6), a route's
  * `methods` (section 7), a renamed `csrf.header` (section 2), and a client route's `audience`
- * sent as the RFC 8707 `resource` (section 7).
+ * sent as the RFC 8707 `resource` (section 7), `scrub.bodies: false`, and client tokens fetched again
+ * inside the refresh window.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { login, type LoginResult } from '../support/login.ts';
-import { recordOf } from '../support/session-probe.ts';
+import { loginAt, recordOf } from '../support/session-probe.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 const AUDIENCE = 'http://api.local';
@@ -73,5 +74,24 @@ describe('configuration-driven behaviour', () => {
     expect(res.status).toBe(200);
     expect(world.idp.tokenRequests.at(-1)).toMatchObject({ grantType: 'client_credentials', params: { resource: AUDIENCE } });
     expect(world.upstream.requests.at(-1)?.auth?.claims?.aud).toBe(AUDIENCE);
+  });
+
+  test('with scrub.bodies off, bodies pass unmodified (content-length kept); the header rules still apply', async () => {
+    const plain = await world.startGateway({}, { scrub: { bodies: false } });
+    const cookie = await loginAt(world, plain);
+    const res = await fetch(`${plain.url}/api/leak`, { headers: { cookie, 'x-requested-by': '1' } });
+    const body = await res.text();
+    const token = world.upstream.requests.at(-1)?.headers.authorization?.replace(/^Bearer /, '') as string;
+    expect(body).toContain(token);
+    expect(Number(res.headers.get('content-length'))).toBe(Buffer.byteLength(body));
+    expect(res.headers.get('x-access-token')).toBeNull();
+  });
+
+  test('a client token is fetched again once it is inside the refresh window', async () => {
+    // The IdP's tokens live 300 s: with a 400 s window every cached token is already due.
+    const eager = await world.startGateway({}, { tokens: { refreshBeforeExpiry: '400s' } });
+    const before = world.idp.counters.clientCredentialsGrants;
+    for (let i = 0; i < 2; i += 1) expect((await fetch(`${eager.url}/svc/protected`, { headers: { 'x-requested-by': '1' } })).status).toBe(200);
+    expect(world.idp.counters.clientCredentialsGrants - before).toBe(2);
   });
 });
