@@ -15,13 +15,16 @@ export const ERRORS = {
   invalid_request: { status: 400, message: 'The request is malformed.' },
   not_found: { status: 404, message: 'No route matches this path.' },
   method_not_allowed: { status: 405, message: 'This method is not allowed here.' },
+  request_timeout: { status: 408, message: 'The request did not arrive in time.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   uri_too_long: { status: 414, message: 'The request URL is too long.' },
+  too_many_requests: { status: 429, message: 'Too many requests in flight from this client; try again shortly.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   bad_gateway: { status: 502, message: 'The upstream service could not be reached.' },
   gateway_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
   idp_unavailable: { status: 503, message: 'The identity provider is unavailable; try again shortly.' },
   session_store_unavailable: { status: 503, message: 'The session store is unavailable; try again shortly.' },
+  shutting_down: { status: 503, message: 'The gateway is shutting down; try again.' },
   internal_error: { status: 500, message: 'Something went wrong in the gateway.' },
 } as const;
 

@@ -31,12 +31,30 @@ export interface RedisConfig {
   readonly commandTimeoutMs: number;
 }
 
+export interface LimitsConfig {
+  /** The request line and headers must arrive within this. */
+  readonly headersTimeoutMs: number;
+  /** The whole request, body included. */
+  readonly requestTimeoutMs: number;
+  /** Longest silence between two pieces of a request body. */
+  readonly bodyIdleTimeoutMs: number;
+  /** Idle client connections are closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** Request-body bytes buffered at once (401-replay buffers), all requests together. */
+  readonly maxBufferedBytes: number;
+  /** Proxied requests in flight at once per client address. */
+  readonly perClientRequests: number;
+  /** Connections per upstream origin and pool. */
+  readonly upstreamConnections: number;
+}
+
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   /** The public origin, without a trailing slash: `https://app.example.com`. */
   readonly publicUrl: string;
   readonly trustProxy: boolean;
   readonly shutdownGraceMs: number;
+  readonly limits: LimitsConfig;
   readonly admin?: { readonly host: string; readonly port: number; readonly token?: string };
   readonly oidc: {
     readonly issuer: string;
@@ -146,6 +164,15 @@ function derive(raw: RawConfig): GatewayConfig {
     publicUrl: publicUrl.origin,
     trustProxy: raw.trustProxy,
     shutdownGraceMs: raw.shutdownGrace,
+    limits: {
+      headersTimeoutMs: raw.limits.headersTimeout,
+      requestTimeoutMs: raw.limits.requestTimeout,
+      bodyIdleTimeoutMs: raw.limits.bodyIdleTimeout,
+      keepAliveTimeoutMs: raw.limits.keepAliveTimeout,
+      maxBufferedBytes: raw.limits.maxBufferedBytes,
+      perClientRequests: raw.limits.perClientRequests,
+      upstreamConnections: raw.limits.upstreamConnections,
+    },
     admin: raw.admin,
     oidc: {
       issuer: raw.oidc.issuer,

@@ -102,6 +102,39 @@ const routeSchema = z.strictObject({
     .optional(),
 });
 
+/** A positive whole number (bytes, counts). */
+const positiveInt = (fallback: number) =>
+  z.number({ error: 'must be a positive whole number' }).int('must be a positive whole number').positive('must be a positive whole number').default(fallback);
+
+/** Node's timers hold at most 2^31-1 ms; a longer deadline would silently fire after 1 ms. */
+const MAX_TIMER_MS = 24 * 86_400_000;
+
+/**
+ * Deadlines and caps that keep one slow or greedy client from holding the gateway's
+ * connections, memory or upstream sockets. Durations are checked against each other here:
+ * Node refuses a headers deadline longer than the whole-request deadline.
+ */
+const limitsSchema = z
+  .strictObject({
+    headersTimeout: duration('10s'),
+    requestTimeout: duration('5m'),
+    bodyIdleTimeout: duration('15s'),
+    keepAliveTimeout: duration('5s'),
+    maxBufferedBytes: positiveInt(32 * 1024 * 1024),
+    perClientRequests: positiveInt(64),
+    upstreamConnections: positiveInt(256),
+  })
+  .superRefine((limits, ctx) => {
+    // A zero deadline would mean "none" to Node: every one of these must actually bound something.
+    for (const key of ['headersTimeout', 'requestTimeout', 'bodyIdleTimeout', 'keepAliveTimeout'] as const) {
+      if (limits[key] < 1) ctx.addIssue({ code: 'custom', path: [key], message: 'must be longer than 0' });
+      else if (limits[key] > MAX_TIMER_MS) ctx.addIssue({ code: 'custom', path: [key], message: 'must be at most 24d' });
+    }
+    if (limits.headersTimeout > limits.requestTimeout) {
+      ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than requestTimeout' });
+    }
+  });
+
 const redisUrl = z.string().refine((value) => /^rediss?:\/\//.test(value), 'must be a redis:// or rediss:// URL');
 
 const redisSchema = z
@@ -128,6 +161,7 @@ export const rawConfigSchema = z.strictObject({
   }, 'must be an origin only (no path, query, fragment or credentials)'),
   trustProxy: z.boolean().default(false),
   shutdownGrace: duration('10s'),
+  limits: limitsSchema.prefault({}),
   admin: hostPort({ host: '127.0.0.1', port: 9090 })
     .extend({ token: z.string().min(32, 'must be at least 32 characters').optional() })
     .optional(),

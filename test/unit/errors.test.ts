@@ -17,6 +17,9 @@ const CONTRACT: Record<string, number> = {
   gateway_timeout: 504,
   idp_unavailable: 503,
   session_store_unavailable: 503,
+  request_timeout: 408,
+  too_many_requests: 429,
+  shutting_down: 503,
 };
 
 describe('error registry', () => {
