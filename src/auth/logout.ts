@@ -1,13 +1,19 @@
 /**
- * RP-initiated logout (contract section 3).
+ * RP-initiated logout.
  * GET /auth/logout?sid=…  — the `sid` from `logoutUrl` proves the link came from the app (a
  *   cross-site `<img src=/auth/logout>` cannot know it). 302 to the IdP's end-session endpoint
  *   (id_token_hint, client_id, post_logout_redirect_uri) or to postLogoutRedirect.
  * POST /auth/logout (x-csrf) — same effect, 200 `{"logoutUrl": …}` for SPAs that navigate
- *   themselves.
+ *   themselves. Page script reads that answer, so it never holds the ID token: `logoutUrl` is
+ *   the one-time hand-off URL (logout-handoff.ts), or postLogoutRedirect without an end-session
+ *   endpoint.
+ * GET /auth/logout/continue?t=… — the hand-off: a top-level navigation is redirected to the
+ *   end-session endpoint with the hint. A used, unknown or expired handle still lands on
+ *   postLogoutRedirect (the local logout is done; the user must not hit a dead end).
  * The id_token_hint is sent even when the ID token has expired: OIDC RP-Initiated Logout allows
  * that, and IdPs need it to find the session.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
@@ -15,16 +21,25 @@ import { sessionFromHeaders, type RequestSession } from '../session/request-sess
 import { passesCsrf } from './csrf.ts';
 import { sameSecret } from '../util/same-secret.ts';
 import { endSession } from './end-session.ts';
+import { LOGOUT_CONTINUE_PATH, LogoutHandoffs } from './logout-handoff.ts';
 import { singleQueryValue } from './query.ts';
+
+/**
+ * A script's fetch() that follows the hand-off's redirect could read the final URL (and so the
+ * hint) from `response.url` if the IdP answered with CORS headers. Browsers say what a request
+ * is for in Sec-Fetch-*: only a top-level document navigation is redirected. Clients that send
+ * no Sec-Fetch headers (older browsers) are navigations as far as we can tell.
+ */
+function isTopLevelNavigation(headers: IncomingHttpHeaders): boolean {
+  const mode = headers['sec-fetch-mode'];
+  const dest = headers['sec-fetch-dest'];
+  return (mode === undefined || mode === 'navigate') && (dest === undefined || dest === 'document');
+}
 
 export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void {
   const postLogoutUrl = `${ctx.config.publicUrl}${ctx.config.oidc.postLogoutRedirect}`;
-
-  async function logout(session: RequestSession): Promise<string> {
-    const idToken = session.record.tokens.idToken;
-    await endSession(ctx, session, 'rp');
-    return ctx.idp.endSessionUrl(idToken, postLogoutUrl) ?? postLogoutUrl;
-  }
+  const handoffs = new LogoutHandoffs(ctx.store, ctx.sealer);
+  const hasEndSession = () => ctx.idp.endSessionUrl(undefined, postLogoutUrl) !== undefined;
 
   app.get('/auth/logout', async (request, reply) => {
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
@@ -33,7 +48,9 @@ export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void 
     if (!sameSecret(session.record.logoutSid, singleQueryValue(request.url, 'sid'))) {
       throw new GatewayError('invalid_request', { message: 'The logout link is missing or wrong: use the logoutUrl from /auth/user.' });
     }
-    const target = await logout(session);
+    const idToken = session.record.tokens.idToken;
+    await endSession(ctx, session, 'rp');
+    const target = ctx.idp.endSessionUrl(idToken, postLogoutUrl) ?? postLogoutUrl;
     return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).redirect(target, 302);
   });
 
@@ -41,7 +58,25 @@ export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void 
     reply.header('cache-control', 'no-store');
     if (!passesCsrf(request.headers, ctx.config)) throw new GatewayError('csrf_required');
     const session = await sessionFromHeaders(ctx, request.headers);
-    const target = session ? await logout(session) : postLogoutUrl;
+    const target = session ? await logoutForScript(session) : postLogoutUrl;
     return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).send({ logoutUrl: target });
+  });
+
+  /** Ends the session; the URL to navigate to names the hand-off, never the ID token. */
+  async function logoutForScript(session: RequestSession): Promise<string> {
+    // The hand-off is stored first: if the store is down nothing has happened yet, and a retry works.
+    const handle = hasEndSession() ? await handoffs.create(session.record.tokens.idToken) : undefined;
+    await endSession(ctx, session, 'rp');
+    return handle ? `${ctx.config.publicUrl}${LOGOUT_CONTINUE_PATH}?t=${handle}` : postLogoutUrl;
+  }
+
+  app.get(LOGOUT_CONTINUE_PATH, async (request, reply) => {
+    reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
+    if (!isTopLevelNavigation(request.headers)) {
+      throw new GatewayError('invalid_request', { message: 'Open the logout URL by navigating to it, not from a script.' });
+    }
+    const handoff = await handoffs.redeem(singleQueryValue(request.url, 't'));
+    const target = handoff ? (ctx.idp.endSessionUrl(handoff.idToken, postLogoutUrl) ?? postLogoutUrl) : postLogoutUrl;
+    return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).redirect(target, 302);
   });
 }
