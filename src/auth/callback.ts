@@ -7,7 +7,9 @@
  * - openid-client checks RFC 9207 `iss` (when advertised) before redeeming the code, then PKCE
  *   and the ID token's iss, aud, azp, sub, exp, iat, nonce; IdpClient checks its signature
  *   against the JWKS with the asymmetric allowlist (oidc/client.ts);
- * - a brand-new session id (the pre-login one, if any, is destroyed), then 302 to returnTo.
+ * - a brand-new session id, then 302 to returnTo. The browser's previous session is ended: the
+ *   one its cookie names, if the cookie came along, and the one named in the login transaction
+ *   (with SameSite=Strict the cookie stays behind on the IdP's cross-site redirect).
  * The login cookie is cleared on every outcome. Responses are `no-store`, `no-referrer`: the
  * URL carries a code.
  */
@@ -16,7 +18,10 @@ import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import { classifyIdpFailure } from '../oidc/client.ts';
 import { refreshLifetimeMs, tokensFromResponse } from '../oidc/tokens.ts';
+import type { IncomingHttpHeaders } from 'node:http';
 import { cookieMaxAge, sessionFromHeaders } from '../session/request-session.ts';
+import type { LoadedSession } from '../session/sessions.ts';
+import { endSession } from './end-session.ts';
 import { LOGIN_TTL_MS, LoginTransactions } from './login-transactions.ts';
 import { hasDuplicates, queryOf } from './query.ts';
 
@@ -72,8 +77,7 @@ export function registerCallback(app: FastifyInstance, ctx: GatewayContext, tran
       claims = { ...(await ctx.idp.userinfo(response.access_token, idClaims.sub).catch(() => ({}))), ...idClaims };
     }
 
-    const previous = await sessionFromHeaders(ctx, request.headers).catch(() => undefined);
-    if (previous) await ctx.sessions.destroy(previous.handle, previous.record);
+    await endPreviousSessions(ctx, request.headers, transaction.previousHandle, idClaims.sub);
 
     const session = await ctx.sessions.create(
       {
@@ -88,6 +92,28 @@ export function registerCallback(app: FastifyInstance, ctx: GatewayContext, tran
     request.log.info({ event: 'login' }, 'session created');
     return redirectWithSession(reply, ctx, session.id, cookieMaxAge(ctx, session), transaction.returnTo);
   });
+}
+
+/**
+ * Ends the session(s) this browser had before the login, best effort: a failure here must not
+ * fail a login whose new session is about to be created. The refresh token is revoked only when
+ * the new login is another user's: the IdP may have issued the new tokens under the same grant
+ * (oidc-provider reuses the grant of its own session, Keycloak ties tokens to its SSO session),
+ * and revoking the old refresh token would then revoke the new session's too.
+ */
+async function endPreviousSessions(ctx: GatewayContext, headers: IncomingHttpHeaders, rememberedHandle: string | undefined, newSub: string): Promise<void> {
+  const previous: LoadedSession[] = [];
+  const visible = await sessionFromHeaders(ctx, headers).catch(() => undefined);
+  if (visible) previous.push(visible);
+  if (rememberedHandle && rememberedHandle !== visible?.handle) {
+    const remembered = await ctx.sessions.loadHandle(rememberedHandle).catch(() => undefined);
+    if (remembered?.state === 'active') previous.push(remembered);
+  }
+  for (const session of previous) {
+    await endSession(ctx, session, 'rp', { revoke: session.record.sub !== newSub }).catch((err: unknown) => {
+      ctx.log.warn({ event: 'previous_session_not_ended', detail: (err as Error).message }, 'could not end the previous session at re-login');
+    });
+  }
 }
 
 function redirectWithSession(reply: FastifyReply, ctx: GatewayContext, id: string, maxAge: number, returnTo: string): FastifyReply {

@@ -1,6 +1,7 @@
 /**
  * Pending logins, bound to the browser by the short-lived login cookie (contract section 4).
- * The cookie holds a sealed list of transactions (state, nonce, PKCE verifier, returnTo), so
+ * The cookie holds a sealed list of transactions (state, nonce, PKCE verifier, returnTo, the
+ * handle of the session to replace), so
  * an anonymous visitor costs no store write and nothing in it can be read or forged. Several
  * tabs may log in at once, so up to MAX_PENDING transactions are kept; each lives 10 minutes.
  * Single use is enforced at the callback with a store-side one-time claim on the state.
@@ -14,6 +15,12 @@ export interface LoginTransaction {
   codeVerifier: string;
   returnTo: string;
   createdAt: number;
+  /**
+   * Store handle of the session this browser had when the login started. The callback ends it:
+   * with SameSite=Strict the browser withholds the session cookie on the IdP's cross-site
+   * redirect back, so the callback cannot see that session itself.
+   */
+  previousHandle?: string;
 }
 
 export const LOGIN_TTL_MS = 10 * 60_000;
