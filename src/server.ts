@@ -138,7 +138,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
 
   const routes = new RouteTable(config.routes);
-  const forwarder = new Forwarder();
+  const forwarder = new Forwarder({ connections: config.limits.upstreamConnections });
   await app.register(async (proxyScope) => {
     // Bodies stream to the upstream untouched: no parser may consume them.
     proxyScope.removeAllContentTypeParsers();
@@ -147,8 +147,8 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     proxyScope.all('/', handler);
     proxyScope.all('/*', handler);
   });
-  const onUpgrade = createUpgradeHandler(ctx, routes, forwarder);
-  app.server.on('upgrade', (req, socket, head) => void onUpgrade(req, socket, head));
+  const upgrades = createUpgradeHandler(ctx, routes);
+  app.server.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
   // Node hands CONNECT to a separate event; without a listener it drops the socket unanswered.
   app.server.on('connect', (_req, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
@@ -163,10 +163,10 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     start: () => void idp.start(),
     async close() {
       idp.stop();
-      forwarder.closeUpgraded();
+      upgrades.closeAll();
       await app.close();
       await admin?.close();
-      forwarder.close();
+      await forwarder.close();
       await store.close();
     },
   };

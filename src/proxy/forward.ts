@@ -1,138 +1,215 @@
 /**
- * The only file that knows the proxy library (http-proxy-3, the maintained, API-compatible
- * successor of http-proxy 1.18; see bench/README.md for the measurement behind the choice).
+ * The only file that knows the upstream HTTP client: undici's connection pools, driven through
+ * `dispatch` with a handler of our own.
+ *
+ * Why undici and not a proxy library: the hop to the upstream is where request smuggling lives,
+ * and the safe rules are ones undici enforces by construction. It never takes framing from the
+ * caller's headers (`transfer-encoding`, `connection`, `keep-alive`, `upgrade`, `expect` are
+ * refused as header names), it writes `content-length` or chunked framing itself, it fails a
+ * request whose body is shorter or longer than its declared length (strict content length), and
+ * it never reuses a connection after sending a body on a method that does not expect one. The
+ * proxy library used before (http-proxy-3) piped the de-chunked body of a `GET` with no framing
+ * at all and skipped its request event for `Expect: 100-continue`, so those upstream requests
+ * could neither be framed nor torn down (docs/security.md, "The hop to the upstream").
  *
  * `send` forwards one request and resolves with the upstream's response *without* writing it:
  * the caller decides what reaches the browser (header hygiene, token scrubbing, or discarding a
- * 401 to replay). Errors map to contract codes: no connection or a reset -> 502 bad_gateway;
- * no response headers within the route's timeout -> 504 gateway_timeout. The timeout covers
- * waiting for the answer, not streaming it, so long downloads and SSE are not cut.
+ * 401 to replay). The route timeout covers waiting for the answer, queueing for a connection
+ * included, not streaming it, so long downloads and server-sent events are not cut. Every
+ * upstream request is torn down when its timeout fires, when the browser goes away before the
+ * answer is complete, and when the forwarder closes — whatever headers the request carried.
+ *
+ * Token-carrying and plain traffic use separate pools, so even a framing bug elsewhere could
+ * not put a request from a `none` route on a connection that later carries a user's token.
  */
-import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import { PassThrough, type Duplex, type Readable } from 'node:stream';
-import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.ts';
 
 export interface ForwardTarget {
+  method: string;
   url: URL;
-  headers: OutgoingHttpHeaders;
+  /** Headers as they go upstream: no hop-by-hop or framing headers (undici refuses those). */
+  headers: Record<string, string | string[]>;
+  /** A buffered body, the request stream itself, or nothing. */
+  body: Buffer | Readable | undefined;
+  /** The declared length of a streamed body; undefined sends it chunked. */
+  contentLength: number | undefined;
   timeoutMs: number;
-  /** A buffered body to send instead of the request stream (replays need one). */
-  body?: Buffer;
-  /** The request can be sent again: it has no body, or a buffered one. */
+  /** Which pool: connections that carry tokens are never shared with plain traffic. */
+  carriesToken: boolean;
+  /** The request can be sent again: it has no body, or a buffered one, and an idempotent method. */
   resendable: boolean;
 }
 
-const RESENDABLE_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
+/** The upstream's answer: status and headers, and the body as a stream that has not started. */
+export interface UpstreamResponse {
+  statusCode: number;
+  statusMessage: string;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+}
 
-interface Pending {
-  onRequest(proxyReq: http.ClientRequest): void;
-  onResponse(proxyRes: IncomingMessage): void;
+export interface ForwarderOptions {
+  /** Connections per upstream origin, in each of the two pools. */
+  connections: number;
+}
+
+/** Connection-level failures of a pooled socket the upstream closed while it sat idle. */
+const STALE_SOCKET_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+function poolOptions(options: ForwarderOptions): Agent.Options {
+  return {
+    connections: options.connections,
+    pipelining: 1,
+    // The route timeout is ours (it also covers the wait for a free connection); a response
+    // body may legitimately stay open for as long as the browser wants it (SSE, downloads).
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    strictContentLength: true,
+  };
+}
+
+/**
+ * Streams the upstream's response body with backpressure: undici pauses reading from the
+ * upstream socket while the browser is slower than the upstream.
+ */
+class ResponseBody extends Readable {
+  constructor(private readonly controller: Dispatcher.DispatchController) {
+    super();
+  }
+
+  override _read(): void {
+    this.controller.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A body nobody reads to the end (client gone, 401 discarded) frees its connection.
+    if (!this.readableEnded) this.controller.abort(error ?? new Error('response body discarded'));
+    callback(error);
+  }
+}
+
+/** One upstream exchange: relays undici's callbacks to the promise `send` returns. */
+class Exchange implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private body: ResponseBody | undefined;
+  private cancelled: Error | undefined;
+  started = false;
+
+  constructor(
+    private readonly onResponse: (response: UpstreamResponse) => void,
+    private readonly onFailure: (error: Error) => void,
+    private readonly onEarlyHints: (headers: IncomingHttpHeaders) => void,
+  ) {}
+
+  /** Tears the exchange down, whether it is queued, waiting for an answer or streaming one. */
+  cancel(reason: Error): void {
+    this.cancelled ??= reason;
+    if (this.body) this.body.destroy(reason);
+    else this.controller?.abort(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    // Cancelled while it waited for a connection: abort before a byte is written.
+    if (this.cancelled) controller.abort(this.cancelled);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) {
+      if (statusCode === 103) this.onEarlyHints(headers);
+      return;
+    }
+    this.started = true;
+    this.body = new ResponseBody(controller);
+    this.onResponse({ statusCode, statusMessage: statusMessage ?? '', headers, body: this.body });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.body && !this.body.push(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.body?.push(null);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.body) this.body.destroy(error);
+    else this.onFailure(error);
+  }
 }
 
 export class Forwarder {
-  private readonly proxy: ProxyServer;
-  private readonly pending = new WeakMap<IncomingMessage, Pending>();
-  private readonly upgraded = new Set<Duplex>();
-  private readonly upgradeGuards = new WeakMap<IncomingMessage, (proxyReq: http.ClientRequest) => void>();
-  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
-  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
+  private readonly tokenPool: Agent;
+  private readonly plainPool: Agent;
 
-  constructor() {
-    this.proxy = createProxyServer({ selfHandleResponse: true, ignorePath: true, xfwd: false, changeOrigin: true });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.pending.get(req)?.onRequest(proxyReq));
-    this.proxy.on('proxyRes', (proxyRes, req) => this.pending.get(req)?.onResponse(proxyRes));
-    this.proxy.on('proxyReqWs', (proxyReq, req) => this.upgradeGuards.get(req)?.(proxyReq));
-    // Errors are reported per call; this listener only keeps an unexpected one from crashing.
-    this.proxy.on('error', () => {});
+  constructor(options: ForwarderOptions) {
+    this.tokenPool = new Agent(poolOptions(options));
+    this.plainPool = new Agent(poolOptions(options));
   }
 
-  private agentFor(url: URL): http.Agent {
-    return url.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
-  }
-
-  send(req: IncomingMessage, res: ServerResponse, target: ForwardTarget): Promise<IncomingMessage> {
+  send(res: ServerResponse, target: ForwardTarget): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       let settled = false;
-      let upstreamRequest: http.ClientRequest | undefined;
+      let exchange: Exchange;
       let resent = false;
-      const onClientClose = () => settle(() => reject(new GatewayError('bad_gateway', { detail: 'client closed the connection' })));
       const settle = (outcome: () => void) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        res.off('close', onClientClose);
-        this.pending.delete(req);
         outcome();
       };
+      // Until the body is fully written to the browser, a browser that goes away takes the
+      // upstream request with it.
+      const onClientClose = () => {
+        if (res.writableFinished) return;
+        const gone = new GatewayError('bad_gateway', { detail: 'client closed the connection' });
+        settle(() => reject(gone));
+        exchange.cancel(gone);
+      };
       const timer = setTimeout(() => {
-        settle(() => reject(new GatewayError('gateway_timeout', { detail: `no response from ${target.url.origin} within ${target.timeoutMs}ms` })));
-        upstreamRequest?.destroy();
+        const late = new GatewayError('gateway_timeout', { detail: `no response from ${target.url.origin} within ${target.timeoutMs}ms` });
+        settle(() => reject(late));
+        exchange.cancel(late);
       }, target.timeoutMs);
       res.once('close', onClientClose);
-      req.headers = target.headers as IncomingMessage['headers'];
 
       const attempt = () => {
-        this.pending.set(req, {
-          onRequest: (proxyReq) => {
-            upstreamRequest = proxyReq;
-            if (settled) proxyReq.destroy();
+        exchange = new Exchange(
+          (response) => settle(() => resolve(response)),
+          (error) => {
+            if (settled) return;
+            // A pooled keep-alive socket the upstream closed while it sat idle fails at once on
+            // reuse: send once more, on another connection, when that cannot repeat a side effect.
+            if (!resent && target.resendable && STALE_SOCKET_ERRORS.has((error as NodeJS.ErrnoException).code ?? '')) {
+              resent = true;
+              attempt();
+              return;
+            }
+            // A body that failed on the client's side (stalled, aborted) says so itself.
+            const failure = error instanceof GatewayError ? error : new GatewayError('bad_gateway', { detail: `upstream ${target.url.origin}: ${(error as NodeJS.ErrnoException).code ?? error.message}`, cause: error });
+            settle(() => reject(failure));
           },
-          onResponse: (proxyRes) => settle(() => resolve(proxyRes)),
-        });
-        const onError = (err: NodeJS.ErrnoException) => {
-          if (settled) return;
-          // A pooled keep-alive socket the upstream closed while it sat idle fails at once on
-          // reuse: resend once when the request can be sent again (what Node's docs advise).
-          if (!resent && target.resendable && upstreamRequest?.reusedSocket && RESENDABLE_ERRORS.has(err.code ?? '')) {
-            resent = true;
-            attempt();
-            return;
-          }
-          settle(() => reject(new GatewayError('bad_gateway', { detail: `upstream ${target.url.origin}: ${err.code ?? err.message}`, cause: err })));
-        };
-        this.proxy.web(req, res, { target: target.url.href, agent: this.agentFor(target.url), buffer: target.body ? bufferStream(target.body) : undefined }, onError);
+          (hints) => {
+            if (!res.headersSent && typeof hints.link === 'string') res.writeEarlyHints({ link: hints.link });
+          },
+        );
+        const headers = target.contentLength === undefined ? target.headers : { ...target.headers, 'content-length': String(target.contentLength) };
+        const pool = target.carriesToken ? this.tokenPool : this.plainPool;
+        try {
+          pool.dispatch({ origin: target.url.origin, path: target.url.pathname + target.url.search, method: target.method, headers, body: target.body ?? null }, exchange);
+        } catch (err) {
+          settle(() => reject(new GatewayError('bad_gateway', { detail: `upstream request refused: ${(err as Error).message}`, cause: err })));
+        }
       };
       attempt();
     });
   }
 
-  /**
-   * WebSocket upgrade to `target` (headers already prepared by the caller). `guard` sees the
-   * upstream request before the library attaches its own listeners, so listeners it prepends
-   * run first: the handshake answer can be cleaned before it is written to the browser.
-   */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: { url: URL; headers: OutgoingHttpHeaders; guard: (proxyReq: http.ClientRequest) => void }): void {
-    this.upgraded.add(socket);
-    socket.once('close', () => this.upgraded.delete(socket));
-    this.upgradeGuards.set(req, target.guard);
-    req.headers = target.headers as IncomingMessage['headers'];
-    const wsUrl = new URL(target.url);
-    wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
-    this.proxy.ws(req, socket, head, { target: wsUrl.href, agent: this.agentFor(target.url) }, () => socket.destroy());
+  /** Aborts every upstream request in flight and closes every pooled connection. */
+  async close(): Promise<void> {
+    await Promise.all([this.tokenPool.destroy(), this.plainPool.destroy()]);
   }
-
-  /**
-   * WebSockets never "finish" like a request does, and an open one keeps the HTTP server's
-   * close() waiting: shutdown ends them first, then lets in-flight requests drain.
-   */
-  closeUpgraded(): void {
-    for (const socket of this.upgraded) socket.destroy();
-    this.upgraded.clear();
-  }
-
-  close(): void {
-    this.closeUpgraded();
-    this.proxy.close();
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
-  }
-}
-
-/** http-proxy pipes `buffer` into the upstream request; a PassThrough that ends after the bytes. */
-function bufferStream(body: Buffer): Readable {
-  const stream = new PassThrough();
-  stream.end(body);
-  return stream;
 }

@@ -1,33 +1,36 @@
 /**
  * Every request that is not an /auth endpoint: the proxy's data flow, in order.
  *
- *   normalise path -> match route -> method rule -> CSRF (token routes) -> session (one store
- *   read) -> fresh token (refresh/ when needed) -> forward -> [401 use_dpop_nonce: replay once
- *   with the nonce] -> [401 invalid_token: refresh once, replay once] -> header hygiene + body
- *   scrubbing -> browser
+ *   normalise path -> match route -> method rule -> per-client limit -> CSRF (token routes) ->
+ *   framing rule -> session (one store read) -> fresh token (refresh/ when needed) -> forward ->
+ *   [401 use_dpop_nonce: replay once with the nonce] -> [401 invalid_token: refresh once,
+ *   replay once] -> header hygiene + body scrubbing -> browser
  *
  * Bodies stream through untouched, except when a replay may be needed: then a body of at most
- * 1 MiB with a declared length is buffered first (contract section 5). The fastify reply is
- * hijacked before forwarding, so everything after that point writes the raw response itself.
+ * 1 MiB with a declared length is buffered first, within the shared buffer budget. The framing
+ * rule and body deadlines are in request-body.ts. The fastify reply is hijacked before
+ * forwarding, so everything after that point writes the raw response itself.
  */
-import type { IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from '../config/load.ts';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
 import { cookieMaxAge } from '../session/request-session.ts';
+import { ClientLimit, clientAddress } from './client-limit.ts';
 import { authHeaders, credentialsFor } from './credentials.ts';
-import type { Forwarder } from './forward.ts';
-import { browserProtocol, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import type { Forwarder, UpstreamResponse } from './forward.ts';
+import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
 import { respond } from './respond.ts';
 import { normalisePath, upstreamUrl, type RouteTable } from './routes.ts';
 
-export const REPLAY_BODY_LIMIT = 1024 * 1024;
 const INVALID_TOKEN = /\b(?:bearer|dpop)\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
 // RFC 9449 section 9: the resource server wants a nonce in the proof.
 const USE_DPOP_NONCE = /\bdpop\b[^,]*?\berror\s*=\s*"?use_dpop_nonce"?/i;
 const SCRUBBABLE_ENCODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
+/** Methods a request may be repeated with (RFC 9110 section 9.2.2): safe to resend on a stale socket. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 export interface ProxyDeps {
   ctx: GatewayContext;
@@ -51,16 +54,6 @@ export function resolveRoute(routes: RouteTable, rawUrl: string): { route: Route
   return { route, path: normalised.path, query };
 }
 
-function hasBody(headers: IncomingMessage['headers']): boolean {
-  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
 /** Only encodings the scrubber can decode may be offered upstream when a body will be scrubbed. */
 function scrubbableAcceptEncoding(value: string | string[] | undefined): string | undefined {
   const kept = [value]
@@ -72,68 +65,82 @@ function scrubbableAcceptEncoding(value: string | string[] | undefined): string 
   return kept.length > 0 ? kept.join(', ') : undefined;
 }
 
+/** Errors about the request's own bytes leave the connection in an unknown state: close it. */
+function closesConnection(error: GatewayError): boolean {
+  return error.code === 'invalid_request' || error.code === 'request_timeout' || error.code === 'payload_too_large';
+}
+
 export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
   const { config } = ctx;
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
   const gatewayCookies = new Set([ctx.cookie.name, ctx.cookie.loginName]);
+  const publicUrl = new URL(config.publicUrl);
+  const clients = new ClientLimit(config.limits.perClientRequests);
+  const bufferBudget = new BufferBudget(config.limits.maxBufferedBytes);
 
   return async function proxy(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const { route, path, query } = resolveRoute(routes, request.raw.url ?? '/');
     (request as { bffRoute?: string }).bffRoute = route.path;
     if (route.methods && !route.methods.includes(request.method)) throw new GatewayError('method_not_allowed');
-
-    const tokenRoute = route.token !== 'none';
-    if (tokenRoute && !passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
-    const credentials = await credentialsFor(ctx, route, request.headers);
-
-    // A 401 can be answered with a replay only if the body can be sent twice: buffer it when
-    // it is small and of declared length; anything else streams and is not replayed.
-    const replayable = credentials.accessToken !== undefined && config.tokens.retryOn401;
-    const contentLength = Number(request.headers['content-length'] ?? 0);
-    const bufferBody = replayable && hasBody(request.headers) && request.headers['transfer-encoding'] === undefined && contentLength <= REPLAY_BODY_LIMIT;
-    const canReplay = replayable && (!hasBody(request.headers) || bufferBody);
-    const body = bufferBody ? await readBody(request.raw) : undefined;
-
-    reply.hijack();
+    const client = clientAddress(request.raw, config.trustProxy);
+    if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientRequests` });
     const res = reply.raw;
-    const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
-    const target = upstreamUrl(route, path, query);
-    const headersFor = async () => {
-      const auth = await authHeaders(ctx, credentials, request.method, target);
-      const headers = upstreamRequestHeaders(request.headers, {
-        trustProxy: config.trustProxy,
-        removeCookies: gatewayCookies,
-        remoteAddress: request.raw.socket.remoteAddress,
-        protocol: browserProtocol(request.headers, request.raw.socket, config.trustProxy),
-        tokenRoute,
-        authorization: auth.authorization,
-      });
-      if (tokenRoute) delete headers.dpop;
-      if (auth.dpop) headers.dpop = auth.dpop;
-      if (scrubbing) {
-        const accept = scrubbableAcceptEncoding(request.headers['accept-encoding']);
-        if (accept) headers['accept-encoding'] = accept;
-        else delete headers['accept-encoding'];
-      }
-      return headers;
-    };
-    const send = async () => {
-      const headers = await headersFor();
-      const started = performance.now();
-      return forwarder.send(request.raw, res, { url: target, headers, timeoutMs: route.timeoutMs, body, resendable: !hasBody(request.headers) || body !== undefined }).finally(() => {
-        ctx.metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
-      });
-    };
+    res.once('close', () => clients.release(client));
+    reply.hijack();
 
+    let buffered = 0;
     try {
+      const tokenRoute = route.token !== 'none';
+      if (tokenRoute && !passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
+      const framing = requestFraming(request.method, request.headers);
+      const credentials = await credentialsFor(ctx, route, request.headers);
+
+      // A 401 can be answered with a replay only if the body can be sent twice: buffer it when
+      // it is small, of declared length and fits the shared budget; anything else streams.
+      const replayable = credentials.accessToken !== undefined && config.tokens.retryOn401;
+      if (replayable && framing.kind === 'sized' && framing.length <= REPLAY_BODY_LIMIT && bufferBudget.reserve(framing.length)) buffered = framing.length;
+      const canReplay = replayable && (framing.kind === 'none' || buffered > 0);
+      const body = buffered > 0 ? await readBody(request.raw, config.limits.bodyIdleTimeoutMs) : framing.kind === 'none' ? undefined : bodyWithIdleDeadline(request.raw, config.limits.bodyIdleTimeoutMs);
+      const contentLength = framing.kind === 'sized' && !Buffer.isBuffer(body) ? framing.length : undefined;
+
+      const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
+      const target = upstreamUrl(route, path, query);
+      const headersFor = async () => {
+        const auth = await authHeaders(ctx, credentials, request.method, target);
+        const headers = upstreamRequestHeaders(request.headers, {
+          trustProxy: config.trustProxy,
+          removeCookies: gatewayCookies,
+          remoteAddress: request.raw.socket.remoteAddress,
+          publicUrl,
+          tokenRoute,
+          authorization: auth.authorization,
+        });
+        if (tokenRoute) delete headers.dpop;
+        if (auth.dpop) headers.dpop = auth.dpop;
+        if (scrubbing) {
+          const accept = scrubbableAcceptEncoding(request.headers['accept-encoding']);
+          if (accept) headers['accept-encoding'] = accept;
+          else delete headers['accept-encoding'];
+        }
+        return headers;
+      };
+      const send = async (): Promise<UpstreamResponse> => {
+        const headers = await headersFor();
+        const started = performance.now();
+        const resendable = framing.kind === 'none' || Buffer.isBuffer(body) ? IDEMPOTENT.has(request.method) : false;
+        return forwarder.send(res, { method: request.method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable }).finally(() => {
+          ctx.metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
+        });
+      };
+
       let upstream = await send();
       const challenge = () => String(upstream.headers['www-authenticate'] ?? '');
       if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && ctx.idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
-        upstream.resume();
+        upstream.body.resume();
         upstream = await send();
       }
       if (canReplay && upstream.statusCode === 401 && INVALID_TOKEN.test(challenge())) {
-        upstream.resume();
+        upstream.body.resume();
         await credentials.retry();
         upstream = await send();
       }
@@ -141,14 +148,17 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
       if (credentials.dpop) ctx.idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session))] : [];
-      respond(res, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
+      respond(res, request.method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
     } catch (err) {
       const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
-      if (error.code !== 'bad_gateway' || error.message !== 'client closed the connection') {
+      if (!request.raw.destroyed || error.code !== 'bad_gateway') {
         request.log[error.status >= 500 ? 'warn' : 'info']({ code: error.code, detail: error.message, route: route.path }, 'proxy request failed');
       }
-      const clearCookie: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': ctx.cookie.sessionClearCookie() } : {};
-      if (!writeRawError(res, error, clearCookie)) res.destroy();
+      const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': ctx.cookie.sessionClearCookie() } : {};
+      if (closesConnection(error)) extra.connection = 'close';
+      if (!writeRawError(res, error, extra)) res.destroy();
+    } finally {
+      if (buffered > 0) bufferBudget.release(buffered);
     }
   };
 }

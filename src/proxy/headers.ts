@@ -1,12 +1,18 @@
 /**
- * Header hygiene both ways (contract section 6).
+ * Header hygiene both ways.
  *
- * Requests: hop-by-hop headers and those nominated by `Connection` are removed; client-sent
- * `X-Forwarded-*`/`Forwarded`/`X-Real-IP` are ignored unless `trustProxy`; other identity
- * headers (`X-Access-Token`, `X-Auth-Request-*`, `X-Amzn-Oidc-*`, `X-User`, ...) never come from
- * a browser; underscore spellings of any of them (`X_Forwarded_For`, `x_access_token`), which
- * some upstream stacks fold into the real name, are dropped; the gateway's cookies are cut from `Cookie`; on token routes
- * the browser's `Authorization` never passes.
+ * Requests: hop-by-hop headers and those nominated by `Connection` are removed, and so are the
+ * framing headers (`Content-Length`, `Transfer-Encoding`), `Expect` and `Host`: the forwarder
+ * sets framing and `Host` itself, so `Connection` nominating them changes nothing. Forwarding
+ * headers are the gateway's own, built from `publicUrl` and what it observed: `X-Forwarded-Host`
+ * is publicUrl's host, `X-Forwarded-Proto` its scheme (never the client's `Host` or claims),
+ * `X-Forwarded-For` the peer — after the chain a trusted front (`trustProxy`) sent. Client-sent
+ * `Forwarded`, `X-Real-IP`, `X-Forwarded-Host/-Prefix/-Port/...` never pass, trusted or not.
+ * Other identity headers (`X-Access-Token`, `X-Auth-Request-*`, `X-Amzn-Oidc-*`, `X-User`, ...)
+ * never come from a browser; underscore spellings of any of them (`X_Forwarded_For`,
+ * `x_access_token`), which some upstream stacks fold into the real name, are dropped; the
+ * gateway's cookies are cut from `Cookie`; on token routes the browser's `Authorization` never
+ * passes.
  *
  * Responses: hop-by-hop and nominated headers, the built-in list of token-carrying headers,
  * the operator's `scrub.responseHeaders`, any header whose value contains one of the session's
@@ -16,6 +22,9 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { withoutCookies } from '../session/cookie.ts';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+
+/** Set by the forwarder from the request it accepted, never copied from the client. */
+const FRAMING = new Set(['content-length', 'transfer-encoding', 'expect', 'host']);
 
 const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip']);
 
@@ -51,26 +60,23 @@ export interface RequestHeaderOptions {
   trustProxy: boolean;
   removeCookies: ReadonlySet<string>;
   remoteAddress: string | undefined;
-  /** The scheme the browser used, as far as the gateway can tell. */
-  protocol: 'http' | 'https';
+  /** The origin browsers use: the only source of X-Forwarded-Host and -Proto. */
+  publicUrl: URL;
   tokenRoute: boolean;
   authorization?: string;
   keepUpgrade?: boolean;
 }
 
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: RequestHeaderOptions): OutgoingHttpHeaders {
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: RequestHeaderOptions): Record<string, string | string[]> {
   const drop = nominated(incoming);
-  const out: OutgoingHttpHeaders = {};
+  const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
     // `Connection: Upgrade` nominates `Upgrade` itself; a WebSocket handshake needs both kept.
     if (options.keepUpgrade && (name === 'upgrade' || name === 'connection')) continue;
-    if (value === undefined || drop.has(name) || HOP_BY_HOP.has(name)) continue;
+    if (value === undefined || FRAMING.has(name) || drop.has(name) || HOP_BY_HOP.has(name)) continue;
     if (name.includes('_') && isIdentityName(name.replace(/_/g, '-'))) continue;
-    if (FORWARDING.has(name)) {
-      if (!options.trustProxy) continue;
-    } else if (name !== 'authorization' && isIdentityName(name)) continue;
+    if (name !== 'authorization' && isIdentityName(name)) continue;
     if (name === 'authorization' && options.tokenRoute) continue;
-    if (name === 'host') continue;
     out[name] = value;
   }
   if (options.keepUpgrade && incoming.upgrade) {
@@ -83,28 +89,10 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: R
 
   const priorFor = options.trustProxy ? [incoming['x-forwarded-for']].flat().filter(Boolean).join(', ') : '';
   out['x-forwarded-for'] = [priorFor, options.remoteAddress ?? ''].filter(Boolean).join(', ');
-  out['x-forwarded-proto'] = options.protocol;
-  const host = options.trustProxy ? firstValue(incoming['x-forwarded-host']) ?? incoming.host : incoming.host;
-  if (host) out['x-forwarded-host'] = host;
+  out['x-forwarded-proto'] = options.publicUrl.protocol.slice(0, -1);
+  out['x-forwarded-host'] = options.publicUrl.host;
   if (options.authorization) out.authorization = options.authorization;
   return out;
-}
-
-/**
- * The scheme the browser used: what a trusted load balancer says in X-Forwarded-Proto, else
- * whether this connection itself is TLS.
- */
-export function browserProtocol(headers: IncomingHttpHeaders, socket: object, trustProxy: boolean): 'http' | 'https' {
-  if (trustProxy) {
-    const forwarded = firstValue(headers['x-forwarded-proto'])?.toLowerCase();
-    if (forwarded === 'https' || forwarded === 'http') return forwarded;
-  }
-  return 'encrypted' in socket ? 'https' : 'http';
-}
-
-function firstValue(value: string | string[] | undefined): string | undefined {
-  const first = [value].flat()[0];
-  return first?.split(',')[0]?.trim() || undefined;
 }
 
 export interface ResponseHeaderOptions {

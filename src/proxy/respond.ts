@@ -1,15 +1,22 @@
 /**
  * Writing an upstream response to the browser: header hygiene (headers.ts), then, when the
- * request carried tokens and `scrub.bodies` is on, a text-like body is decoded if compressed
- * and streamed through the token redactor (scrub.ts). Plain `pipe` with explicit error
- * handling rather than `stream.pipeline`: pipeline allocates an AbortController per call and
- * this is every proxied response.
+ * request carried tokens and `scrub.bodies` is on, the body — whatever its content type — is
+ * decoded if compressed and streamed through the token redactor (scrub.ts). A token is a long
+ * random byte string, so matching it in binary bodies (octet-stream, protobuf, images) cannot
+ * hit by accident, and an upstream that echoes the Authorization header into any format is
+ * covered. Answers that have no body — to HEAD, 1xx, 204 and 304 — are relayed as they are,
+ * `content-encoding` and `content-length` included: there is nothing to decode, and decoding
+ * an empty stream would fail.
+ *
+ * Plain `pipe` with explicit error handling rather than `stream.pipeline`: pipeline allocates
+ * an AbortController per call and this is every proxied response.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors.ts';
+import type { UpstreamResponse } from './forward.ts';
 import { browserResponseHeaders } from './headers.ts';
-import { decoderFor, isTextLike, TokenRedactor } from './scrub.ts';
+import { decoderFor, TokenRedactor } from './scrub.ts';
 
 export interface RespondOptions {
   dropNames: ReadonlySet<string>;
@@ -20,19 +27,24 @@ export interface RespondOptions {
   extraCookies: readonly string[];
 }
 
-export function respond(res: ServerResponse, upstream: IncomingMessage, options: RespondOptions): void {
+/** Whether a response to `method` with `status` carries a body (RFC 9110 section 6.4.1). */
+export function hasResponseBody(method: string, status: number): boolean {
+  return method !== 'HEAD' && status >= 200 && status !== 204 && status !== 304;
+}
+
+export function respond(res: ServerResponse, method: string, upstream: UpstreamResponse, options: RespondOptions): void {
   const headers = browserResponseHeaders(upstream.headers, options);
   if (options.extraCookies.length > 0) headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
-  let body: Readable = upstream;
+  let body: Readable = upstream.body;
   const abort = () => {
-    upstream.destroy();
+    upstream.body.destroy();
     res.destroy();
   };
-  if (options.scrub && options.tokens.length > 0 && isTextLike(upstream.headers['content-type'])) {
+  if (options.scrub && options.tokens.length > 0 && hasResponseBody(method, upstream.statusCode)) {
     const decoder = decoderFor(upstream.headers['content-encoding']);
     if (decoder === undefined) {
-      upstream.resume();
-      throw new GatewayError('bad_gateway', { detail: `upstream body encoding ${upstream.headers['content-encoding']} cannot be inspected for tokens` });
+      upstream.body.destroy();
+      throw new GatewayError('bad_gateway', { detail: `upstream body encoding ${String(upstream.headers['content-encoding'])} cannot be inspected for tokens` });
     }
     if (decoder) {
       body = body.pipe(decoder).on('error', abort);
@@ -41,10 +53,10 @@ export function respond(res: ServerResponse, upstream: IncomingMessage, options:
     body = body.pipe(new TokenRedactor(options.tokens)).on('error', abort);
     delete headers['content-length'];
   }
-  upstream.on('error', abort);
+  upstream.body.on('error', abort);
   res.on('close', () => {
-    if (!res.writableFinished) upstream.destroy();
+    if (!res.writableFinished) upstream.body.destroy();
   });
-  res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, headers);
+  res.writeHead(upstream.statusCode, upstream.statusMessage || undefined, headers);
   body.pipe(res);
 }

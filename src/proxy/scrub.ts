@@ -1,6 +1,6 @@
 /**
- * Token redaction in response bodies (contract section 6, `scrub.bodies`): every occurrence of
- * the session's access, refresh or ID token in a text-like body becomes `[redacted]`.
+ * Token redaction in response bodies (`scrub.bodies`): every occurrence of the session's access,
+ * refresh or ID token in a body of any content type becomes `[redacted]`.
  *
  * Streaming, not buffering: each chunk is searched together with a carried-over tail, so a
  * token split across chunks is still found. Only as much is held back as could still be the
@@ -17,19 +17,9 @@ const REPLACEMENT = Buffer.from('[redacted]');
 /** Bytes that can appear in an OAuth token (RFC 6750 b64token, JWTs, opaque tokens). */
 const B64TOKEN = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=';
 
-/**
- * `application/*` types whose subtype names a text syntax, including `x-ndjson`, `jsonl`,
- * `ld+json`, `x-yaml`; any `+json`/`+xml` suffix (e.g. `image/svg+xml`); all of `text/*`.
- */
-const TEXT_LIKE = /^(?:text\/|application\/[\w.+-]*(?:json|xml|javascript|ecmascript|yaml|x-www-form-urlencoded|graphql))|\+(?:json|xml)\b/i;
-
-export function isTextLike(contentType: string | undefined): boolean {
-  // No content type: the body could be anything, so it is checked like text.
-  return contentType === undefined || TEXT_LIKE.test(contentType.trim());
-}
-
-export function decoderFor(encoding: string | undefined): Transform | null | undefined {
-  const value = (encoding ?? '').trim().toLowerCase();
+/** A decoder for the body's `content-encoding`: null for none, undefined for one it cannot undo. */
+export function decoderFor(encoding: string | string[] | undefined): Transform | null | undefined {
+  const value = [encoding ?? ''].flat().join(',').trim().toLowerCase();
   if (value === '' || value === 'identity') return null;
   if (value === 'gzip' || value === 'x-gzip') return zlib.createGunzip();
   if (value === 'deflate') return zlib.createInflate();

@@ -11,8 +11,8 @@ import type { Duplex } from 'node:stream';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError, isGatewayError, rawHttpError } from '../errors.ts';
 import { authHeaders, credentialsFor } from './credentials.ts';
-import type { Forwarder } from './forward.ts';
-import { browserProtocol, browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders, type ResponseHeaderOptions } from './headers.ts';
+import { createProxyServer } from 'http-proxy-3';
+import { browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders, type ResponseHeaderOptions } from './headers.ts';
 import { resolveRoute } from './handler.ts';
 import { upstreamUrl, type RouteTable } from './routes.ts';
 
@@ -46,10 +46,35 @@ function guardHandshake(proxyReq: ClientRequest, socket: Duplex, rules: Handshak
   });
 }
 
-export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable, forwarder: Forwarder) {
+/** Interim raw tunnel (http-proxy-3), kept only until the WebSocket relay replaces it. */
+class Tunnels {
+  private readonly proxy = createProxyServer({ ignorePath: true, xfwd: false, changeOrigin: true });
+  private readonly guards = new WeakMap<IncomingMessage, (proxyReq: ClientRequest) => void>();
+  private readonly open = new Set<Duplex>();
+  constructor() {
+    this.proxy.on('proxyReqWs', (proxyReq, req) => this.guards.get(req)?.(proxyReq));
+    this.proxy.on('error', () => {});
+  }
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: { url: URL; headers: Record<string, string | string[]>; guard: (proxyReq: ClientRequest) => void }): void {
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+    this.guards.set(req, target.guard);
+    req.headers = target.headers as IncomingMessage['headers'];
+    const wsUrl = new URL(target.url);
+    wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.proxy.ws(req, socket, head, { target: wsUrl.href }, () => socket.destroy());
+  }
+  closeAll(): void {
+    for (const socket of this.open) socket.destroy();
+    this.open.clear();
+  }
+}
+
+export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable) {
+  const forwarder = new Tunnels();
   const gatewayCookies = new Set([ctx.cookie.name, ctx.cookie.loginName]);
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...ctx.config.scrub.responseHeaders]);
-  return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+  const handle = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => socket.destroy());
     try {
       const { route, path, query } = resolveRoute(routes, req.url ?? '/');
@@ -61,7 +86,7 @@ export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable, fo
         trustProxy: ctx.config.trustProxy,
         removeCookies: gatewayCookies,
         remoteAddress: req.socket.remoteAddress,
-        protocol: browserProtocol(req.headers, req.socket, ctx.config.trustProxy),
+        publicUrl: new URL(ctx.config.publicUrl),
         tokenRoute: route.token !== 'none',
         authorization: auth.authorization,
         keepUpgrade: true,
@@ -74,4 +99,5 @@ export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable, fo
       socket.end(rawHttpError(isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message })));
     }
   };
+  return { handle, closeAll: () => forwarder.closeAll() };
 }

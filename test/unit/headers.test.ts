@@ -11,7 +11,7 @@ function request(headers: IncomingHttpHeaders, options: Partial<RequestHeaderOpt
     trustProxy: false,
     removeCookies: GATEWAY_COOKIES,
     remoteAddress: '203.0.113.7',
-    protocol: 'https',
+    publicUrl: new URL('https://app.example.com'),
     tokenRoute: true,
     ...options,
   });
@@ -41,19 +41,26 @@ describe('request headers', () => {
     expect(request({ connection: 'Upgrade', upgrade: 'websocket' })).not.toHaveProperty('upgrade');
   });
 
-  test('without trustProxy, client forwarding headers are replaced by what the gateway saw', () => {
-    const out = request({ host: 'app.example.com', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'evil.com', 'x-forwarded-port': '1', 'x-forwarded-prefix': '/evil', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6' });
+  test('without trustProxy, forwarding headers come from publicUrl and the peer, never from the client', () => {
+    const out = request({ host: 'evil.example', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'evil.com', 'x-forwarded-port': '1', 'x-forwarded-prefix': '/evil', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6' });
     expect(out['x-forwarded-for']).toBe('203.0.113.7');
     expect(out['x-forwarded-proto']).toBe('https');
     expect(out['x-forwarded-host']).toBe('app.example.com');
     for (const name of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'host']) expect(out).not.toHaveProperty(name);
   });
 
-  test('with trustProxy, the balancer chain is kept and extended', () => {
-    const out = request({ host: 'internal:8080', 'x-forwarded-for': '198.51.100.1, 10.0.0.2', 'x-forwarded-host': 'app.example.com', forwarded: 'for=198.51.100.1' }, { trustProxy: true, remoteAddress: '10.0.0.3' });
+  test('with trustProxy, the balancer chain is kept and extended; host and proto still come from publicUrl', () => {
+    const out = request({ host: 'internal:8080', 'x-forwarded-for': '198.51.100.1, 10.0.0.2', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http', forwarded: 'for=198.51.100.1', 'x-real-ip': '1.2.3.4', 'x-forwarded-prefix': '/p', 'x-forwarded-port': '1' }, { trustProxy: true, remoteAddress: '10.0.0.3', publicUrl: new URL('http://localhost:8080') });
     expect(out['x-forwarded-for']).toBe('198.51.100.1, 10.0.0.2, 10.0.0.3');
-    expect(out['x-forwarded-host']).toBe('app.example.com');
-    expect(out.forwarded).toBe('for=198.51.100.1');
+    expect(out['x-forwarded-host']).toBe('localhost:8080');
+    expect(out['x-forwarded-proto']).toBe('http');
+    for (const name of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'host']) expect(out).not.toHaveProperty(name);
+  });
+
+  test('framing headers, Expect and Host never pass, even when Connection nominates them', () => {
+    const out = request({ host: 'a', 'content-length': '5', 'transfer-encoding': 'chunked', expect: '100-continue', connection: 'content-length, transfer-encoding, host', accept: '*/*' });
+    for (const name of ['host', 'content-length', 'transfer-encoding', 'expect', 'connection']) expect(out).not.toHaveProperty(name);
+    expect(out.accept).toBe('*/*');
   });
 
   test.each(['x_forwarded_for', 'x_forwarded_host', 'x_access_token', 'x_auth_request_email', 'x_amzn_oidc_identity', 'x_user', 'x_real_ip', 'x_id_token', 'x_forwarded_access_token'])('underscore spelling %s is dropped', (name) => {
@@ -91,7 +98,7 @@ describe('request headers', () => {
   });
 
   test('ordinary headers pass untouched', () => {
-    const headers = { accept: 'application/json', 'content-type': 'application/json', 'content-length': '12', 'x-request-id': 'r1', 'user-agent': 'ua', 'x-csrf': '1' };
+    const headers = { accept: 'application/json', 'content-type': 'application/json', 'x-request-id': 'r1', 'user-agent': 'ua', 'x-csrf': '1' };
     expect(request(headers)).toMatchObject(headers);
   });
 });
