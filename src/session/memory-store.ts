@@ -1,7 +1,7 @@
 /**
  * In-process store for development and the demo. Same semantics as the Redis store (TTL,
- * locks with owners, one-time claims) so the shared contract suite holds for both; but it is
- * one process only: several gateway instances must share Redis.
+ * locks with owners, one-time claims, session-end announcements) so the shared contract suite
+ * holds for both; but it is one process only: several gateway instances must share Redis.
  */
 import { randomUUID } from 'node:crypto';
 import type { SessionStore } from './store.ts';
@@ -16,6 +16,7 @@ export class MemoryStore implements SessionStore {
   private readonly locks = new Map<string, Entry<string>>();
   private readonly indexes = new Map<string, Entry<Set<string>>>();
   private readonly claims = new Map<string, Entry<true>>();
+  private readonly endedListeners = new Set<(handle: string) => void>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly now: () => number = Date.now) {
@@ -63,6 +64,19 @@ export class MemoryStore implements SessionStore {
   async destroy(handle: string): Promise<void> {
     this.records.delete(handle);
     this.locks.delete(handle);
+    // One process: the announcement is a plain call. A throwing listener must not fail a logout.
+    for (const listener of [...this.endedListeners]) {
+      try {
+        listener(handle);
+      } catch {
+        // The listener's own business; the session has ended regardless.
+      }
+    }
+  }
+
+  onEnded(listener: (handle: string) => void): () => void {
+    this.endedListeners.add(listener);
+    return () => this.endedListeners.delete(listener);
   }
 
   async indexAdd(index: string, handle: string, ttlMs: number): Promise<void> {
@@ -114,5 +128,6 @@ export class MemoryStore implements SessionStore {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    this.endedListeners.clear();
   }
 }

@@ -8,6 +8,13 @@
  * Key layout (prefix `bff:` by default), every multi-key command stays inside one hash slot:
  *   s:{handle}  sealed session record        l:{handle}  refresh lock (same slot as s:)
  *   i:{index}   set of handles for a sid/sub c:{key}     one-time claims (state, jti)
+ *
+ * Ended sessions are announced on the pub/sub channel `<prefix>ended` (the handle as message):
+ * `destroy` publishes, and a store with `onEnded` listeners holds one extra, dedicated subscriber
+ * connection (a connection in subscriber mode can run nothing else). Plain PUBLISH reaches every
+ * subscriber of a standalone server, of a Sentinel-managed primary, and on a cluster every
+ * node's subscribers (cluster buses forward it). The subscriber re-subscribes whenever it
+ * reconnects; what is published while it is down is lost, which listeners allow for.
  */
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
 import { GatewayError } from '../errors.ts';
@@ -66,11 +73,22 @@ export function createRedisClient(config: RedisConfig): Client {
   return new Redis(config.url as string, connectionOptions(config.url, config.commandTimeoutMs));
 }
 
+/** A second connection like `client` (same nodes, credentials, Sentinel or Cluster) for SUBSCRIBE. */
+function subscriberFor(client: Client): Client {
+  // Unlike commands, a subscription may wait for a connection: it is re-made on every reconnect.
+  const overrides = { lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, commandTimeout: undefined };
+  return client instanceof Cluster ? client.duplicate([], { ...overrides, redisOptions: { ...client.options.redisOptions, ...overrides } }) : client.duplicate(overrides);
+}
+
 export class RedisStore implements SessionStore {
   private readonly prefix: string;
+  private readonly endedChannel: string;
+  private readonly endedListeners = new Set<(handle: string) => void>();
+  private subscriber: Client | undefined;
 
   constructor(private readonly client: Client, keyPrefix: string) {
     this.prefix = keyPrefix;
+    this.endedChannel = `${keyPrefix}ended`;
     // Without a listener ioredis prints every reconnect error; the readiness probe reports them.
     client.on('error', () => {});
   }
@@ -116,6 +134,34 @@ export class RedisStore implements SessionStore {
 
   async destroy(handle: string): Promise<void> {
     await this.run(() => this.client.del(this.key('s', handle), this.key('l', handle)));
+    // After the delete, so a listener that re-reads the record finds it gone. A failed publish
+    // does not undo the logout: listeners re-check records by themselves.
+    await this.client.publish(this.endedChannel, handle).catch(() => 0);
+  }
+
+  onEnded(listener: (handle: string) => void): () => void {
+    this.endedListeners.add(listener);
+    this.subscribe();
+    return () => this.endedListeners.delete(listener);
+  }
+
+  private subscribe(): void {
+    if (this.subscriber) return;
+    const subscriber = subscriberFor(this.client);
+    this.subscriber = subscriber;
+    subscriber.on('error', () => {});
+    // 'ready' comes after every (re)connect; subscribing twice to one channel is harmless.
+    subscriber.on('ready', () => void subscriber.subscribe(this.endedChannel).catch(() => {}));
+    subscriber.on('message', (channel: string, handle: string) => {
+      if (channel !== this.endedChannel) return;
+      for (const listener of [...this.endedListeners]) {
+        try {
+          listener(handle);
+        } catch {
+          // The listener's own business; other listeners still hear it.
+        }
+      }
+    });
   }
 
   async indexAdd(index: string, handle: string, ttlMs: number): Promise<void> {
@@ -169,6 +215,9 @@ export class RedisStore implements SessionStore {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    this.endedListeners.clear();
+    const subscriber = this.subscriber;
+    this.subscriber = undefined;
+    await Promise.all([this.client.quit().catch(() => this.client.disconnect()), subscriber?.quit().catch(() => subscriber.disconnect())]);
   }
 }

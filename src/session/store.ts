@@ -25,8 +25,20 @@ export interface SessionStore {
    * never overwrite tokens that another instance has just rotated. False when it lost the race.
    */
   replace(handle: string, expected: string, sealed: string, ttlMs: number): Promise<boolean>;
-  /** Removes the record (and its lock). Resolves whether or not it existed. */
+  /**
+   * Removes the record (and its lock), then announces the handle to every `onEnded` listener.
+   * Resolves whether or not it existed.
+   */
   destroy(handle: string): Promise<void>;
+  /**
+   * Listens for ended sessions: every `destroy`, on this store or any other connected to the
+   * same data (every gateway instance, the operator's CLI), reaches every listener, so what
+   * hangs off a session (open WebSockets) ends with it on every instance. Best effort: an
+   * announcement made while a listener's connection is down is lost, and a record the store
+   * forgets by TTL is never announced — listeners must re-check the record on their own too.
+   * Returns a function that removes the listener.
+   */
+  onEnded(listener: (handle: string) => void): () => void;
 
   /** Adds a handle to an index set (by IdP sid or sub), kept for at least `ttlMs`. */
   indexAdd(index: string, handle: string, ttlMs: number): Promise<void>;

@@ -35,7 +35,11 @@ async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
   return out;
 }
 
-function storeContract(name: string, open: () => Promise<SessionStore>): void {
+/**
+ * `openPeer` gives a second store on the same data, as another gateway instance has (the
+ * memory store's only peer is itself: it is one process).
+ */
+function storeContract(name: string, open: () => Promise<SessionStore>, openPeer: (store: SessionStore) => Promise<SessionStore> = open): void {
   describe(`${name}: SessionStore contract`, () => {
     let store: SessionStore;
     beforeAll(async () => {
@@ -171,6 +175,58 @@ function storeContract(name: string, open: () => Promise<SessionStore>): void {
       expect(await store.claimOnce(key, LONG)).toBe(false);
     });
 
+    test('destroy announces the handle to onEnded listeners of every store on the same data', async () => {
+      const peer = await openPeer(store);
+      const heardByPeer: string[] = [];
+      const heardHere: string[] = [];
+      const stopPeer = peer.onEnded((handle) => heardByPeer.push(handle));
+      const stopHere = store.onEnded((handle) => heardHere.push(handle));
+      try {
+        // Subscribing may take a moment (a connection to make): announce until it is heard.
+        const probe = id();
+        await vi.waitFor(async () => {
+          await store.destroy(probe);
+          expect(heardByPeer).toContain(probe);
+          expect(heardHere).toContain(probe);
+        }, expired);
+        const h = id();
+        await store.set(h, 'v', LONG);
+        await store.destroy(h);
+        await vi.waitFor(() => expect(heardByPeer).toContain(h), expired);
+        await vi.waitFor(() => expect(heardHere).toContain(h), expired);
+        expect(await store.get(h)).toBeNull();
+
+        // A removed listener hears nothing more; the others still do.
+        stopPeer();
+        const later = id();
+        await store.destroy(later);
+        await vi.waitFor(() => expect(heardHere).toContain(later), expired);
+        expect(heardByPeer).not.toContain(later);
+      } finally {
+        stopPeer();
+        stopHere();
+        if (peer !== store) await peer.close();
+      }
+    });
+
+    test('a throwing listener neither fails destroy nor silences the other listeners', async () => {
+      const heard: string[] = [];
+      const stopThrowing = store.onEnded(() => {
+        throw new Error('listener failure');
+      });
+      const stop = store.onEnded((handle) => heard.push(handle));
+      try {
+        const h = id();
+        await vi.waitFor(async () => {
+          await store.destroy(h);
+          expect(heard).toContain(h);
+        }, expired);
+      } finally {
+        stopThrowing();
+        stop();
+      }
+    });
+
     test('records, locks, indexes and claims are separate namespaces', async () => {
       const k = id();
       await store.set(k, 'record', LONG);
@@ -183,7 +239,7 @@ function storeContract(name: string, open: () => Promise<SessionStore>): void {
   });
 }
 
-storeContract('MemoryStore', async () => new MemoryStore());
+storeContract('MemoryStore', async () => new MemoryStore(), async (store) => store);
 
 let redis: RedisInstance;
 let cluster: RedisCluster;
@@ -239,6 +295,28 @@ describe('Redis specifics', () => {
       expect(keys).toMatch(/^\*1$/);
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  test('a subscriber whose connection is cut subscribes again and hears later announcements', async () => {
+    const store = await RedisStore.connect(redisConfig({ url: redis.url }));
+    const heard: string[] = [];
+    const stop = store.onEnded((handle) => heard.push(handle));
+    try {
+      const probe = id();
+      await vi.waitFor(async () => {
+        await store.destroy(probe);
+        expect(heard).toContain(probe);
+      }, expired);
+      expect(await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub')).toMatch(/^:[1-9]/);
+      const after = id();
+      await vi.waitFor(async () => {
+        await store.destroy(after);
+        expect(heard).toContain(after);
+      }, { timeout: 10_000, interval: 100 });
+    } finally {
+      stop();
+      await store.close();
     }
   });
 
