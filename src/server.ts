@@ -32,6 +32,8 @@ import { Forwarder } from './proxy/forward.ts';
 import { createProxyHandler } from './proxy/handler.ts';
 import { RouteTable } from './proxy/routes.ts';
 import { createUpgradeHandler } from './proxy/websocket.ts';
+import { bodyIdleGuard, listenerDeadlines } from './listener/deadlines.ts';
+import { Drain } from './listener/drain.ts';
 
 export interface GatewayDeps {
   log?: Logger;
@@ -52,6 +54,19 @@ export interface Gateway {
 const MAX_URL_LENGTH = 8192;
 
 const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
+
+/** Seconds a client refused during shutdown should wait: another instance can answer at once. */
+const SHUTDOWN_RETRY_AFTER = '1';
+
+/** What Node's HTTP parser and deadlines report to the clientErrorHandler, as a contract code. */
+function clientErrorCode(code: string | undefined): 'headers_too_large' | 'method_not_allowed' | 'request_timeout' | 'invalid_request' {
+  if (code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
+  // An unknown method (TRACK, say) is a method we do not serve, not a malformed request.
+  if (code === 'HPE_INVALID_METHOD') return 'method_not_allowed';
+  // headersTimeout or requestTimeout missed: the client was too slow, the request not malformed.
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
+  return 'invalid_request';
+}
 
 async function createStore(config: GatewayConfig): Promise<SessionStore> {
   return config.session.store === 'memory' ? new MemoryStore() : RedisStore.connect(config.session.redis);
@@ -87,19 +102,25 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
     routerOptions: { maxParamLength: 2048 },
-    return503OnClosing: true,
+    // Draining answers with the gateway's own 503 (the onRequest hook), not fastify's.
+    return503OnClosing: false,
+    ...listenerDeadlines(config.limits),
     // Requests the HTTP parser rejects (smuggling attempts, bad chunking, oversized headers)
-    // still get the contract's JSON error, and the connection is closed.
+    // or that miss a deadline still get the contract's JSON error, and the connection is closed.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) {
+      // Nothing more can be said on a connection whose answer has begun: a second status line
+      // would be read as garbage (or as the next response) by the client.
+      const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+      if (err.code === 'ECONNRESET' || !socket.writable || answering) {
         socket.destroy();
         return;
       }
-      // An unknown method (TRACK, say) is a method we do not serve, not a malformed request.
-      const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'HPE_INVALID_METHOD' ? 'method_not_allowed' : 'invalid_request';
-      socket.end(rawHttpError(new GatewayError(code, { detail: err.code })));
+      // end() alone would leave the read side open (Node's HTTP sockets allow half-open), and a
+      // slow client could keep trickling: close it once the answer is flushed.
+      socket.end(rawHttpError(new GatewayError(clientErrorCode(err.code), { detail: err.code })), () => socket.destroy());
     },
   });
+  const drain = new Drain(app.server);
 
   // Set before any scope is registered: encapsulated scopes copy the handlers in force when
   // they are created, so setting them later would leave /auth and the proxy on fastify's defaults.
@@ -118,6 +139,11 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
       metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
       request.log.info({ method: request.method, url: maskUrl(request.url), status, ms: Math.round(performance.now() - started) }, 'request');
     });
+    if (drain.active) {
+      reply.header('retry-after', SHUTDOWN_RETRY_AFTER);
+      sendError(request, reply, new GatewayError('shutting_down'));
+      return reply;
+    }
     if (REFUSED_METHODS.has(request.method)) throw new GatewayError('method_not_allowed');
     if (request.url.length > MAX_URL_LENGTH) throw new GatewayError('uri_too_long');
   });
@@ -128,6 +154,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
       reply.header('cache-control', 'no-store');
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.header(name, value);
     });
+    auth.addHook('preParsing', bodyIdleGuard(config.limits.bodyIdleTimeoutMs));
     await auth.register(formbody, { bodyLimit: 64 * 1024 });
     const transactions = new LoginTransactions(sealer, now);
     registerLogin(auth, ctx, transactions);
@@ -155,15 +182,17 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     socket.end(rawHttpError(new GatewayError('method_not_allowed')));
   });
 
-  const admin = config.admin ? buildAdminApp(ctx) : undefined;
+  const admin = config.admin ? buildAdminApp(ctx, { draining: () => drain.active }) : undefined;
   return {
     app,
     admin,
     ctx,
     start: () => void idp.start(),
     async close() {
+      // First, so every answer from here on closes its connection and /readyz says 503.
+      drain.start();
       idp.stop();
-      upgrades.closeAll();
+      await upgrades.closeAll();
       await app.close();
       await admin?.close();
       await forwarder.close();

@@ -1,7 +1,7 @@
 /**
  * The admin listener (contract section 3): /healthz (the process runs), /readyz (the session
- * store answers and the IdP metadata is loaded, else 503 naming what is missing), /metrics.
- * Separate from the public listener so probes and scrapes never mix with browser traffic.
+ * store answers and the IdP metadata is loaded, else 503 naming what is missing; 503 `draining`
+ * once shutdown has begun, while /healthz keeps answering), /metrics. Separate from the public listener so probes and scrapes never mix with browser traffic.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.ts';
@@ -23,14 +23,20 @@ async function storeAnswers(ctx: GatewayContext): Promise<boolean> {
   return result;
 }
 
-export function buildAdminApp(ctx: GatewayContext): FastifyInstance {
+export interface AdminOptions {
+  /** True once the public listener drains: load balancers must stop sending (readyz 503). */
+  draining?: () => boolean;
+}
+
+export function buildAdminApp(ctx: GatewayContext, options: AdminOptions = {}): FastifyInstance {
   const app = Fastify({ logger: false });
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    if (options.draining?.()) return reply.code(503).send({ status: 'draining' });
     const missing: string[] = [];
     if (!(await storeAnswers(ctx))) missing.push('session store');
     if (!ctx.idp.ready) missing.push('identity provider metadata');
-    reply.header('cache-control', 'no-store');
     if (missing.length > 0) return reply.code(503).send({ status: 'not_ready', missing });
     return reply.send({ status: 'ready' });
   });
