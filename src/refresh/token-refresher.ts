@@ -11,6 +11,7 @@
  *      TTL outlives the IdP call's timeout, so two refreshes can never overlap.
  *   3. With the lock: reload the session and check again — another instance may have
  *      refreshed already — then refresh, store (only if the session still exists), release.
+ *      Tokens a refresh minted for a session that ended meanwhile are revoked, not dropped.
  *   4. Without it: poll the session until the token changes or the lock frees (then retry),
  *      bounded by the lock TTL; a waiter that runs out answers 503 idp_unavailable, never 401.
  *
@@ -33,6 +34,7 @@ import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { classifyIdpFailure, type IdpClient } from '../oidc/client.ts';
+import { revokeTokens } from '../oidc/revoke-tokens.ts';
 import { sameIdentity, tokensFromResponse } from '../oidc/tokens.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RouteConfig } from '../config/load.ts';
@@ -222,10 +224,34 @@ export class TokenRefresher {
     } finally {
       metrics.refreshDuration.observe((performance.now() - started) / 1000);
     }
-    if (!(await sessions.update(session, updated))) throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
+    if (!(await sessions.update(session, updated))) {
+      this.revokeUnstored(session.record, updated, target);
+      throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
+    }
     this.backoffUntil.delete(this.key(session.handle, target));
     metrics.tokenRefresh.inc({ result: 'success' });
     return updated;
+  }
+
+  /**
+   * The refresh lost the race to a logout (or a timeout): the session is gone, so the tokens it
+   * just minted were never stored and nobody will ever use them — but the IdP considers them
+   * live. Revoke them (refresh token first), in the background: the request answers 401 now
+   * whatever the IdP says, and the session's lock no longer protects anything.
+   */
+  private revokeUnstored(before: SessionRecord, minted: SessionRecord, target: Target): void {
+    const { refreshToken } = minted.tokens;
+    const accessTokens = [minted.tokens.accessToken, ...Object.values(minted.routeTokens ?? {}).map((token) => token.accessToken)];
+    const known = new Set([before.tokens.accessToken, ...Object.values(before.routeTokens ?? {}).map((token) => token.accessToken)]);
+    const unstored = {
+      refreshToken: refreshToken && refreshToken !== before.tokens.refreshToken ? refreshToken : undefined,
+      accessTokens: [...new Set(accessTokens)].filter((token) => !known.has(token)),
+    };
+    if (!unstored.refreshToken && unstored.accessTokens.length === 0) return;
+    const { idp, log } = this.deps;
+    void revokeTokens(idp, log, unstored, { kind: 'refresh_lost_race', route: target.route?.path }).then((failed) => {
+      log.info({ event: 'lost_race_tokens_revoked', route: target.route?.path, failed }, 'tokens from a refresh that finished after the session ended were revoked');
+    });
   }
 
   /** The record with a refreshed main token; undefined to keep the record as it is. */
