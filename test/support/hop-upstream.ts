@@ -43,6 +43,9 @@ export interface HopUpstream {
   open(): HopRequest[];
   /** TCP connections currently open to this server. */
   connections(): number;
+  /** The most connections open at once since the start or the last `resetPeak()`. */
+  peakConnections(): number;
+  resetPeak(): void;
   byId(id: string): HopRequest | undefined;
   close(): Promise<void>;
 }
@@ -138,6 +141,7 @@ function answer(res: ServerResponse, status: number, headers: Record<string, str
 export async function startHopUpstream(): Promise<HopUpstream> {
   const requests: HopRequest[] = [];
   const sockets = new Set<Socket>();
+  let peak = 0;
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid');
@@ -199,6 +203,7 @@ export async function startHopUpstream(): Promise<HopUpstream> {
   });
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
+    peak = Math.max(peak, sockets.size);
     socket.once('close', () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -210,6 +215,8 @@ export async function startHopUpstream(): Promise<HopUpstream> {
     requests,
     open: () => requests.filter((r) => !r.closed),
     connections: () => sockets.size,
+    peakConnections: () => peak,
+    resetPeak: () => (peak = sockets.size),
     byId: (id) => requests.find((r) => r.id === id),
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
