@@ -1,103 +1,149 @@
 /**
- * WebSocket upgrades (contract section 6): proxied on `none` routes as they are, and on
- * `user`/`optional` routes with the session's access token. Browsers cannot add the CSRF
- * header to a WebSocket handshake, but they always send `Origin`, so on token routes the
- * handshake must come from the public origin (cross-site WebSocket hijacking is the threat).
- * `token: client` routes carry the gateway's client-credentials token, as over HTTP. A DPoP-bound
- * token comes with a proof for `GET` and the ws URL in its http(s) form.
+ * WebSocket upgrades (contract section 6). The handshake rules are the same on every route;
+ * what happens after depends on whether the upgrade carries a token:
+ *
+ * - with a token (`user`, `optional` with a session, `client`): the gateway terminates the
+ *   socket and relays messages (ws-relay.ts), replacing the tokens in whatever the upstream
+ *   sends; sockets of a session are closed when the session ends, on every instance
+ *   (ws-session-watch.ts);
+ * - without one (`none`, `optional` without a session): a raw tunnel (ws-tunnel.ts).
+ *
+ * Browsers cannot add the CSRF header to a WebSocket handshake, but they always send `Origin`,
+ * so on token routes the handshake must come from the public origin (cross-site WebSocket
+ * hijacking is the threat). The gateway's cookies are cut from `Cookie` and the browser's
+ * `Authorization` and `DPoP` never pass on token routes; a DPoP-bound token comes with a proof
+ * for `GET` and the ws URL in its http(s) form.
  */
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError, isGatewayError, rawHttpError } from '../errors.ts';
 import { authHeaders, credentialsFor } from './credentials.ts';
-import { createProxyServer } from 'http-proxy-3';
-import { browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders, type ResponseHeaderOptions } from './headers.ts';
+import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { resolveRoute } from './handler.ts';
 import { upstreamUrl, type RouteTable } from './routes.ts';
+import { messageRedactor } from './ws-redact.ts';
+import { relay, type Relay } from './ws-relay.ts';
+import { SessionSocketWatch } from './ws-session-watch.ts';
+import { tunnel } from './ws-tunnel.ts';
 
-interface HandshakeRules extends ResponseHeaderOptions {
-  tokenRoute: boolean;
+/** Close code and reason when the session behind a socket ends (1008: policy violation). */
+export const SESSION_ENDED = { code: 1008, reason: 'session ended' } as const;
+/** At shutdown: 1001 "going away", then, after this grace, whatever has not closed is cut. */
+const SHUTDOWN_GRACE_MS = 1_000;
+
+export interface UpgradeHandler {
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
+  /**
+   * Shutdown: WebSockets never "finish" like a request does, and an open one keeps the HTTP
+   * server's close() waiting. Refuses new upgrades and closes every open socket.
+   */
+  closeAll(): Promise<void>;
 }
 
-/**
- * The upstream's answer to the handshake gets the same hygiene as any response (contract
- * sections 4 and 6): token headers, headers carrying a session token and Set-Cookie for the
- * gateway's cookies are dropped from a 101. A refusal (any non-101 answer) on a token route is
- * not relayed at all — its body could echo the token, and a browser's WebSocket API cannot read
- * it anyway — the browser gets the gateway's 502 instead.
- */
-function guardHandshake(proxyReq: ClientRequest, socket: Duplex, rules: HandshakeRules): void {
-  proxyReq.prependListener('upgrade', (proxyRes: IncomingMessage) => {
-    const kept = browserResponseHeaders(proxyRes.headers, rules);
-    // The handshake's own hop-by-hop headers are what makes it a handshake.
-    kept.connection = 'Upgrade';
-    if (proxyRes.headers.upgrade) kept.upgrade = proxyRes.headers.upgrade;
-    proxyRes.headers = kept as IncomingMessage['headers'];
-  });
-  proxyReq.prependListener('response', (proxyRes: IncomingMessage) => {
-    if (!rules.tokenRoute) {
-      proxyRes.headers = browserResponseHeaders(proxyRes.headers, rules) as IncomingMessage['headers'];
-      return;
-    }
-    proxyRes.resume();
-    // Once the socket is ended, whatever the proxy library still tries to relay is refused.
-    socket.end(rawHttpError(new GatewayError('bad_gateway', { detail: `upstream refused the WebSocket upgrade with ${proxyRes.statusCode}` })));
-  });
-}
-
-/** Interim raw tunnel (http-proxy-3), kept only until the WebSocket relay replaces it. */
-class Tunnels {
-  private readonly proxy = createProxyServer({ ignorePath: true, xfwd: false, changeOrigin: true });
-  private readonly guards = new WeakMap<IncomingMessage, (proxyReq: ClientRequest) => void>();
-  private readonly open = new Set<Duplex>();
-  constructor() {
-    this.proxy.on('proxyReqWs', (proxyReq, req) => this.guards.get(req)?.(proxyReq));
-    this.proxy.on('error', () => {});
-  }
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: { url: URL; headers: Record<string, string | string[]>; guard: (proxyReq: ClientRequest) => void }): void {
-    this.open.add(socket);
-    socket.once('close', () => this.open.delete(socket));
-    this.guards.set(req, target.guard);
-    req.headers = target.headers as IncomingMessage['headers'];
-    const wsUrl = new URL(target.url);
-    wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
-    this.proxy.ws(req, socket, head, { target: wsUrl.href }, () => socket.destroy());
-  }
-  closeAll(): void {
-    for (const socket of this.open) socket.destroy();
-    this.open.clear();
-  }
-}
-
-export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable) {
-  const forwarder = new Tunnels();
+export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable): UpgradeHandler {
   const gatewayCookies = new Set([ctx.cookie.name, ctx.cookie.loginName]);
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...ctx.config.scrub.responseHeaders]);
+  const publicUrl = new URL(ctx.config.publicUrl);
+  const watch = new SessionSocketWatch(ctx);
+  const relays = new Set<Relay>();
+  const tunnels = new Set<() => void>();
+  /** Browser sockets whose handshake is still in progress. */
+  const pending = new Set<Duplex>();
+  let closing = false;
+
   const handle = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => socket.destroy());
+    pending.add(socket);
+    socket.once('close', () => pending.delete(socket));
     try {
+      if (closing) throw new GatewayError('shutting_down');
       const { route, path, query } = resolveRoute(routes, req.url ?? '/');
-      if (route.token !== 'none' && req.headers.origin !== ctx.config.publicUrl) throw new GatewayError('csrf_required');
+      const tokenRoute = route.token !== 'none';
+      if (tokenRoute && req.headers.origin !== ctx.config.publicUrl) throw new GatewayError('csrf_required');
       const target = upstreamUrl(route, path, query);
       const credentials = await credentialsFor(ctx, route, req.headers);
       const auth = await authHeaders(ctx, credentials, 'GET', target);
+      const carriesToken = credentials.accessToken !== undefined;
       const headers = upstreamRequestHeaders(req.headers, {
         trustProxy: ctx.config.trustProxy,
         removeCookies: gatewayCookies,
         remoteAddress: req.socket.remoteAddress,
-        publicUrl: new URL(ctx.config.publicUrl),
-        tokenRoute: route.token !== 'none',
+        publicUrl,
+        tokenRoute,
         authorization: auth.authorization,
-        keepUpgrade: true,
+        keepUpgrade: !carriesToken,
       });
-      if (route.token !== 'none') delete headers.dpop;
+      if (tokenRoute) delete headers.dpop;
       if (auth.dpop) headers.dpop = auth.dpop;
-      const guard = (proxyReq: ClientRequest) => guardHandshake(proxyReq, socket, { dropNames, gatewayCookies, tokens: credentials.tokens(), tokenRoute: route.token !== 'none' });
-      forwarder.upgrade(req, socket, head, { url: target, headers, guard });
+      const rules = { dropNames, gatewayCookies, tokens: credentials.tokens() };
+      if (closing || socket.destroyed) throw new GatewayError('shutting_down');
+
+      if (!carriesToken) {
+        tunnel({
+          socket,
+          head,
+          target,
+          headers,
+          timeoutMs: route.timeoutMs,
+          rules,
+          refuseOtherAnswers: tokenRoute,
+          onOpen: (close) => {
+            pending.delete(socket);
+            tunnels.add(close);
+            socket.once('close', () => tunnels.delete(close));
+          },
+        });
+        return;
+      }
+
+      const session = credentials.session;
+      let watching: ReturnType<SessionSocketWatch['watch']> | undefined;
+      relay({
+        req,
+        socket,
+        head,
+        target,
+        headers,
+        timeoutMs: route.timeoutMs,
+        rules,
+        redact: messageRedactor(credentials.tokens()),
+        onBrowserMessage: () => watching?.activity(),
+        onOpen: (opened) => {
+          pending.delete(socket);
+          relays.add(opened);
+          if (session) watching = watch.watch(session, () => opened.close(SESSION_ENDED.code, SESSION_ENDED.reason));
+          void opened.closed.then(() => {
+            relays.delete(opened);
+            watching?.stop();
+          });
+        },
+      });
     } catch (err) {
-      socket.end(rawHttpError(isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message })));
+      const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message });
+      if (socket.writable) socket.end(rawHttpError(error));
+      else socket.destroy();
     }
   };
-  return { handle, closeAll: () => forwarder.closeAll() };
+
+  const closeAll = async (): Promise<void> => {
+    closing = true;
+    watch.close();
+    for (const socket of pending) {
+      if (socket.writable) socket.end(rawHttpError(new GatewayError('shutting_down')));
+      else socket.destroy();
+    }
+    pending.clear();
+    for (const close of tunnels) close();
+    tunnels.clear();
+    const open = [...relays];
+    for (const opened of open) opened.close(1001, 'gateway shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)));
+    await Promise.race([Promise.all(open.map((opened) => opened.closed)), grace]);
+    clearTimeout(timer);
+    for (const opened of open) opened.terminate();
+  };
+
+  return { handle, closeAll };
 }
