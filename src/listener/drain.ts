@@ -47,8 +47,15 @@ export class Drain {
       res.shouldKeepAlive = false;
       return;
     }
-    // Too late to say so in the headers: close the connection as soon as it is idle again
-    // (a request already pipelined behind this one keeps it busy and still gets its answer).
-    res.once('finish', () => setImmediate(() => this.server.closeIdleConnections()));
+    // Too late to say so in the headers: end the connection once this answer is out, unless a
+    // request pipelined behind it already has its (Connection: close) answer queued there.
+    const socket = res.socket;
+    res.once('finish', () =>
+      setImmediate(() => {
+        const queued = (socket as { _httpMessage?: unknown } | null)?._httpMessage;
+        // destroySoon, not destroy: whatever is still buffered for the client goes out first.
+        if (socket && !socket.destroyed && !queued) socket.destroySoon();
+      }),
+    );
   }
 }
