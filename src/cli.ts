@@ -4,8 +4,9 @@
  *   bff-gateway check --config FILE        validate; print every problem with its YAML path
  *   bff-gateway sessions list|revoke ...   operator tools (see `sessions --help`)
  * An invalid configuration never starts a server: exit 1 with the same messages as `check`.
- * SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to shutdownGrace), close
- * the store, exit 0.
+ * SIGTERM/SIGINT: drain — stop accepting, answer everything from then on with
+ * `Connection: close`, refuse late requests with 503 shutting_down, let in-flight requests
+ * finish (up to shutdownGrace) — then close the store and exit 0.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, type GatewayConfig } from './config/load.ts';
