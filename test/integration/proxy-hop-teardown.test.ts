@@ -96,7 +96,9 @@ describe('Expect: 100-continue, client aborts and route timeouts', () => {
         if (variant === 'upstream silent') request.wire.write(body);
       }
       for (const request of pending) {
-        const final = await request.wire.next({ timeoutMs: 10_000 });
+        const final = await request.wire.next({ timeoutMs: 10_000 }).catch((err: Error) => {
+          throw new Error(`${request.label}: ${err.message}`);
+        });
         const what = `${request.label}: ${final.body.toString('utf8')}`;
         if (variant === 'upstream silent') expectJsonError(final, 504, 'gateway_timeout');
         else {
@@ -136,12 +138,25 @@ describe('Expect: 100-continue, client aborts and route timeouts', () => {
     { label: 'user route, buffered body', prefix: '/patient-api', method: 'POST', session: true, declared: 1_000, sent: 1_000 },
     { label: 'none route, streamed body cut short', prefix: '/patient', method: 'POST', session: false, declared: 2 * 1024 * 1024, sent: 64 * 1024 },
     { label: 'user route, streamed body cut short', prefix: '/patient-api', method: 'POST', session: true, declared: 2 * 1024 * 1024, sent: 64 * 1024 },
-  ])('client abort while the upstream is slow ($label): the upstream request is closed long before the 30 s route timeout', async ({ prefix, method, session: needsSession, declared, sent }) => {
+    { label: 'none route, Expect: 100-continue, body sent after the 100', prefix: '/patient', method: 'POST', session: false, declared: 1_000, sent: 1_000, expect: true },
+    { label: 'user route, Expect: 100-continue, body sent after the 100', prefix: '/patient-api', method: 'POST', session: true, declared: 1_000, sent: 1_000, expect: true },
+  ])('client abort while the upstream is slow ($label): the upstream request is closed long before the 30 s route timeout', async ({ prefix, method, session: needsSession, declared, sent, expect: expectContinue }) => {
     const id = nextId('abort');
     const wire = await Wire.open(portOf(world));
     try {
-      const headers: Array<[string, string]> = [...(needsSession ? withSession() : []), ...(declared > 0 ? ([['content-type', 'application/octet-stream'], ['content-length', String(declared)]] as Array<[string, string]>) : [])];
-      wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers, Buffer.alloc(sent, 0x61)));
+      const headers: Array<[string, string]> = [
+        ...(needsSession ? withSession() : []),
+        ...(declared > 0 ? ([['content-type', 'application/octet-stream'], ['content-length', String(declared)]] as Array<[string, string]>) : []),
+        ...(expectContinue ? ([['expect', '100-continue']] as Array<[string, string]>) : []),
+      ];
+      const body = Buffer.alloc(sent, 0x61);
+      if (expectContinue) {
+        wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers));
+        expect((await wire.next({ timeoutMs: 5_000 })).head).toBe('HTTP/1.1 100 Continue');
+        wire.write(body);
+      } else {
+        wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers, body));
+      }
       await until(() => hop.byId(id) !== undefined && (hop.byId(id)?.bodyBytes ?? 0) >= Math.min(sent, 1), `request ${id} at the upstream`, 10_000);
     } finally {
       wire.destroy();
