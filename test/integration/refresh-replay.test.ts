@@ -72,6 +72,22 @@ test('a POST with a JSON body reaches the upstream intact on the replay', async 
   expect(seen[1]!.headers['content-type']).toBe('application/json');
 });
 
+test('the replay is built from the original request again: forwarding headers neither lost nor doubled', async () => {
+  const { session, token } = await sessionWithToken();
+  world.upstream.rejectTokens.add(token);
+  const id = marker();
+  const res = await fetch(`${world.url}/api/protected?m=${id}`, { headers: apiHeaders(session.cookieHeader, { 'x-app': 'a' }) });
+  expect(res.status).toBe(200);
+  await res.body?.cancel();
+  const [first, replay] = seenFor(id);
+  for (const seen of [first!, replay!]) {
+    expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen.headers['x-forwarded-host']).toBe(new URL(world.url).host);
+    expect(seen.headers['x-forwarded-proto']).toBe('http');
+    expect(seen.headers['x-app']).toBe('a');
+  }
+});
+
 test('never loops: when the refreshed token is rejected too, the browser gets that 401 after exactly one refresh', async () => {
   const { session } = await sessionWithToken();
   const rejected = world.upstream.rejectTokens;
