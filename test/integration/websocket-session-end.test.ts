@@ -56,8 +56,8 @@ interface OpenSocket {
   messages: string[];
 }
 
-function open(gateway: RunningGateway, session: LoginResult): Promise<OpenSocket> {
-  const ws = new WebSocket(`${gateway.url.replace(/^http/, 'ws')}/live/socket`, { headers: { cookie: session.cookieHeader, origin: world.url } });
+function open(gateway: RunningGateway, session: LoginResult, origin = world.url): Promise<OpenSocket> {
+  const ws = new WebSocket(`${gateway.url.replace(/^http/, 'ws')}/live/socket`, { headers: { cookie: session.cookieHeader, origin } });
   const messages: string[] = [];
   ws.on('message', (data: Buffer) => messages.push(data.toString('utf8')));
   ws.on('error', () => {});
@@ -163,5 +163,23 @@ describe('timeouts and lost announcements', () => {
     } finally {
       clearInterval(ticker);
     }
+  });
+});
+
+describe('one instance on the memory store', () => {
+  let single: World;
+  beforeAll(async () => {
+    single = await startWorld({ routes: (upstream) => [{ path: '/live', upstream: live.url, token: 'user' }, { path: '/', upstream: upstream.url, token: 'none' }] });
+  });
+  afterAll(() => single?.close());
+
+  it('a logout closes the socket at once', async () => {
+    const session = await login(single.url);
+    const socket = await open(single.gateway, session, single.url);
+    const user = await fetch(`${single.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) });
+    const { logoutUrl } = (await user.json()) as { logoutUrl: string };
+    const logout = await fetch(logoutUrl, { headers: { cookie: session.cookieHeader }, redirect: 'manual' });
+    expect(logout.status).toBe(302);
+    expect(await closedWithin(socket, ANNOUNCED_WITHIN_MS)).toEqual(SESSION_ENDED);
   });
 });
