@@ -9,7 +9,11 @@
  *   write. The absolute timeout never moves. The store TTL is the earlier of the two, so the
  *   store forgets ended sessions by itself.
  * - Back-channel logout needs "every session of this sid/sub": index sets keyed by an HMAC of
- *   the claim (the claim itself never appears in the store).
+ *   the claim (the claim itself never appears in the store). The HMAC key is the encryption key
+ *   ring's current key, so a store dump cannot be matched against guessed `sub` values. Entries
+ *   are written under the current key and looked up under every key of the ring; a record that
+ *   is re-sealed under a new key gets its entries under that key too, so once the old key is
+ *   removed (the last step of a rotation) its entries are still found.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { GatewayConfig } from '../config/load.ts';
@@ -109,11 +113,18 @@ export class Sessions {
     };
     const sealed = this.sealer.seal(record, handle);
     await this.store.set(handle, sealed, this.ttl(record));
-    const indexTtl = absoluteMs + 60_000;
-    const [subIndex] = this.indexNames('sub', record.sub);
-    await this.store.indexAdd(subIndex as string, handle, indexTtl);
-    if (record.idpSid) await this.store.indexAdd(this.indexNames('sid', record.idpSid)[0] as string, handle, indexTtl);
+    await this.indexUnderCurrentKey(handle, record);
     return { id, handle, record, sealed };
+  }
+
+  /**
+   * Adds the record's sid/sub index entries under the current key (idempotent: a set add). They
+   * outlive the record by a minute, so a lookup never misses a session that is still alive.
+   */
+  private async indexUnderCurrentKey(handle: string, record: SessionRecord): Promise<void> {
+    const ttl = record.absoluteExpiresAt - this.now() + 60_000;
+    await this.store.indexAdd(this.indexNames('sub', record.sub)[0] as string, handle, ttl);
+    if (record.idpSid) await this.store.indexAdd(this.indexNames('sid', record.idpSid)[0] as string, handle, ttl);
   }
 
   /** Reads a session by its browser-side id; ends it (and says so) when a timeout has passed. */
@@ -132,8 +143,13 @@ export class Sessions {
       return { state: 'ended', record, handle };
     }
     const session = { handle, record, sealed };
-    // Sealed under a retired key: re-seal now so the old key can be dropped later.
-    if (opened.stale) await this.housekeep(session);
+    if (opened.stale) {
+      // Sealed under a retired key: re-seal now so the old key can be dropped later, and index
+      // it under the current key, or dropping the old key would hide it from back-channel
+      // logout and `sessions --sub` (its entries are HMACs under the old key).
+      await this.housekeep(session);
+      await this.indexUnderCurrentKey(handle, session.record);
+    }
     return { state: 'active', ...session };
   }
 
@@ -191,18 +207,22 @@ export class Sessions {
   /** Handles of the live sessions for an IdP `sid` or `sub`; prunes dead index entries. */
   async findBy(kind: 'sid' | 'sub', value: string): Promise<LoadedSession[]> {
     const found: LoadedSession[] = [];
+    // A session re-sealed during a key rotation is indexed under both keys: load and count it once.
+    const seen = new Set<string>();
+    const dead = new Set<string>();
     for (const name of this.indexNames(kind, value)) {
       const handles = await this.store.indexMembers(name);
-      const dead: string[] = [];
       for (const handle of handles) {
+        if (seen.has(handle)) continue;
+        seen.add(handle);
         const result = await this.loadHandle(handle);
         if (result.state === 'active' && (kind === 'sub' ? result.record.sub === value : result.record.idpSid === value)) {
           found.push(result);
         } else if (result.state !== 'active') {
-          dead.push(handle);
+          dead.add(handle);
         }
       }
-      await this.store.indexRemove(name, dead);
+      await this.store.indexRemove(name, handles.filter((handle) => dead.has(handle)));
     }
     return found;
   }
