@@ -49,7 +49,7 @@ export function requestFraming(method: string, headers: IncomingHttpHeaders): Fr
 /**
  * The request body as the upstream reads it, with the idle deadline applied: every piece that
  * passes resets the clock; after `idleMs` without one the body fails with 408 `request_timeout`
- * (and the client connection is closed) — unless the body is paused because the gateway itself
+ * (answered with `Connection: close`) — unless the body is paused because the gateway itself
  * is not reading yet (waiting for a free upstream connection, or an upstream slow to take it).
  * A browser that goes away mid-body fails it too, so the upstream request is torn down.
  */
@@ -59,8 +59,8 @@ export function bodyWithIdleDeadline(req: IncomingMessage, idleMs: number): Read
       timer.refresh();
       return;
     }
+    // The connection stays open just long enough for the 408, which closes it.
     guard.destroy(new GatewayError('request_timeout', { detail: 'request body stalled' }));
-    req.destroy();
   }, idleMs);
   const guard = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
