@@ -2,8 +2,9 @@
  * The hand-off between `POST /auth/logout` and the IdP's end-session endpoint.
  *
  * The POST answer is JSON that page script reads, and the end-session URL carries the ID token
- * as `id_token_hint`. So the POST answers a gateway URL instead, `LOGOUT_CONTINUE_PATH?t=<handle>`,
- * where the handle is 256 random bits that name a record in the shared store holding the hint.
+ * as `id_token_hint`. So the POST answers a gateway URL instead,
+ * `LOGOUT_CONTINUE_PATH?handoff=<handle>`, where the handle is 256 random bits that name a
+ * record in the shared store holding the hint. The access log masks `handoff` like a token.
  * A top-level navigation to that URL gets the 302 to the IdP: the hint then travels only in a
  * redirect that no script of the page can read.
  *

@@ -7,7 +7,7 @@
  *   themselves. Page script reads that answer, so it never holds the ID token: `logoutUrl` is
  *   the one-time hand-off URL (logout-handoff.ts), or postLogoutRedirect without an end-session
  *   endpoint.
- * GET /auth/logout/continue?t=… — the hand-off: a top-level navigation is redirected to the
+ * GET /auth/logout/continue?handoff=… — the hand-off: a top-level navigation is redirected to the
  *   end-session endpoint with the hint. A used, unknown or expired handle still lands on
  *   postLogoutRedirect (the local logout is done; the user must not hit a dead end).
  * The id_token_hint is sent even when the ID token has expired: OIDC RP-Initiated Logout allows
@@ -67,7 +67,7 @@ export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void 
     // The hand-off is stored first: if the store is down nothing has happened yet, and a retry works.
     const handle = hasEndSession() ? await handoffs.create(session.record.tokens.idToken) : undefined;
     await endSession(ctx, session, 'rp');
-    return handle ? `${ctx.config.publicUrl}${LOGOUT_CONTINUE_PATH}?t=${handle}` : postLogoutUrl;
+    return handle ? `${ctx.config.publicUrl}${LOGOUT_CONTINUE_PATH}?handoff=${handle}` : postLogoutUrl;
   }
 
   app.get(LOGOUT_CONTINUE_PATH, async (request, reply) => {
@@ -75,7 +75,7 @@ export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void 
     if (!isTopLevelNavigation(request.headers)) {
       throw new GatewayError('invalid_request', { message: 'Open the logout URL by navigating to it, not from a script.' });
     }
-    const handoff = await handoffs.redeem(singleQueryValue(request.url, 't'));
+    const handoff = await handoffs.redeem(singleQueryValue(request.url, 'handoff'));
     const target = handoff ? (ctx.idp.endSessionUrl(handoff.idToken, postLogoutUrl) ?? postLogoutUrl) : postLogoutUrl;
     return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).redirect(target, 302);
   });

@@ -79,8 +79,8 @@ test('the POST answer (body and every header) carries no token; logoutUrl is a o
   expect(Object.keys(body)).toEqual(['logoutUrl']);
   const url = new URL(body.logoutUrl);
   expect(`${url.origin}${url.pathname}`).toBe(`${world.url}/auth/logout/continue`);
-  expect([...url.searchParams.keys()]).toEqual(['t']);
-  expect(url.searchParams.get('t')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  expect([...url.searchParams.keys()]).toEqual(['handoff']);
+  expect(url.searchParams.get('handoff')).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
   // Same effects as before: session ended, cookie cleared.
   expect((await fetch(`${world.url}/auth/user`, { headers: apiHeaders(alice.cookie) })).status).toBe(401);
@@ -104,6 +104,11 @@ test('the continue URL redirects a top-level navigation to the IdP with the hint
   const page = await fetch(target, { redirect: 'manual' });
   expect(page.status).toBe(200);
   expect(await page.text()).toContain('/session/end/confirm');
+
+  // The handle is as good as the hint for its two minutes: the access log masks it.
+  const handle = new URL(logoutUrl).searchParams.get('handoff')!;
+  expect(world.gateway.logs.some((line) => line.includes('/auth/logout/continue?handoff=[redacted]'))).toBe(true);
+  expect(world.gateway.logs.some((line) => line.includes(handle))).toBe(false);
 
   const second = await get(logoutUrl, NAVIGATION);
   expect(second.status).toBe(302);
@@ -135,7 +140,7 @@ test('a request that is not a top-level navigation is refused and does not use u
 
 test('unknown, malformed, missing or duplicated handles go to postLogoutRedirect', async () => {
   const base = `${world.url}/auth/logout/continue`;
-  for (const url of [`${base}?t=${'A'.repeat(43)}`, `${base}?t=short`, base, `${base}?t=a&t=b`]) {
+  for (const url of [`${base}?handoff=${'A'.repeat(43)}`, `${base}?handoff=short`, base, `${base}?handoff=a&handoff=b`]) {
     const res = await get(url, NAVIGATION);
     expect(res.status, url).toBe(302);
     expect(res.headers.location, url).toBe(`${world.url}/`);
@@ -160,5 +165,5 @@ test('the stored hand-off record shows no ID token in a Redis dump', async () =>
   expect(values).not.toMatch(JWT);
   expect(values).not.toContain(alice.tokens.idToken!.split('.')[2]!);
   // And the handle itself is not the store key.
-  expect(keys.join('\n')).not.toContain(new URL(logoutUrl).searchParams.get('t')!);
+  expect(keys.join('\n')).not.toContain(new URL(logoutUrl).searchParams.get('handoff')!);
 });

@@ -156,7 +156,7 @@ test('POST /auth/logout with x-csrf: 200 {logoutUrl} and the same effects', asyn
   expect(Object.keys(body)).toEqual(['logoutUrl']);
   // Page script reads this answer: the URL is the gateway's one-time hand-off, no ID token in it
   // (logout-post-url.test.ts follows it to the IdP).
-  expect(body.logoutUrl.startsWith(`${world.url}/auth/logout/continue?t=`)).toBe(true);
+  expect(body.logoutUrl.startsWith(`${world.url}/auth/logout/continue?handoff=`)).toBe(true);
   expect(body.logoutUrl).not.toContain(alice.tokens.idToken!);
   expectClearedCookie(res);
   expect((await userOf(alice.cookie)).status).toBe(401);
