@@ -1,10 +1,11 @@
 /**
- * The one registry of the contract's error codes (contract section 3). Every error a browser
- * can see is one of these: a stable code, a status, and a public message. Private detail goes
- * to the log only, never into a response.
+ * The one registry of the gateway's error codes. Every error a client can see is one of these:
+ * a stable code, a status, and a public message. Private detail goes to the log only, never
+ * into a response: `GatewayError.message` IS the public message, so even a serializer that
+ * knows nothing about the gateway (fastify's default, `JSON.stringify`) cannot leak the detail.
  */
 import type { ServerResponse } from 'node:http';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export const ERRORS = {
   unauthenticated: { status: 401, message: 'No valid session: log in first.' },
@@ -30,17 +31,25 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
-/** An error the gateway answers with its contract code. `detail` is for logs only. */
+/**
+ * An error the gateway answers with its code. `message` is what the client reads; `detail`
+ * (what actually went wrong: hosts, Redis replies, IdP answers) is for the log only.
+ */
 export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  readonly publicMessage: string;
+  readonly detail: string;
   constructor(code: ErrorCode, options: { message?: string; detail?: string; cause?: unknown } = {}) {
-    super(options.detail ?? code, { cause: options.cause });
+    super(options.message ?? ERRORS[code].message, { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
     this.status = ERRORS[code].status;
-    this.publicMessage = options.message ?? ERRORS[code].message;
+    this.detail = options.detail ?? code;
+  }
+
+  /** What `JSON.stringify` (and any serializer built on it) sees: the public body only. */
+  toJSON(): { error: ErrorCode; message: string } {
+    return { error: this.code, message: this.message };
   }
 }
 
@@ -72,7 +81,7 @@ export function errorBody(code: ErrorCode, message?: string): string {
  */
 export function writeRawError(res: ServerResponse, err: GatewayError, extraHeaders: Record<string, string | string[]> = {}): boolean {
   if (res.headersSent || res.destroyed) return false;
-  const body = errorBody(err.code, err.publicMessage);
+  const body = errorBody(err.code, err.message);
   res.writeHead(err.status, { ...ERROR_HEADERS, ...extraHeaders, 'content-length': Buffer.byteLength(body) });
   res.end(body);
   return true;
@@ -83,7 +92,7 @@ export function writeRawError(res: ServerResponse, err: GatewayError, extraHeade
  * object: refused WebSocket upgrades and requests the HTTP parser rejected. Always closes.
  */
 export function rawHttpError(err: GatewayError): string {
-  const body = errorBody(err.code, err.publicMessage);
+  const body = errorBody(err.code, err.message);
   const headers = Object.entries(ERROR_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   const reason = err.code.replace(/_/g, ' ');
   return `HTTP/1.1 ${err.status} ${reason}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
@@ -94,14 +103,57 @@ export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
   if (isGatewayError(err)) return err;
   const code = (err as FastifyError).code;
   const status = (err as FastifyError).statusCode ?? 500;
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new GatewayError('payload_too_large', { detail: code });
-  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}` });
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new GatewayError('payload_too_large', { detail: code, cause: err });
+  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}`, cause: err });
   return new GatewayError('internal_error', { detail: err.message, cause: err });
+}
+
+/** The private side of any error, for log lines: a GatewayError's detail, else its message. */
+export function errorDetail(err: unknown): string {
+  if (isGatewayError(err)) return err.detail;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The first system-level code (`ECONNREFUSED`, `ETIMEDOUT`, `UND_ERR_SOCKET`...) in an error's
+ * cause chain, with the type that carried it: the field operators search for in Redis and IdP
+ * incidents. Only name and code: a cause's other fields (responses, claims) stay out of logs.
+ */
+export function causeOf(err: GatewayError): { type: string; code: string } | undefined {
+  let current: unknown = err.cause;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code.length > 0) return { type: current.name, code };
+    current = current.cause;
+  }
+  return undefined;
+}
+
+/** The fields every log line about an answered error carries. */
+export function errorLogFields(error: GatewayError): { code: ErrorCode; detail: string; err?: { type: string; code: string } } {
+  const cause = causeOf(error);
+  return cause ? { code: error.code, detail: error.detail, err: cause } : { code: error.code, detail: error.detail };
 }
 
 /** Logs the private detail and answers with the public JSON error. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
-  if (error.status >= 500) request.log.warn({ code: error.code, detail: error.message }, 'request failed');
-  else request.log.info({ code: error.code, detail: error.message }, 'request refused');
-  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.publicMessage));
+  if (error.status >= 500) request.log.warn(errorLogFields(error), 'request failed');
+  else request.log.info(errorLogFields(error), 'request refused');
+  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.message));
+}
+
+/**
+ * The same not-found and error handlers on a listener: `{"error","message"}`, no-store, never
+ * fastify's own shapes (which would carry `statusCode` and an error's raw message). Set before
+ * any scope is registered: encapsulated scopes copy the handlers in force when they are created.
+ * `beforeSend` adds what one listener needs on some errors (the public one clears the session
+ * cookie on session_expired).
+ */
+export function setErrorHandlers(app: FastifyInstance, beforeSend?: (error: GatewayError, reply: FastifyReply) => void): void {
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('not_found')));
+  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    const error = toGatewayError(err);
+    beforeSend?.(error, reply);
+    sendError(request, reply, error);
+  });
 }

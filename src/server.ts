@@ -3,12 +3,12 @@
  * itself (tests build apps; only the CLI listens). Plugins are wired in flow order:
  * request guards -> /auth endpoints -> proxy scope (everything else) -> error mapping.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { GatewayContext } from './context.ts';
-import { GatewayError, SECURITY_HEADERS, rawHttpError, sendError, toGatewayError } from './errors.ts';
+import { GatewayError, SECURITY_HEADERS, rawHttpError, sendError, setErrorHandlers } from './errors.ts';
 import { createLogger, maskUrl, type Logger } from './log.ts';
 import { IdpClient } from './oidc/client.ts';
 import { LogoutTokenVerifier } from './oidc/logout-token.ts';
@@ -124,11 +124,8 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
 
   // Set before any scope is registered: encapsulated scopes copy the handlers in force when
   // they are created, so setting them later would leave /auth and the proxy on fastify's defaults.
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('not_found')));
-  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
-    const error = toGatewayError(err);
+  setErrorHandlers(app, (error, reply) => {
     if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());
-    sendError(request, reply, error);
   });
 
   app.addHook('onRequest', async (request, reply) => {

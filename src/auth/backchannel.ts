@@ -20,7 +20,7 @@ export function registerBackchannel(app: FastifyInstance, ctx: GatewayContext): 
   // IdP knows to retry.
   const errorHandler = (err: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => {
     const error = toGatewayError(err);
-    sendError(request, reply, error.status < 500 && error.code !== 'invalid_request' ? new GatewayError('invalid_request', { message: 'The logout request is malformed.', detail: error.message }) : error);
+    sendError(request, reply, error.status < 500 && error.code !== 'invalid_request' ? new GatewayError('invalid_request', { message: 'The logout request is malformed.', detail: error.detail }) : error);
   };
   app.post('/auth/backchannel-logout', { errorHandler }, async (request, reply) => {
     reply.header('cache-control', 'no-store');

@@ -15,7 +15,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { GatewayContext } from '../context.ts';
-import { GatewayError } from '../errors.ts';
+import { errorDetail, GatewayError } from '../errors.ts';
 import { classifyIdpFailure } from '../oidc/client.ts';
 import { refreshLifetimeMs, tokensFromResponse } from '../oidc/tokens.ts';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -64,7 +64,7 @@ export function registerCallback(app: FastifyInstance, ctx: GatewayContext, tran
     } catch (err) {
       // Every failed callback is 400 login_failed (contract section 3); an unreachable IdP is
       // still told apart in the message, so the user knows a retry may work.
-      const failure = err instanceof GatewayError ? ({ kind: 'unavailable', detail: err.message } as const) : classifyIdpFailure(err);
+      const failure = err instanceof GatewayError ? ({ kind: 'unavailable', detail: err.detail } as const) : classifyIdpFailure(err);
       if (failure.kind === 'unavailable') fail(ctx, `code exchange: ${failure.detail}`, 'The identity provider could not be reached; try logging in again.', err);
       fail(ctx, `code exchange failed: ${failure.kind === 'rejected' ? failure.error : failure.detail}`, undefined, err);
     }
@@ -111,7 +111,7 @@ async function endPreviousSessions(ctx: GatewayContext, headers: IncomingHttpHea
   }
   for (const session of previous) {
     await endSession(ctx, session, 'rp', { revoke: session.record.sub !== newSub }).catch((err: unknown) => {
-      ctx.log.warn({ event: 'previous_session_not_ended', detail: (err as Error).message }, 'could not end the previous session at re-login');
+      ctx.log.warn({ event: 'previous_session_not_ended', detail: errorDetail(err) }, 'could not end the previous session at re-login');
     });
   }
 }

@@ -64,7 +64,7 @@ export function bodyIdleGuard(idleMs: number) {
     const timer = setTimeout(() => {
       payload.unpipe(guarded);
       const error = new GatewayError('request_timeout', { detail: `no request body data for ${idleMs} ms` });
-      request.log.info({ code: error.code, detail: error.message }, 'request refused');
+      request.log.info({ code: error.code, detail: error.detail }, 'request refused');
       // `connection: close` makes Node end the connection once this answer is out: the rest of
       // the body, if it ever comes, is never read as a next request.
       writeRawError(reply.raw, error, { connection: 'close' });

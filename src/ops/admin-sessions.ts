@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { endSession } from '../auth/end-session.ts';
 import { isSelective, selectSessions, summarize, type Selection } from '../admin/select.ts';
 import type { GatewayContext } from '../context.ts';
-import { ERROR_HEADERS, errorBody, type ErrorCode } from '../errors.ts';
+import { GatewayError } from '../errors.ts';
 import { sameSecret } from '../util/same-secret.ts';
 
 function bearerMatches(header: string | undefined, expected: string): boolean {
@@ -23,23 +23,19 @@ function selectionFrom(input: unknown): Selection {
   return { sub: text(source.sub), sid: text(source.sid), handle: text(source.handle), all: source.all === true || source.all === 'true' };
 }
 
-function refuse(reply: FastifyReply, status: number, code: ErrorCode, message?: string): FastifyReply {
-  return reply.code(status).headers(ERROR_HEADERS).send(errorBody(code, message));
-}
-
 export function registerAdminSessions(app: FastifyInstance, ctx: GatewayContext, token: string): void {
   app.register(async (scope) => {
     scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       reply.header('cache-control', 'no-store');
-      if (!bearerMatches(request.headers.authorization, token)) return refuse(reply, 401, 'unauthenticated', 'The admin token is missing or wrong.');
+      if (!bearerMatches(request.headers.authorization, token)) throw new GatewayError('unauthenticated', { message: 'The admin token is missing or wrong.' });
     });
     scope.get('/sessions', async (request) => {
       const sessions = await selectSessions(ctx.sessions, selectionFrom(request.query));
       return { count: sessions.length, sessions: sessions.map(summarize) };
     });
-    scope.post('/sessions/revoke', async (request, reply) => {
+    scope.post('/sessions/revoke', async (request) => {
       const selection = selectionFrom(request.body);
-      if (!isSelective(selection)) return refuse(reply, 400, 'invalid_request', 'Name one of sub, sid, handle, or all: true.');
+      if (!isSelective(selection)) throw new GatewayError('invalid_request', { message: 'Name one of sub, sid, handle, or all: true.' });
       const sessions = await selectSessions(ctx.sessions, selection);
       for (const session of sessions) await endSession(ctx, session, 'admin');
       return { revoked: sessions.length, sessions: sessions.map(summarize), tokensRevoked: ctx.idp.canRevoke };

@@ -1,10 +1,13 @@
 /**
- * The admin listener (contract section 3): /healthz (the process runs), /readyz (the session
- * store answers and the IdP metadata is loaded, else 503 naming what is missing; 503 `draining`
- * once shutdown has begun, while /healthz keeps answering), /metrics. Separate from the public listener so probes and scrapes never mix with browser traffic.
+ * The admin listener: /healthz (the process runs), /readyz (the session store answers and the
+ * IdP metadata is loaded, else 503 naming what is missing; 503 `draining` once shutdown has
+ * begun, while /healthz keeps answering), /metrics. Separate from the public listener so probes
+ * and scrapes never mix with browser traffic. Errors and unknown paths answer in the same
+ * `{"error","message"}` shape as the public listener, never with an error's private detail.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { GatewayContext } from '../context.ts';
+import { setErrorHandlers } from '../errors.ts';
 import { registerAdminSessions } from './admin-sessions.ts';
 
 const PING_TIMEOUT_MS = 1000;
@@ -29,7 +32,13 @@ export interface AdminOptions {
 }
 
 export function buildAdminApp(ctx: GatewayContext, options: AdminOptions = {}): FastifyInstance {
-  const app = Fastify({ logger: false });
+  const app = Fastify({
+    // Failures (a store outage on /sessions) are logged with their detail; probes and scrapes
+    // are too frequent to log each request.
+    loggerInstance: ctx.log.child({ listener: 'admin' }) as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  setErrorHandlers(app);
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     reply.header('cache-control', 'no-store');

@@ -14,7 +14,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from '../config/load.ts';
 import type { GatewayContext } from '../context.ts';
-import { GatewayError, isGatewayError, writeRawError } from '../errors.ts';
+import { errorLogFields, GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
 import { cookieMaxAge } from '../session/request-session.ts';
 import { ClientLimit, clientAddress } from './client-limit.ts';
@@ -152,7 +152,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
     } catch (err) {
       const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
       if (!request.raw.destroyed || error.code !== 'bad_gateway') {
-        request.log[error.status >= 500 ? 'warn' : 'info']({ code: error.code, detail: error.message, route: route.path }, 'proxy request failed');
+        request.log[error.status >= 500 ? 'warn' : 'info']({ ...errorLogFields(error), route: route.path }, 'proxy request failed');
       }
       const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': ctx.cookie.sessionClearCookie() } : {};
       if (closesConnection(error)) extra.connection = 'close';

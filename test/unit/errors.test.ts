@@ -1,7 +1,7 @@
 import { createServer, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
-import { ERROR_HEADERS, ERRORS, errorBody, GatewayError, isGatewayError, writeRawError } from '../../src/errors.ts';
+import { causeOf, ERROR_HEADERS, ERRORS, errorBody, errorDetail, errorLogFields, GatewayError, isGatewayError, writeRawError } from '../../src/errors.ts';
 
 /** Contract section 3: every code with its status. */
 const CONTRACT: Record<string, number> = {
@@ -41,11 +41,41 @@ describe('error registry', () => {
 
   test('private detail stays out of the public message and the body', () => {
     const err = new GatewayError('bad_gateway', { detail: 'ECONNREFUSED 10.0.0.5:3000 token=abc' });
-    expect(err.message).toContain('ECONNREFUSED');
-    expect(err.publicMessage).toBe(ERRORS.bad_gateway.message);
-    expect(errorBody(err.code, err.publicMessage)).not.toContain('ECONNREFUSED');
+    expect(err.detail).toContain('ECONNREFUSED');
+    expect(err.message).toBe(ERRORS.bad_gateway.message);
+    expect(errorBody(err.code, err.message)).not.toContain('ECONNREFUSED');
     expect(isGatewayError(err)).toBe(true);
     expect(isGatewayError(new Error('x'))).toBe(false);
+  });
+
+  test('a serializer that knows nothing of the gateway sees the public body only', () => {
+    const err = new GatewayError('session_store_unavailable', { detail: 'redis: Connection is closed.', cause: new Error('Connection is closed.') });
+    expect(JSON.parse(JSON.stringify(err))).toEqual({ error: 'session_store_unavailable', message: ERRORS.session_store_unavailable.message });
+    expect(JSON.stringify({ wrapped: err })).not.toContain('Connection is closed');
+    expect(String(err)).not.toContain('Connection is closed');
+    // fastify's default error serializer reads `message` (and `code`, `statusCode`) off the error.
+    expect(err.message).not.toContain('Connection is closed');
+  });
+
+  test('a custom public message replaces the registry one; detail defaults to the code', () => {
+    const err = new GatewayError('invalid_request', { message: 'The logout token is not valid.' });
+    expect(err.message).toBe('The logout token is not valid.');
+    expect(err.detail).toBe('invalid_request');
+  });
+
+  test('errorDetail reads the private side of any error', () => {
+    expect(errorDetail(new GatewayError('bad_gateway', { detail: 'upstream http://10.0.0.5: ECONNRESET' }))).toBe('upstream http://10.0.0.5: ECONNRESET');
+    expect(errorDetail(new Error('plain'))).toBe('plain');
+    expect(errorDetail('text')).toBe('text');
+  });
+
+  test('log fields carry the first system error code of the cause chain, and nothing else of the cause', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED', response: { body: 'secret' } });
+    const wrapped = new Error('wrapper', { cause: refused });
+    const error = new GatewayError('session_store_unavailable', { detail: 'redis: connect ECONNREFUSED', cause: wrapped });
+    expect(causeOf(error)).toEqual({ type: 'Error', code: 'ECONNREFUSED' });
+    expect(errorLogFields(error)).toEqual({ code: 'session_store_unavailable', detail: 'redis: connect ECONNREFUSED', err: { type: 'Error', code: 'ECONNREFUSED' } });
+    expect(errorLogFields(new GatewayError('not_found'))).toEqual({ code: 'not_found', detail: 'not_found' });
   });
 
   test('the body is exactly {"error", "message"}', () => {
