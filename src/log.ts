@@ -1,6 +1,6 @@
 /**
- * Logger. JSON lines on stdout (pino). The rule (contract section 1): no line, at any level,
- * carries a token, a client secret, an authorization code or a session id. Three layers:
+ * Logger. JSON lines on stdout (pino). The rule: no line, at any level, carries a token, a
+ * client secret, an authorization code or a session id. Three layers:
  * - request logs record method, path and a query string with sensitive parameters masked;
  * - pino `redact` removes known sensitive fields wherever a caller puts them;
  * - gateway code never logs records, token responses or cookies (tests capture every line of a
@@ -14,28 +14,40 @@ export function maskUrl(url: string | undefined): string | undefined {
   return url?.replace(SENSITIVE_QUERY, '$1[redacted]');
 }
 
-const REDACT_PATHS = [
-  'req.headers.cookie',
-  'req.headers.authorization',
-  'req.headers["proxy-authorization"]',
-  'res.headers["set-cookie"]',
-  'headers.cookie',
-  'headers.authorization',
-  '*.accessToken',
-  '*.refreshToken',
-  '*.idToken',
-  '*.access_token',
-  '*.refresh_token',
-  '*.id_token',
-  '*.clientSecret',
-  '*.client_secret',
-  '*.code',
-  '*.logout_token',
+/**
+ * Fields removed wherever a caller puts them, named by explicit path. `code` is redacted only
+ * where it is an authorization code (the callback's query and form body): a wildcard `*.code`
+ * would also censor `err.code` (ECONNREFUSED, ETIMEDOUT) and the gateway's own error codes,
+ * the fields an operator needs most in a Redis or IdP incident.
+ */
+const AUTHORIZATION_CODE_PATHS = ['query.code', 'body.code', 'req.query.code', 'req.body.code'];
+
+const HEADER_PATHS = ['cookie', 'authorization', '["proxy-authorization"]', '["set-cookie"]'].flatMap((header) => {
+  const path = header.startsWith('[') ? header : `.${header}`;
+  return [`req.headers${path}`, `res.headers${path}`, `headers${path}`];
+});
+
+/** Secret-bearing keys, at the top level of a log call or one level down (`tokens.accessToken`). */
+const SECRET_KEYS = [
   'accessToken',
   'refreshToken',
   'idToken',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'id_token_hint',
+  'logout_token',
   'clientSecret',
+  'client_secret',
+  'client_assertion',
+  'privateKey',
+  'encryptionKey',
+  'secret',
+  'password',
+  'cookie',
 ];
+
+const REDACT_PATHS = [...HEADER_PATHS, ...AUTHORIZATION_CODE_PATHS, ...SECRET_KEYS, ...SECRET_KEYS.map((key) => `*.${key}`)];
 
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
