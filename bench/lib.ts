@@ -11,7 +11,12 @@ export interface WrkResult {
   rps: number;
   p50ms: number;
   p99ms: number;
+  /** Non-2xx/3xx answers plus socket errors (wrk counts a 3xx as a success). */
   errors: number;
+  /** Requests completed, as wrk counted them. */
+  requests: number;
+  /** CPU time wrk itself used (user + system), in clock ticks (see clockTicks()). */
+  cpuTicks: number;
 }
 
 function toMs(value: string): number {
@@ -25,17 +30,23 @@ export async function wrk(url: string, options: { seconds: number; connections: 
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency'];
   for (const [name, value] of Object.entries(options.headers ?? {})) args.push('-H', `${name}: ${value}`);
   args.push(url);
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // wrk runs under a shell that, once it has reaped wrk, prints its own /proc stat line: its
+  // cutime + cstime are then exactly wrk's CPU time (the load generator's cost is reported).
+  const script = 'wrk "$@"; status=$?; echo; echo "WRKSTAT $(cat /proc/$$/stat)"; exit $status';
+  const child = spawn('sh', ['-c', script, 'sh', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (chunk) => (out += chunk));
   await once(child, 'exit');
+  const stat = /WRKSTAT .*\) (.*)/.exec(out)?.[1]?.split(' ') ?? [];
+  const cpuTicks = Number(stat[13] ?? Number.NaN) + Number(stat[14] ?? Number.NaN);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
   const p50 = /\s50%\s+([\d.]+\w+)/.exec(out)?.[1] ?? '';
   const p99 = /\s99%\s+([\d.]+\w+)/.exec(out)?.[1] ?? '';
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0);
-  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors, requests, cpuTicks };
 }
 
 export function median(values: number[]): number {
