@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { rawConfigSchema } from '../src/config/schema.ts';
+import { configSchema } from '../src/config/schema.ts';
 
 export const SCHEMA_ID = 'urn:bff-gateway:config';
 export const SCHEMA_FILE = fileURLToPath(new URL('../config/schema.json', import.meta.url));
@@ -16,7 +16,7 @@ export const SCHEMA_FILE = fileURLToPath(new URL('../config/schema.json', import
 export function renderSchema(): string {
   // `input`: what a person writes (durations as strings or numbers, optional defaults), not
   // the parsed runtime shape. Transforms and refinements have no JSON Schema form: `any`.
-  const generated = z.toJSONSchema(rawConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  const generated = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
   const { $schema, ...rest } = generated;
   const document = {
     $schema,

@@ -1,94 +1,15 @@
 /**
- * Loading a configuration file: read, interpolate `${VAR}`, parse YAML, validate, derive the
- * runtime shape, freeze. Every problem is reported with its YAML path
+ * Loading a configuration file: read, interpolate `${VAR}`, parse YAML, validate and derive
+ * the runtime shape (both by the schema), freeze. Every problem is reported with its YAML path
  * (`routes[1].upstream: must be a URL`) and all of them at once.
  */
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { interpolateEnv } from './interpolate.ts';
-import { crossChecks, isLoopbackHost, rawConfigSchema, type RawConfig } from './schema.ts';
+import { configSchema, type GatewayConfig } from './schema.ts';
 
-export type TokenMode = 'user' | 'optional' | 'none' | 'client';
-
-export interface RouteConfig {
-  readonly path: string;
-  readonly upstream: URL;
-  readonly token: TokenMode;
-  readonly stripPrefix: boolean;
-  readonly timeoutMs: number;
-  readonly methods?: readonly string[];
-  /** For `token: client` routes: the scope and resource (RFC 8707) of the client-credentials token. */
-  readonly scopes?: readonly string[];
-  readonly audience?: string;
-}
-
-export interface RedisConfig {
-  readonly url?: string;
-  readonly cluster?: readonly string[];
-  readonly sentinel?: { readonly name: string; readonly nodes: readonly string[]; readonly password?: string };
-  readonly keyPrefix: string;
-  readonly commandTimeoutMs: number;
-}
-
-export interface LimitsConfig {
-  /** The request line and headers must arrive within this. */
-  readonly headersTimeoutMs: number;
-  /** The whole request, body included. */
-  readonly requestTimeoutMs: number;
-  /** Longest silence between two pieces of a request body. */
-  readonly bodyIdleTimeoutMs: number;
-  /** Idle client connections are closed after this. */
-  readonly keepAliveTimeoutMs: number;
-  /** Request-body bytes buffered at once (401-replay buffers), all requests together. */
-  readonly maxBufferedBytes: number;
-  /** Proxied requests in flight at once per client address. */
-  readonly perClientRequests: number;
-  /** Connections per upstream origin and pool. */
-  readonly upstreamConnections: number;
-}
-
-export interface GatewayConfig {
-  readonly listen: { readonly host: string; readonly port: number };
-  /** The public origin, without a trailing slash: `https://app.example.com`. */
-  readonly publicUrl: string;
-  readonly trustProxy: boolean;
-  readonly shutdownGraceMs: number;
-  readonly limits: LimitsConfig;
-  readonly admin?: { readonly host: string; readonly port: number; readonly token?: string };
-  readonly oidc: {
-    readonly issuer: string;
-    readonly clientId: string;
-    readonly clientSecret?: string;
-    readonly clientAuth: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'auto';
-    readonly privateKey?: string;
-    readonly scopes: readonly string[];
-    readonly authParams: Readonly<Record<string, string>>;
-    readonly postLogoutRedirect: string;
-    readonly timeoutMs: number;
-    readonly par: boolean;
-    /** The DPoP signing key (PEM or JWK) when `oidc.dpop` is on: `dpop.key`, else `privateKey`. */
-    readonly dpopKey?: string;
-    readonly fetchUserinfo: boolean;
-  };
-  readonly session: {
-    readonly store: 'redis' | 'memory';
-    readonly redis: RedisConfig;
-    readonly cookieName: string;
-    /** The login-transaction cookie's name, derived from the same Secure rule. */
-    readonly loginCookieName: string;
-    readonly secureCookie: boolean;
-    readonly sameSite: 'strict' | 'lax';
-    readonly secrets: readonly string[];
-    readonly encryptionKeys: readonly Buffer[];
-    readonly idleTimeoutMs: number;
-    readonly absoluteTimeoutMs: number;
-  };
-  readonly tokens: { readonly refreshBeforeExpiryMs: number; readonly retryOn401: boolean };
-  readonly csrf: { readonly header: string };
-  readonly scrub: { readonly responseHeaders: readonly string[]; readonly bodies: boolean };
-  readonly routes: readonly RouteConfig[];
-}
+export type { GatewayConfig, LimitsConfig, RedisConfig, RouteConfig, TokenMode } from './schema.ts';
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -149,79 +70,6 @@ function zodProblems(issues: readonly Issue[]): string[] {
   return problems;
 }
 
-function decodeKey(text: string): Buffer {
-  return Buffer.from(text.trim().replace(/-/g, '+').replace(/_/g, '/'), 'base64');
-}
-
-function derive(raw: RawConfig): GatewayConfig {
-  const publicUrl = new URL(raw.publicUrl);
-  // Browsers honour Secure cookies on http://localhost, so the contract asks for them there too.
-  const secureCookie = publicUrl.protocol === 'https:' || publicUrl.hostname === 'localhost';
-  const redis = raw.session.redis ?? { keyPrefix: 'bff:', commandTimeout: 1000 };
-  const hasTarget = redis.url !== undefined || redis.cluster !== undefined || redis.sentinel !== undefined;
-  return {
-    listen: raw.listen,
-    publicUrl: publicUrl.origin,
-    trustProxy: raw.trustProxy,
-    shutdownGraceMs: raw.shutdownGrace,
-    limits: {
-      headersTimeoutMs: raw.limits.headersTimeout,
-      requestTimeoutMs: raw.limits.requestTimeout,
-      bodyIdleTimeoutMs: raw.limits.bodyIdleTimeout,
-      keepAliveTimeoutMs: raw.limits.keepAliveTimeout,
-      maxBufferedBytes: raw.limits.maxBufferedBytes,
-      perClientRequests: raw.limits.perClientRequests,
-      upstreamConnections: raw.limits.upstreamConnections,
-    },
-    admin: raw.admin,
-    oidc: {
-      issuer: raw.oidc.issuer,
-      clientId: raw.oidc.clientId,
-      clientSecret: raw.oidc.clientSecret,
-      clientAuth: raw.oidc.clientAuth ?? 'auto',
-      privateKey: raw.oidc.privateKey,
-      scopes: raw.oidc.scopes,
-      authParams: raw.oidc.authParams,
-      postLogoutRedirect: raw.oidc.postLogoutRedirect,
-      timeoutMs: raw.oidc.timeout,
-      par: raw.oidc.par,
-      dpopKey: raw.oidc.dpop === false ? undefined : raw.oidc.dpop === true ? raw.oidc.privateKey : raw.oidc.dpop.key,
-      fetchUserinfo: raw.oidc.fetchUserinfo,
-    },
-    session: {
-      store: raw.session.store,
-      redis: {
-        url: hasTarget ? redis.url : 'redis://127.0.0.1:6379/0',
-        cluster: redis.cluster,
-        sentinel: redis.sentinel,
-        keyPrefix: redis.keyPrefix,
-        commandTimeoutMs: redis.commandTimeout,
-      },
-      cookieName: raw.session.cookieName ?? (secureCookie ? '__Host-Http-bff-session' : 'bff-session'),
-      loginCookieName: secureCookie ? '__Host-bff-login' : 'bff-login',
-      secureCookie,
-      sameSite: raw.session.sameSite,
-      secrets: raw.session.secret,
-      encryptionKeys: raw.session.encryptionKey.map(decodeKey),
-      idleTimeoutMs: raw.session.idleTimeout,
-      absoluteTimeoutMs: raw.session.absoluteTimeout,
-    },
-    tokens: { refreshBeforeExpiryMs: raw.tokens.refreshBeforeExpiry, retryOn401: raw.tokens.retryOn401 },
-    csrf: { header: raw.csrf.header.toLowerCase() },
-    scrub: { responseHeaders: raw.scrub.responseHeaders.map((h) => h.toLowerCase()), bodies: raw.scrub.bodies },
-    routes: raw.routes.map((route) => ({
-      path: route.path,
-      upstream: new URL(route.upstream),
-      token: route.token,
-      stripPrefix: route.stripPrefix,
-      timeoutMs: route.timeout,
-      methods: route.methods,
-      scopes: route.scopes,
-      audience: route.audience,
-    })),
-  };
-}
-
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Buffer.isBuffer(value) && !(value instanceof URL) && !Object.isFrozen(value)) {
     for (const inner of Object.values(value)) deepFreeze(inner);
@@ -233,13 +81,13 @@ function deepFreeze<T>(value: T): T {
 /** Validates an already-parsed configuration object. Throws ConfigError with every problem. */
 export function buildConfig(input: unknown, missingVariables: readonly string[] = []): GatewayConfig {
   // `reportInput` lets a problem tell "missing" from "wrong type"; inputs are never printed.
-  const parsed = rawConfigSchema.safeParse(input ?? {}, { reportInput: true });
-  const problems = parsed.success ? crossChecks(parsed.data).map((i) => `${formatPath(i.path)}: ${i.message}`) : zodProblems(parsed.error.issues);
-  if (problems.length > 0) {
+  const parsed = configSchema.safeParse(input ?? {}, { reportInput: true });
+  if (!parsed.success) {
+    const problems = zodProblems(parsed.error.issues);
     for (const name of missingVariables) problems.push(`environment variable ${name} is not set (referenced as \${${name}})`);
     throw new ConfigError(problems);
   }
-  return deepFreeze(derive((parsed as { data: RawConfig }).data));
+  return deepFreeze(parsed.data);
 }
 
 /** Parses YAML text (after `${VAR}` interpolation) into a validated configuration. */
@@ -262,4 +110,3 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   return parseConfigText(text, env);
 }
 
-export { isLoopbackHost };

@@ -1,29 +1,35 @@
 /**
- * The configuration schema: one zod schema for every key of the contract (section 2 and the
- * parts of section 7 this version implements). Objects are strict, so unknown keys are errors;
- * zod collects every problem in one pass, so `check` reports them all at once. Rules live as
- * close to their field as possible (a section-level rule runs as soon as that section is valid);
- * only rules spanning sections wait for `crossChecks`. The same schema is
- * exported as JSON Schema (`config/schema.json`) for editors.
+ * The configuration, stated once: one zod schema whose input side is the YAML file (exported
+ * as JSON Schema, `config/schema.json`, for editors) and whose output side is the runtime shape
+ * the rest of the gateway reads (`GatewayConfig` is inferred from it). Renames and derivations
+ * (`timeout` -> `timeoutMs`, `dpop` -> `dpopKey`, cookie names from publicUrl) are transforms
+ * next to the field they come from, so each key and each rule has one home.
+ *
+ * Objects are strict, so unknown keys are errors; zod collects every problem in one pass, so
+ * `check` reports them all at once. Rules live as close to their field as possible (a
+ * section-level rule runs as soon as that section is valid); the one rule spanning sections
+ * (cookie prefix vs publicUrl) runs in the final transform, once the whole file is valid.
  */
 import { z } from 'zod';
+import { parsePrivateKey } from '../util/private-key.ts';
 import { parseDuration } from './duration.ts';
-import { parsePrivateKey } from '../oidc/keys.ts';
 
 const DURATION_MESSAGE = 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds';
 
-const duration = (fallback: string) =>
-  z
-    .union([z.string(), z.number()], { error: DURATION_MESSAGE })
-    .default(fallback)
-    .transform((value, ctx) => {
-      const ms = parseDuration(value);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: DURATION_MESSAGE });
-        return z.NEVER;
-      }
-      return ms;
-    });
+const durationInput = z.union([z.string(), z.number()], { error: DURATION_MESSAGE });
+
+function toMs(value: string | number, ctx: z.RefinementCtx): number {
+  const ms = parseDuration(value);
+  if (ms !== undefined) return ms;
+  ctx.addIssue({ code: 'custom', message: DURATION_MESSAGE });
+  return z.NEVER;
+}
+
+/** A duration in milliseconds, `fallback` when the key is absent. */
+const duration = (fallback: string) => durationInput.default(fallback).transform(toMs);
+
+/** A duration whose default depends on other keys: undefined when the key is absent. */
+const optionalDuration = durationInput.optional().transform((value, ctx) => (value === undefined ? undefined : toMs(value, ctx)));
 
 function tryUrl(value: string): URL | undefined {
   try {
@@ -38,10 +44,19 @@ const httpUrl = z.string({ error: 'must be a URL' }).refine((value) => {
   return url?.protocol === 'http:' || url?.protocol === 'https:';
 }, { message: 'must be a URL', abort: true });
 
-/** Hosts that may use plain http (development and tests), per contract section 2. */
+/** Hosts that may use plain http (development and tests). */
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Whether cookies for this origin are `Secure`: https, and http://localhost too, because
+ * browsers honour Secure cookies there (but not on 127.0.0.1 or [::1]).
+ */
+export function isSecureCookieOrigin(origin: string): boolean {
+  const url = new URL(origin);
+  return url.protocol === 'https:' || url.hostname === 'localhost';
 }
 
 /**
@@ -52,6 +67,14 @@ const secureUrl = httpUrl.refine((value) => {
   const url = tryUrl(value);
   return !!url && (url.protocol === 'https:' || isLoopbackHost(url.hostname));
 }, 'must be https (http is allowed only for localhost, 127.0.0.0/8 and [::1])');
+
+/** The public origin, without a trailing slash: `https://app.example.com`. */
+const publicUrl = secureUrl
+  .refine((value) => {
+    const url = tryUrl(value);
+    return !!url && url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+  }, 'must be an origin only (no path, query, fragment or credentials)')
+  .transform((value) => new URL(value).origin);
 
 const hostPort = (defaults: { host: string; port: number }) =>
   z.strictObject({
@@ -65,12 +88,20 @@ const cookieSecret = z
   .min(32, { message: 'must be at least 32 characters', abort: true })
   .refine((value) => new Set(value).size >= 8, 'is too weak: use a random value (e.g. `openssl rand -base64 48`)');
 
-/** Exactly 32 bytes, base64 or base64url: the AES-256-GCM key. */
-const encryptionKey = z.string({ error: 'must be 32 bytes, base64-encoded' }).refine((value) => {
-  const text = value.trim();
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(text)) return false;
-  return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64').length === 32;
-}, 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
+/** Base64 or base64url text as bytes; undefined when it is neither. */
+function decodeBase64(text: string): Buffer | undefined {
+  const trimmed = text.trim();
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) return undefined;
+  return Buffer.from(trimmed.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+}
+
+/** Exactly 32 bytes, base64 or base64url: the AES-256-GCM key, decoded once here. */
+const encryptionKey = z.string({ error: 'must be 32 bytes, base64-encoded' }).transform((value, ctx) => {
+  const key = decodeBase64(value);
+  if (key?.length === 32) return key;
+  ctx.addIssue({ code: 'custom', message: 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)' });
+  return z.NEVER;
+});
 
 const oneOrMany = <T extends z.ZodType>(item: T, error: string) =>
   z.union([item, z.array(item).min(1, 'must list at least one value')], { error }).transform((value) => (Array.isArray(value) ? value : [value]) as z.output<T>[]);
@@ -84,23 +115,28 @@ const routePath = z
   .refine((value) => value.startsWith('/') && !value.includes('//') && !/[?#\s\\]/.test(value) && !/(^|\/)\.\.?(\/|$)/.test(value), 'must be a path such as /api')
   .transform((value) => (value.length > 1 ? value.replace(/\/+$/, '') : value));
 
-const routeSchema = z.strictObject({
-  path: routePath,
-  upstream: httpUrl.refine((value) => {
-    const url = tryUrl(value);
-    return !!url && !url.search && !url.hash && !url.username && !url.password;
-  }, 'must not carry a query, fragment or credentials'),
-  token: z.enum(['user', 'optional', 'none', 'client'], { error: 'must be one of user, optional, none, client' }).default('user'),
-  stripPrefix: z.boolean().default(false),
-  timeout: duration('30s'),
-  scopes: z.array(z.string().min(1)).optional(),
-  audience: z.string().min(1).optional(),
-  methods: z
-    .array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method'))
-    .min(1)
-    .transform((list) => list.map((method) => method.toUpperCase()))
-    .optional(),
-});
+const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name');
+
+const routeSchema = z
+  .strictObject({
+    path: routePath,
+    upstream: httpUrl.refine((value) => {
+      const url = tryUrl(value);
+      return !!url && !url.search && !url.hash && !url.username && !url.password;
+    }, 'must not carry a query, fragment or credentials'),
+    token: z.enum(['user', 'optional', 'none', 'client'], { error: 'must be one of user, optional, none, client' }).default('user'),
+    stripPrefix: z.boolean().default(false),
+    timeout: duration('30s'),
+    methods: z
+      .array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method'))
+      .min(1)
+      .transform((list) => list.map((method) => method.toUpperCase()))
+      .optional(),
+    // For `token: client` routes and per-route tokens: the scope and resource (RFC 8707).
+    scopes: z.array(z.string().min(1)).optional(),
+    audience: z.string().min(1).optional(),
+  })
+  .transform(({ upstream, timeout, ...route }) => ({ ...route, upstream: new URL(upstream), timeoutMs: timeout }));
 
 /** A positive whole number (bytes, counts). */
 const positiveInt = (fallback: number) =>
@@ -116,12 +152,19 @@ const MAX_TIMER_MS = 24 * 86_400_000;
  */
 const limitsSchema = z
   .strictObject({
+    /** The request line and headers must arrive within this. */
     headersTimeout: duration('10s'),
+    /** The whole request, body included. */
     requestTimeout: duration('5m'),
+    /** Longest silence between two pieces of a request body. */
     bodyIdleTimeout: duration('15s'),
+    /** Idle client connections are closed after this. */
     keepAliveTimeout: duration('5s'),
+    /** Request-body bytes buffered at once (401-replay buffers), all requests together. */
     maxBufferedBytes: positiveInt(32 * 1024 * 1024),
+    /** Proxied requests in flight at once per client address. */
     perClientRequests: positiveInt(64),
+    /** Connections per upstream origin and pool. */
     upstreamConnections: positiveInt(256),
   })
   .superRefine((limits, ctx) => {
@@ -133,9 +176,21 @@ const limitsSchema = z
     if (limits.headersTimeout > limits.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than requestTimeout' });
     }
-  });
+  })
+  .transform((limits) => ({
+    headersTimeoutMs: limits.headersTimeout,
+    requestTimeoutMs: limits.requestTimeout,
+    bodyIdleTimeoutMs: limits.bodyIdleTimeout,
+    keepAliveTimeoutMs: limits.keepAliveTimeout,
+    maxBufferedBytes: limits.maxBufferedBytes,
+    perClientRequests: limits.perClientRequests,
+    upstreamConnections: limits.upstreamConnections,
+  }));
 
 const redisUrl = z.string().refine((value) => /^rediss?:\/\//.test(value), 'must be a redis:// or rediss:// URL');
+
+/** Without a `redis` block the store is a local Redis. */
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
 
 const redisSchema = z
   .strictObject({
@@ -151,21 +206,17 @@ const redisSchema = z
     keyPrefix: z.string().default('bff:'),
     commandTimeout: duration('1s'),
   })
-  .refine((redis) => [redis.url, redis.cluster, redis.sentinel].filter((entry) => entry !== undefined).length === 1, 'must set exactly one of url, cluster, sentinel');
+  .refine((redis) => [redis.url, redis.cluster, redis.sentinel].filter((entry) => entry !== undefined).length === 1, 'must set exactly one of url, cluster, sentinel')
+  .transform(({ commandTimeout, ...redis }) => ({ ...redis, commandTimeoutMs: commandTimeout }));
 
-export const rawConfigSchema = z.strictObject({
-  listen: hostPort({ host: '0.0.0.0', port: 8080 }).prefault({}),
-  publicUrl: secureUrl.refine((value) => {
-    const url = tryUrl(value);
-    return !!url && url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
-  }, 'must be an origin only (no path, query, fragment or credentials)'),
-  trustProxy: z.boolean().default(false),
-  shutdownGrace: duration('10s'),
-  limits: limitsSchema.prefault({}),
-  admin: hostPort({ host: '127.0.0.1', port: 9090 })
-    .extend({ token: z.string().min(32, 'must be at least 32 characters').optional() })
-    .optional(),
-  oidc: z.strictObject({
+/** Which key signs DPoP proofs: `dpop.key`, else (`dpop: true`) `privateKey`; none when off. */
+function dpopKeyOf(oidc: { dpop: boolean | { key: string }; privateKey?: string | undefined }): string | undefined {
+  if (oidc.dpop === false) return undefined;
+  return oidc.dpop === true ? oidc.privateKey : oidc.dpop.key;
+}
+
+const oidcSchema = z
+  .strictObject({
     issuer: secureUrl,
     clientId: z.string().min(1, 'must not be empty'),
     clientSecret: z.string().optional(),
@@ -173,6 +224,8 @@ export const rawConfigSchema = z.strictObject({
     authParams: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
     postLogoutRedirect: relativePath.default('/'),
     timeout: duration('10s'),
+    // Unset means `auto`: client_secret_basic, or client_secret_post when it is the only method
+    // the IdP advertises (decided at discovery). Either way a client secret is needed.
     clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).optional(),
     privateKey: z.string().optional(),
     par: z.boolean().default(false),
@@ -182,32 +235,43 @@ export const rawConfigSchema = z.strictObject({
       .default(false),
     fetchUserinfo: z.boolean().default(true),
   })
-    .superRefine((oidc, ctx) => {
-      const keyProblem = (text: string, path: string[], use: string) => {
-        try {
-          parsePrivateKey(text, 'RS256');
-        } catch (err) {
-          ctx.addIssue({ code: 'custom', path, message: `${(err as Error).message} (needed ${use})` });
-        }
-      };
-      // Object-level rules run as soon as this section is valid, so they are reported together
-      // with problems elsewhere in the file.
-      if ((oidc.clientAuth ?? 'client_secret_basic') === 'private_key_jwt') {
-        if (!oidc.privateKey) ctx.addIssue({ code: 'custom', path: ['privateKey'], message: 'is required for private_key_jwt' });
-        else keyProblem(oidc.privateKey, ['privateKey'], 'for private_key_jwt');
-      } else if (!oidc.clientSecret) {
-        ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'must not be empty' });
+  .superRefine((oidc, ctx) => {
+    const keyProblem = (text: string, path: string[], use: string) => {
+      try {
+        parsePrivateKey(text, 'RS256');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path, message: `${(err as Error).message} (needed ${use})` });
       }
-      if (oidc.dpop === true && !oidc.privateKey) {
-        ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'needs a key: set dpop.key or oidc.privateKey (every instance must hold the same key)' });
-      }
-      const dpopKey = oidc.dpop === false ? undefined : oidc.dpop === true ? oidc.privateKey : oidc.dpop.key;
-      // With DPoP on oidc.privateKey, a private_key_jwt key was already checked above.
-      if (dpopKey && !(oidc.dpop === true && oidc.clientAuth === 'private_key_jwt')) keyProblem(dpopKey, oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'], 'for DPoP');
-    }),
-  session: z.strictObject({
+    };
+    // Object-level rules run as soon as this section is valid, so they are reported together
+    // with problems elsewhere in the file.
+    if (oidc.clientAuth === 'private_key_jwt') {
+      if (!oidc.privateKey) ctx.addIssue({ code: 'custom', path: ['privateKey'], message: 'is required for private_key_jwt' });
+      else keyProblem(oidc.privateKey, ['privateKey'], 'for private_key_jwt');
+    } else if (!oidc.clientSecret) {
+      ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'must not be empty' });
+    }
+    if (oidc.dpop === true && !oidc.privateKey) {
+      ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'needs a key: set dpop.key or oidc.privateKey (every instance must hold the same key)' });
+    }
+    const dpopKey = dpopKeyOf(oidc);
+    // With DPoP on oidc.privateKey, a private_key_jwt key was already checked above.
+    if (dpopKey && !(oidc.dpop === true && oidc.clientAuth === 'private_key_jwt')) keyProblem(dpopKey, oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'], 'for DPoP');
+  })
+  .transform(({ timeout, dpop, clientAuth, ...oidc }) => ({
+    ...oidc,
+    clientAuth: clientAuth ?? ('auto' as const),
+    timeoutMs: timeout,
+    /** The DPoP signing key (PEM or JWK) when `oidc.dpop` is on. */
+    dpopKey: dpopKeyOf({ dpop, privateKey: oidc.privateKey }),
+  }));
+
+const DEFAULT_IDLE_TIMEOUT_MS = 2 * 3_600_000;
+
+const sessionSchema = z
+  .strictObject({
     store: z.enum(['redis', 'memory'], { error: 'must be redis or memory' }).default('redis'),
-    redis: redisSchema.optional(),
+    redis: redisSchema.prefault({ url: DEFAULT_REDIS_URL }),
     cookieName: z
       .string()
       .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a valid cookie name')
@@ -215,58 +279,111 @@ export const rawConfigSchema = z.strictObject({
     sameSite: z.enum(['strict', 'lax'], { error: 'must be strict or lax' }).default('strict'),
     secret: oneOrMany(cookieSecret, 'must be a string of at least 32 characters, or a list of them'),
     encryptionKey: oneOrMany(encryptionKey, 'must be 32 bytes, base64-encoded, or a list of such keys'),
-    idleTimeout: duration('2h'),
+    // Default 2h, capped at absoluteTimeout: a default never makes an explicit setting invalid.
+    idleTimeout: optionalDuration.meta({ description: 'Default 2h, or absoluteTimeout when that is shorter.' }),
     absoluteTimeout: duration('12h'),
   })
-    .superRefine((session, ctx) => {
-      if (session.idleTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['idleTimeout'], message: 'must be at least 1s' });
-      if (session.absoluteTimeout < session.idleTimeout) {
-        ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
+  .superRefine((session, ctx) => {
+    if (session.idleTimeout !== undefined && session.idleTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['idleTimeout'], message: 'must be at least 1s' });
+    if (session.absoluteTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must be at least 1s' });
+    else if (session.idleTimeout !== undefined && session.absoluteTimeout < session.idleTimeout) {
+      ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
+    }
+  })
+  .transform(({ secret, encryptionKey: keys, idleTimeout, absoluteTimeout, ...session }) => ({
+    ...session,
+    secrets: secret,
+    encryptionKeys: keys,
+    idleTimeoutMs: idleTimeout ?? Math.min(DEFAULT_IDLE_TIMEOUT_MS, absoluteTimeout),
+    absoluteTimeoutMs: absoluteTimeout,
+  }));
+
+const routesSchema = z
+  .array(routeSchema)
+  .default([])
+  .superRefine((routes, ctx) => {
+    const seen = new Map<string, number>();
+    routes.forEach((route, index) => {
+      const earlier = seen.get(route.path);
+      if (earlier !== undefined) ctx.addIssue({ code: 'custom', path: [index, 'path'], message: `duplicates routes[${earlier}].path` });
+      seen.set(route.path, index);
+      // A token is minted per route only for routes that carry one; on `none` the keys would
+      // be silently ignored.
+      if (route.token === 'none' && (route.audience !== undefined || route.scopes !== undefined)) {
+        ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'has no effect on token: none routes' });
       }
-    }),
-  tokens: z
-    .strictObject({
-      refreshBeforeExpiry: duration('30s'),
-      retryOn401: z.boolean().default(true),
-    })
-    .prefault({}),
-  csrf: z.strictObject({ header: z.string().regex(/^[a-zA-Z0-9-]+$/, 'must be a header name').default('x-csrf') }).prefault({}),
-  scrub: z
-    .strictObject({
-      responseHeaders: z.array(z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name')).default([]),
-      bodies: z.boolean().default(true),
-    })
-    .prefault({}),
-  routes: z
-    .array(routeSchema)
-    .default([])
-    .superRefine((routes, ctx) => {
-      const seen = new Map<string, number>();
-      routes.forEach((route, index) => {
-        const earlier = seen.get(route.path);
-        if (earlier !== undefined) ctx.addIssue({ code: 'custom', path: [index, 'path'], message: `duplicates routes[${earlier}].path` });
-        seen.set(route.path, index);
-        // A token is minted per route only for routes that carry one; on `none` the keys would
-        // be silently ignored.
-        if (route.token === 'none' && (route.audience !== undefined || route.scopes !== undefined)) {
-          ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'has no effect on token: none routes' });
-        }
-      });
-    }),
-});
+    });
+  });
 
-export type RawConfig = z.output<typeof rawConfigSchema>;
+/** A `__Host-`/`__Secure-` cookie name: browsers reject it unless the cookie is Secure. */
+const PREFIXED_COOKIE = /^__(?:Host|Secure)-/i;
 
-type Issue = { path: (string | number)[]; message: string };
+export const configSchema = z
+  .strictObject({
+    listen: hostPort({ host: '0.0.0.0', port: 8080 }).prefault({}),
+    publicUrl,
+    trustProxy: z.boolean().default(false),
+    shutdownGrace: duration('10s'),
+    limits: limitsSchema.prefault({}),
+    admin: hostPort({ host: '127.0.0.1', port: 9090 })
+      .extend({ token: z.string().min(32, 'must be at least 32 characters').optional() })
+      .optional(),
+    oidc: oidcSchema,
+    session: sessionSchema,
+    tokens: z
+      .strictObject({
+        refreshBeforeExpiry: duration('30s'),
+        retryOn401: z.boolean().default(true),
+      })
+      .prefault({})
+      .transform((tokens) => ({ refreshBeforeExpiryMs: tokens.refreshBeforeExpiry, retryOn401: tokens.retryOn401 })),
+    // Header names are matched case-insensitively: kept lower-case, as Node presents them.
+    csrf: z
+      .strictObject({ header: z.string().regex(/^[a-zA-Z0-9-]+$/, 'must be a header name').default('x-csrf') })
+      .prefault({})
+      .transform((csrf) => ({ header: csrf.header.toLowerCase() })),
+    scrub: z
+      .strictObject({
+        responseHeaders: z.array(headerName).default([]),
+        bodies: z.boolean().default(true),
+      })
+      .prefault({})
+      .transform((scrub) => ({ responseHeaders: scrub.responseHeaders.map((name) => name.toLowerCase()), bodies: scrub.bodies })),
+    routes: routesSchema,
+  })
+  // Runs once the whole file is otherwise valid: the session cookie's names and Secure flag
+  // follow from publicUrl.
+  .transform(({ shutdownGrace, session, ...config }, ctx) => {
+    const secureCookie = isSecureCookieOrigin(config.publicUrl);
+    if (!secureCookie && session.cookieName && PREFIXED_COOKIE.test(session.cookieName)) {
+      ctx.addIssue({ code: 'custom', path: ['session', 'cookieName'], message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)' });
+      return z.NEVER;
+    }
+    return {
+      ...config,
+      shutdownGraceMs: shutdownGrace,
+      session: {
+        ...session,
+        cookieName: session.cookieName ?? (secureCookie ? '__Host-Http-bff-session' : 'bff-session'),
+        /** The login-transaction cookie's name, from the same Secure rule. */
+        loginCookieName: secureCookie ? '__Host-bff-login' : 'bff-login',
+        secureCookie,
+      },
+    };
+  });
 
-/** Rules that span several sections (run once the whole file is otherwise valid). */
-export function crossChecks(config: RawConfig): Issue[] {
-  const issues: Issue[] = [];
-  const publicUrl = new URL(config.publicUrl);
-  const secure = publicUrl.protocol === 'https:' || publicUrl.hostname === 'localhost';
-  // Browsers reject prefixed cookies that are not Secure: the session would silently never stick.
-  if (!secure && config.session.cookieName && /^__(?:Host|Secure)-/i.test(config.session.cookieName)) {
-    issues.push({ path: ['session', 'cookieName'], message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)' });
-  }
-  return issues;
-}
+/** Arrays and plain objects read-only all the way down, as `buildConfig` freezes them. */
+type DeepReadonly<T> = T extends Buffer | URL | ((...args: never[]) => unknown)
+  ? T
+  : T extends readonly (infer Item)[]
+    ? readonly DeepReadonly<Item>[]
+    : T extends object
+      ? { readonly [Key in keyof T]: DeepReadonly<T[Key]> }
+      : T;
+
+/** The validated, derived configuration every module reads. */
+export type GatewayConfig = DeepReadonly<z.output<typeof configSchema>>;
+export type RouteConfig = GatewayConfig['routes'][number];
+export type RedisConfig = GatewayConfig['session']['redis'];
+export type LimitsConfig = GatewayConfig['limits'];
+export type TokenMode = RouteConfig['token'];

@@ -148,3 +148,66 @@ describe('derived defaults', () => {
     expect(config.routes[0]).toMatchObject({ token: 'user', stripPrefix: false, timeoutMs: 30_000 });
   });
 });
+
+describe('defaults never make an explicit setting invalid', () => {
+  const withSession = (session: Record<string, unknown>) => minimal((raw) => Object.assign(raw.session, session));
+
+  test('absoluteTimeout shorter than the default idle timeout caps it', () => {
+    expect(problems(withSession({ absoluteTimeout: '1h' }))).toEqual([]);
+    expect(buildConfig(withSession({ absoluteTimeout: '1h' })).session).toMatchObject({ idleTimeoutMs: 3_600_000, absoluteTimeoutMs: 3_600_000 });
+    expect(buildConfig(withSession({ absoluteTimeout: '3h' })).session).toMatchObject({ idleTimeoutMs: 7_200_000, absoluteTimeoutMs: 10_800_000 });
+  });
+
+  test('explicit settings are still checked against each other and against the minimum', () => {
+    expect(problems(withSession({ absoluteTimeout: '30m', idleTimeout: '1h' }))).toEqual(['session.absoluteTimeout: must not be shorter than idleTimeout']);
+    expect(problems(withSession({ idleTimeout: '500ms' }))).toEqual(['session.idleTimeout: must be at least 1s']);
+    expect(problems(withSession({ absoluteTimeout: '500ms' }))).toEqual(['session.absoluteTimeout: must be at least 1s']);
+  });
+});
+
+describe('one runtime shape, derived by the schema', () => {
+  test('renamed and derived keys replace the spelling of the file', () => {
+    const config = buildConfig(minimal((raw) => Object.assign(raw, { admin: { port: 9091 }, limits: { requestTimeout: '1m' } })));
+    expect(Object.keys(config).sort()).toEqual(['admin', 'csrf', 'limits', 'listen', 'oidc', 'publicUrl', 'routes', 'scrub', 'session', 'shutdownGraceMs', 'tokens', 'trustProxy']);
+    expect(Object.keys(config.limits).sort()).toEqual([
+      'bodyIdleTimeoutMs',
+      'headersTimeoutMs',
+      'keepAliveTimeoutMs',
+      'maxBufferedBytes',
+      'perClientRequests',
+      'requestTimeoutMs',
+      'upstreamConnections',
+    ]);
+    expect(config.limits.requestTimeoutMs).toBe(60_000);
+    expect(Object.keys(config.oidc)).not.toContain('timeout');
+    expect(Object.keys(config.oidc)).not.toContain('dpop');
+    expect(Object.keys(config.session).sort()).toEqual([
+      'absoluteTimeoutMs',
+      'cookieName',
+      'encryptionKeys',
+      'idleTimeoutMs',
+      'loginCookieName',
+      'redis',
+      'sameSite',
+      'secrets',
+      'secureCookie',
+      'store',
+    ]);
+    expect(Object.keys(config.session.redis)).not.toContain('commandTimeout');
+    expect(Object.keys(config.routes[0] ?? {})).not.toContain('timeout');
+    expect(config.routes[0]?.upstream).toBeInstanceOf(URL);
+  });
+
+  test('an unset clientAuth is auto (basic, or post when the IdP offers only that) and needs the client secret', () => {
+    expect(buildConfig(minimal()).oidc.clientAuth).toBe('auto');
+    expect(buildConfig(minimal((raw) => void (raw.oidc.clientAuth = 'client_secret_post'))).oidc.clientAuth).toBe('client_secret_post');
+    expect(problems(minimal((raw) => void delete raw.oidc.clientSecret))).toEqual(['oidc.clientSecret: must not be empty']);
+  });
+
+  test('header names are kept lower-case; publicUrl is the bare origin', () => {
+    const config = buildConfig(minimal((raw) => Object.assign(raw, { publicUrl: 'https://App.Example.com/', csrf: { header: 'X-Requested-By' }, scrub: { responseHeaders: ['X-Debug'] } })));
+    expect(config.publicUrl).toBe('https://app.example.com');
+    expect(config.csrf.header).toBe('x-requested-by');
+    expect(config.scrub.responseHeaders).toEqual(['x-debug']);
+  });
+});

@@ -18,3 +18,20 @@ test('the JSON Schema rejects unknown keys and describes every section of the co
   );
   expect(schema.properties.session?.additionalProperties).toBe(false);
 });
+
+test('the JSON Schema describes what a person writes, not the runtime shape', () => {
+  type Node = { properties?: Record<string, Node>; enum?: string[]; type?: string | string[]; anyOf?: Node[]; default?: unknown; description?: string };
+  const schema = JSON.parse(renderSchema()) as Node;
+  const oidc = schema.properties?.oidc?.properties ?? {};
+  const session = schema.properties?.session?.properties ?? {};
+  // `auto` is the runtime reading of an unset clientAuth, not something to write.
+  expect(oidc.clientAuth?.enum).toEqual(['client_secret_basic', 'client_secret_post', 'private_key_jwt']);
+  expect(Object.keys(oidc)).toEqual(expect.arrayContaining(['timeout', 'dpop']));
+  expect(Object.keys(oidc)).not.toEqual(expect.arrayContaining(['timeoutMs']));
+  expect(oidc.timeout?.type).toEqual(['string', 'number']);
+  expect(Object.keys(session)).not.toContain('encryptionKeys');
+  // The idle timeout's default depends on absoluteTimeout: said in words, not as a fixed default.
+  expect(session.idleTimeout?.default).toBeUndefined();
+  expect(session.idleTimeout?.description).toMatch(/absoluteTimeout/);
+  expect(session.absoluteTimeout?.default).toBe('12h');
+});
