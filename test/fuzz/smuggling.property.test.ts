@@ -18,7 +18,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { chunk, innerRequest } from '../support/smuggling-cases.ts';
 import { IDENTITY_NAMES, startSmugglingStage, violations, type SmugglingStage } from '../support/smuggling-harness.ts';
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 12);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 20);
 
 let stage: SmugglingStage;
 
@@ -28,68 +28,89 @@ beforeAll(async () => {
 
 afterAll(() => stage?.close());
 
-const method = fc.constantFrom('GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH');
-const codings = fc.constantFrom('chunked', 'Chunked', 'CHUNKED', 'chunked ', 'chunked\t', ' chunked', 'xchunked', 'chunked, identity', 'identity, chunked', 'identity', 'gzip, chunked', 'chunked;q=1', '"chunked"');
-type LengthSpelling = (n: number) => string;
-const lengthSpelling = fc.constantFrom<LengthSpelling>(
-  (n) => String(n),
-  (n) => `+${n}`,
-  (n) => `000${n}`,
-  (n) => ` \t${n} `,
-  (n) => `${n}, ${n}`,
-  (n) => `0x${n.toString(16)}`,
-  (n) => `${n}.0`,
+// Weighted towards what has smuggled before (bodies on methods without body semantics, valid
+// chunked framing the gateway might drop), so a short run still reaches the interesting corner.
+const method = fc.oneof(
+  { weight: 2, arbitrary: fc.constantFrom('GET', 'HEAD', 'DELETE', 'OPTIONS') },
+  { weight: 1, arbitrary: fc.constantFrom('POST', 'PUT', 'PATCH') },
 );
-const lengthValue = fc.constantFrom<(body: number) => number>(
-  (body) => body,
-  () => 0,
-  (body) => Math.max(0, body - 7),
-  (body) => body + 7,
+const acceptedCoding = fc.constantFrom('chunked', 'Chunked', 'CHUNKED', 'chunked ', 'chunked\t', ' chunked');
+const oddCoding = fc.constantFrom('xchunked', 'chunked, identity', 'identity, chunked', 'identity', 'gzip, chunked', 'chunked;q=1', '"chunked"');
+type LengthSpelling = (n: number) => string;
+const lengthSpelling = fc.oneof(
+  { weight: 3, arbitrary: fc.constant<LengthSpelling>((n) => String(n)) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<LengthSpelling>(
+      (n) => `+${n}`,
+      (n) => `000${n}`,
+      (n) => ` \t${n} `,
+      (n) => `${n}, ${n}`,
+      (n) => `0x${n.toString(16)}`,
+      (n) => `${n}.0`,
+    ),
+  },
+);
+const lengthValue = fc.oneof(
+  { weight: 3, arbitrary: fc.constant((body: number) => body) },
+  { weight: 1, arbitrary: fc.constantFrom<(body: number) => number>(() => 0, (body) => Math.max(0, body - 7), (body) => body + 7) },
 );
 const nominated = fc.subarray(['content-length', 'transfer-encoding', 'host', 'te', 'keep-alive', 'close', 'expect'], { minLength: 1 }).map((names) => `connection: ${names.join(', ')}`);
 
 /** A framing header line as a function of the body's length (the line itself, without its end). */
 type FramingLine = (bodyLength: number) => string;
-const framingLine: fc.Arbitrary<FramingLine> = fc.oneof(
-  codings.map((coding) => () => `transfer-encoding: ${coding}`),
-  fc.tuple(lengthSpelling, lengthValue).map(([spell, value]) => (body: number) => `content-length: ${spell(value(body))}`),
+const transferEncoding = (coding: fc.Arbitrary<string>) => coding.map<FramingLine>((value) => () => `transfer-encoding: ${value}`);
+const contentLength = fc.tuple(lengthSpelling, lengthValue).map<FramingLine>(([spell, value]) => (body) => `content-length: ${spell(value(body))}`);
+const primaryFraming = fc.oneof(
+  { weight: 3, arbitrary: transferEncoding(acceptedCoding) },
+  { weight: 1, arbitrary: transferEncoding(oddCoding) },
+  { weight: 2, arbitrary: contentLength },
+);
+const extraLine: fc.Arbitrary<FramingLine> = fc.oneof(
+  transferEncoding(fc.oneof(acceptedCoding, oddCoding)),
+  contentLength,
   fc.constantFrom<FramingLine>(() => 'te: chunked', () => 'te: trailers', () => 'expect: 100-continue', () => 'x-folded: a\r\n transfer-encoding: chunked', () => 'transfer-encoding: identity\r\n chunked'),
-  nominated.map((line) => () => line),
+  nominated.map<FramingLine>((line) => () => line),
 );
 
-const sizeSpelling = fc.constantFrom<(n: number) => string>(
-  (n) => n.toString(16),
-  (n) => n.toString(16).toUpperCase(),
-  (n) => `000${n.toString(16)}`,
-  (n) => `0x${n.toString(16)}`,
-  (n) => `${n.toString(16)};ext=x`,
-  (n) => `${n.toString(16)};`,
-  (n) => `${n.toString(16)};x=${'a'.repeat(3000)}`,
-  (n) => `${n.toString(16)} `,
+const sizeSpelling = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom<(n: number) => string>((n) => n.toString(16), (n) => n.toString(16).toUpperCase(), (n) => `000${n.toString(16)}`) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<(n: number) => string>(
+      (n) => `0x${n.toString(16)}`,
+      (n) => `${n.toString(16)};ext=x`,
+      (n) => `${n.toString(16)};`,
+      (n) => `${n.toString(16)};x=${'a'.repeat(3000)}`,
+      (n) => `${n.toString(16)} `,
+    ),
+  },
 );
+const lineEnd = fc.oneof({ weight: 6, arbitrary: fc.constant('\r\n') }, { weight: 1, arbitrary: fc.constant('\n') });
 const bodyShape = fc.oneof(
-  fc.constant({ kind: 'none' as const }),
-  fc.constant({ kind: 'raw' as const }),
-  fc.record({ kind: fc.constant('chunked' as const), size: sizeSpelling, eol: fc.constantFrom('\r\n', '\n') }),
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('chunked' as const), size: sizeSpelling, eol: lineEnd }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'raw' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'none' as const }) },
 );
 
 const framing = fc.record({
   identity: fc.constantFrom(...IDENTITY_NAMES),
   method,
-  headers: fc.array(framingLine, { minLength: 1, maxLength: 4 }),
+  primary: primaryFraming,
+  extras: fc.oneof({ weight: 3, arbitrary: fc.constant<FramingLine[]>([]) }, { weight: 2, arbitrary: fc.array(extraLine, { minLength: 1, maxLength: 3 }) }),
   body: bodyShape,
-  eol: fc.constantFrom('\r\n', '\r\n', '\n'),
+  eol: lineEnd,
 });
 
 test(
   'generated framings never smuggle a request to the upstream nor expose the victim token',
   async () => {
     await fc.assert(
-      fc.asyncProperty(framing, async ({ identity, method: verb, headers, body, eol }) => {
+      fc.asyncProperty(framing, async ({ identity, method: verb, primary, extras, body, eol }) => {
         const { path, lines } = stage.target(identity);
         const inner = innerRequest(stage.victimRequestLength);
         const payload = body.kind === 'none' ? '' : body.kind === 'raw' ? inner : `${chunk(inner, body.size, body.eol)}0${body.eol}${body.eol}`;
-        const head = [`${verb} ${path} HTTP/1.1`, 'host: x', ...lines.split('\r\n').filter(Boolean), ...headers.map((line) => line(payload.length))].join(eol);
+        const head = [`${verb} ${path} HTTP/1.1`, 'host: x', ...lines.split('\r\n').filter(Boolean), ...[primary, ...extras].map((line) => line(payload.length))].join(eol);
         const round = await stage.attack({ bytes: `${head}${eol}${eol}${payload}`, ...(verb === 'HEAD' ? { head: new Set([0]) } : {}) });
         // (a) and (b) only: a generated message may be incomplete in the gateway's reading (chunked
         // with no body), which the gateway may rightly answer with a timeout, holding the one

@@ -1,12 +1,13 @@
 /**
  * The stage for request-smuggling tests: a real gateway started through the CLI, a real IdP and
  * Redis, and one recording upstream (recording-upstream.ts) shared by a `none`, an `optional`, a
- * `user` and a `client` route, with one upstream connection per origin and pool, so a victim's
- * request goes out on the very connection an attacker's request just used.
+ * `user` and a `client` route (and the victim's own `user` route), with one upstream connection
+ * per origin and pool, so a victim's request goes out on the very connection an attacker's
+ * request just used whenever the two share a pool.
  *
  * `attack` plays one round: every upstream connection is dropped first (rounds are independent),
  * the attacker writes raw bytes on its own socket, then a logged-in victim sends an ordinary GET
- * to the `user` route, and the wire is left to go quiet. The requests the gateway accepted are
+ * to its `user` route, and the wire is left to go quiet. The requests the gateway accepted are
  * the ones Node's parser (the gateway's own) finds in the attacker's bytes (reference-parser.ts),
  * plus the victim's. `violations` checks the round against the invariants that define "nothing
  * was smuggled":
@@ -17,7 +18,8 @@
  *       of the victim's own request;
  *   (c) the attacker got at least one answer, and each one is the upstream's or the gateway's own
  *       JSON 4xx;
- *   (d) the victim got the upstream's answer to its own request.
+ *   (d) the victim got the upstream's answer to its own request (an attacker's request must not
+ *       hold the shared upstream connection once the attacker has been answered).
  */
 import { bearerOf } from './upstream.ts';
 import { login } from './login.ts';
@@ -27,7 +29,7 @@ import { startReferenceParser, type ParsedRequestLine } from './reference-parser
 import { SEQ_HEADER, startRecordingUpstream, type EchoAnswer, type RecordedRequest, type RecordingUpstream } from './recording-upstream.ts';
 
 /** Route prefixes, all at the same upstream origin. */
-export const ROUTES = { none: '/none', optional: '/maybe', user: '/api', client: '/svc' } as const;
+export const ROUTES = { none: '/none', optional: '/maybe', user: '/api', client: '/svc', victim: '/me' } as const;
 
 /** The attacker's identities, by name (test titles are built from them before the stage runs). */
 export const IDENTITY_NAMES = [
@@ -118,7 +120,12 @@ export async function startSmugglingStage(): Promise<SmugglingStage> {
         // One connection per upstream origin and pool: the victim's request reuses the
         // connection the attacker's request went out on (when they share a pool).
         limits: { upstreamConnections: 1 },
+        // The victim's own `user` route gives up sooner than any route an attacker uses: an
+        // attacker's upstream request left holding the shared connection until its route
+        // timeout always outlasts the victim's patience, so the victim's failure is certain
+        // instead of a race between two equal timeouts.
         routes: [
+          { path: ROUTES.victim, upstream: upstream.url, token: 'user', timeout: '1s' },
           { path: ROUTES.user, upstream: upstream.url, token: 'user', timeout: '2s' },
           { path: ROUTES.optional, upstream: upstream.url, token: 'optional', timeout: '2s' },
           { path: ROUTES.client, upstream: upstream.url, token: 'client', timeout: '2s' },
@@ -138,7 +145,7 @@ export async function startSmugglingStage(): Promise<SmugglingStage> {
   const victim = await login(world.publicUrl);
 
   // Warm-up: the victim's token as the upstream receives it, and the size of a victim request.
-  const warmPath = `${ROUTES.user}/victim/000000`;
+  const warmPath = `${ROUTES.victim}/victim/000000`;
   const warm = await converse(port, victimRequest(warmPath, port, victim.cookieHeader));
   const seen = upstream.requests.find((request) => request.url === warmPath);
   if (warm.answers[0]?.status !== 200 || !seen) throw new Error(`victim warm-up failed: ${warm.answers[0]?.head ?? warm.leftover}`);
@@ -180,7 +187,7 @@ export async function startSmugglingStage(): Promise<SmugglingStage> {
       await sleep(50);
       const firstConnection = upstream.connections.length;
       const firstRequest = upstream.requests.length;
-      const victimPath = `${ROUTES.user}/victim/${String(++round).padStart(6, '0')}`;
+      const victimPath = `${ROUTES.victim}/victim/${String(++round).padStart(6, '0')}`;
       const attackerConversation = await converse(port, attack.bytes, { expected: attack.expected ?? 1, head: attack.head });
       const victimConversation = await converse(port, victimRequest(victimPath, port, victim.cookieHeader));
       await quiet(upstream);
