@@ -7,8 +7,12 @@
 #   docker run --rm -v "$PWD/gateway.yaml:/etc/bff-gateway/gateway.yaml:ro" bff-gateway check
 # In the mounted file use listen.host 0.0.0.0; for probes from outside the container also set
 # admin.host 0.0.0.0 (and do not publish the admin port to the public network).
+# Built and smoke-tested (health, readiness, a full login) by `npm run image:test`, with buildah
+# and a locally assembled base image (scripts/image-base.sh) passed as NODE_IMAGE.
 
-ARG NODE_IMAGE=node:22-slim
+# Node 24 LTS, Debian bookworm: the production runtime. Any image with node, npm and a `node`
+# user works (--build-arg NODE_IMAGE=...); pin a digest for reproducible builds.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: full dependency tree, TypeScript -> dist/ ----
 FROM ${NODE_IMAGE} AS build
