@@ -189,6 +189,49 @@ const limitsSchema = z
 
 const redisUrl = z.string().refine((value) => /^rediss?:\/\//.test(value), 'must be a redis:// or rediss:// URL');
 
+/**
+ * A sentinel's address: `redis://host[:26379]`, `rediss://` for TLS to the sentinels. The
+ * sentinels' credentials and the data nodes' settings have their own keys, so a URL carrying
+ * them would be ambiguous.
+ */
+const sentinelNodeUrl = redisUrl
+  .refine((value) => !!tryUrl(value)?.hostname, { message: 'must be a redis:// or rediss:// URL with a host', abort: true })
+  .refine((value) => {
+    const url = tryUrl(value);
+    return !!url && !url.username && !url.password;
+  }, 'must not carry credentials: set sentinel.username/password for the sentinels, sentinel.primary.username/password for the data nodes')
+  .refine((value) => {
+    const url = tryUrl(value);
+    return !!url && (url.pathname === '' || url.pathname === '/') && !url.search && !url.hash;
+  }, 'must not carry a database number or options: set sentinel.primary.db');
+
+/**
+ * Sentinel mode: `name`, `nodes`, `username`, `password` (and `rediss://` in the node URLs) are
+ * the sentinels'; `primary` is the data nodes' side, what `url` carries in standalone mode.
+ */
+const sentinelSchema = z
+  .strictObject({
+    name: z.string().min(1, 'must not be empty'),
+    nodes: z.array(sentinelNodeUrl).min(1, 'must list at least one sentinel'),
+    username: z.string().min(1, 'must not be empty').optional(),
+    password: z.string().optional(),
+    primary: z
+      .strictObject({
+        username: z.string().min(1, 'must not be empty').optional(),
+        password: z.string().optional(),
+        db: z.number({ error: 'must be a database number (0, 1, ...)' }).int('must be a database number (0, 1, ...)').min(0, 'must be a database number (0, 1, ...)').default(0),
+        tls: z.boolean().default(false),
+      })
+      .optional(),
+  })
+  .superRefine((sentinel, ctx) => {
+    // One TLS setting covers every sentinel connection.
+    const schemes = new Set(sentinel.nodes.map((node) => node.slice(0, node.indexOf(':'))));
+    if (schemes.size > 1) ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'must all be redis:// or all rediss://' });
+    if (sentinel.primary?.username && !sentinel.primary.password) ctx.addIssue({ code: 'custom', path: ['primary', 'password'], message: 'is required with primary.username' });
+    if (sentinel.username && !sentinel.password) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required with username' });
+  });
+
 /** Without a `redis` block the store is a local Redis. */
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
 
@@ -196,13 +239,7 @@ const redisSchema = z
   .strictObject({
     url: redisUrl.optional(),
     cluster: z.array(redisUrl).min(1, 'must list at least one seed node').optional(),
-    sentinel: z
-      .strictObject({
-        name: z.string().min(1),
-        nodes: z.array(redisUrl).min(1, 'must list at least one sentinel'),
-        password: z.string().optional(),
-      })
-      .optional(),
+    sentinel: sentinelSchema.optional(),
     keyPrefix: z.string().default('bff:'),
     commandTimeout: duration('1s'),
   })

@@ -21,6 +21,8 @@ import { GatewayError } from '../errors.ts';
 import type { RedisConfig } from '../config/load.ts';
 import type { SessionStore } from './store.ts';
 import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.ts';
+import { causeOf, describeTarget, redisSecrets, watchConnection, type ConnectionWatch } from './redis-state.ts';
 
 type Client = Redis | Cluster;
 
@@ -30,9 +32,9 @@ const INDEX_ADD = `redis.call('sadd', KEYS[1], ARGV[1])
 if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 1`;
 
-function hostPort(url: string): { host: string; port: number } {
+function hostPort(url: string, defaultPort = 6379): { host: string; port: number } {
   const parsed = new URL(url);
-  return { host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || 6379) };
+  return { host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || defaultPort) };
 }
 
 function connectionOptions(url: string | undefined, commandTimeoutMs: number): RedisOptions {
@@ -63,11 +65,27 @@ export function createRedisClient(config: RedisConfig): Client {
     return new Cluster(config.cluster.map(hostPort), options);
   }
   if (config.sentinel) {
+    const { sentinel } = config;
+    const primary = sentinel.primary;
     return new Redis({
       ...connectionOptions(undefined, config.commandTimeoutMs),
-      sentinels: config.sentinel.nodes.map(hostPort),
-      name: config.sentinel.name,
-      sentinelPassword: config.sentinel.password,
+      // The data nodes (the primary Sentinel names, and any it names after a failover).
+      username: primary?.username,
+      password: primary?.password || undefined,
+      db: primary?.db ?? 0,
+      tls: primary?.tls ? {} : undefined,
+      enableTLSForSentinelMode: primary?.tls === true,
+      // The sentinels themselves: their own credentials and TLS.
+      sentinels: sentinel.nodes.map((node) => hostPort(node, 26379)),
+      name: sentinel.name,
+      sentinelUsername: sentinel.username,
+      sentinelPassword: sentinel.password || undefined,
+      sentinelTLS: sentinel.nodes[0]?.startsWith('rediss:') ? {} : undefined,
+      sentinelCommandTimeout: config.commandTimeoutMs,
+      // A failover that leaves the old primary running (manual, or a partition that heals)
+      // would otherwise keep this connection on a node that is now a read-only replica.
+      failoverDetector: true,
+      reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
     });
   }
   return new Redis(config.url as string, connectionOptions(config.url, config.commandTimeoutMs));
@@ -86,16 +104,29 @@ export class RedisStore implements SessionStore {
   private readonly endedListeners = new Set<(handle: string) => void>();
   private subscriber: Client | undefined;
 
-  constructor(private readonly client: Client, keyPrefix: string) {
+  private readonly log: Logger | undefined;
+  private readonly watch: ConnectionWatch | undefined;
+
+  /**
+   * `options.watch` follows the connection's state (see redis-state.ts); without it, connection
+   * errors are merely swallowed (ioredis would print every reconnect attempt).
+   */
+  constructor(private readonly client: Client, keyPrefix: string, options: { log?: Logger | undefined; watch?: ConnectionWatch | undefined } = {}) {
     this.prefix = keyPrefix;
     this.endedChannel = `${keyPrefix}ended`;
-    // Without a listener ioredis prints every reconnect error; the readiness probe reports them.
-    client.on('error', () => {});
+    this.log = options.log;
+    this.watch = options.watch;
+    if (!this.watch) client.on('error', () => {});
   }
 
-  static async connect(config: RedisConfig): Promise<RedisStore> {
+  /**
+   * `options.log` receives one line per change of the connection's state (connected, lost,
+   * recovered, unreachable, authentication failed) with the cause, never one per request.
+   */
+  static async connect(config: RedisConfig, options: { log?: Logger | undefined } = {}): Promise<RedisStore> {
     const client = createRedisClient(config);
-    const store = new RedisStore(client, config.keyPrefix);
+    const watch = watchConnection(client, { log: options.log, target: describeTarget(config), secrets: redisSecrets(config) });
+    const store = new RedisStore(client, config.keyPrefix, { log: options.log, watch });
     // A gateway may start before Redis does: the first connect is allowed to fail, the client
     // keeps retrying in the background and /readyz reports "session store" until it answers.
     await client.connect().catch(() => {});
@@ -110,7 +141,10 @@ export class RedisStore implements SessionStore {
     try {
       return await operation();
     } catch (err) {
-      throw new GatewayError('session_store_unavailable', { detail: `redis: ${(err as Error).message}`, cause: err });
+      // While disconnected ioredis only says "Stream isn't writeable": name the reason instead.
+      const reason = this.watch && this.watch.state !== 'up' ? this.watch.lastCause : undefined;
+      const detail = reason ? `redis: not connected (${reason.message})` : `redis: ${(err as Error).message}`;
+      throw new GatewayError('session_store_unavailable', { detail, cause: err });
     }
   }
 
@@ -150,8 +184,22 @@ export class RedisStore implements SessionStore {
     const subscriber = subscriberFor(this.client);
     this.subscriber = subscriber;
     subscriber.on('error', () => {});
-    // 'ready' comes after every (re)connect; subscribing twice to one channel is harmless.
-    subscriber.on('ready', () => void subscriber.subscribe(this.endedChannel).catch(() => {}));
+    // 'ready' comes after every (re)connect; subscribing twice to one channel is harmless. A
+    // refusal (an ACL without the channel) is told once: it persists until someone fixes it.
+    let refusal: string | undefined;
+    subscriber.on('ready', () => {
+      subscriber.subscribe(this.endedChannel).then(
+        () => {
+          refusal = undefined;
+        },
+        (err: unknown) => {
+          const cause = causeOf(err, []);
+          if (cause.message === refusal) return;
+          refusal = cause.message;
+          this.log?.warn({ channel: this.endedChannel, cause }, 'redis: cannot subscribe to ended-session announcements; open WebSockets close only at their periodic re-check');
+        },
+      );
+    });
     subscriber.on('message', (channel: string, handle: string) => {
       if (channel !== this.endedChannel) return;
       for (const listener of [...this.endedListeners]) {
@@ -215,6 +263,7 @@ export class RedisStore implements SessionStore {
   }
 
   async close(): Promise<void> {
+    this.watch?.stop();
     this.endedListeners.clear();
     const subscriber = this.subscriber;
     this.subscriber = undefined;

@@ -144,11 +144,12 @@ function track(child: ChildProcess): void {
 async function spawnRedis(
   makeArgs: (port: number, dir: string) => string[],
   ready: (port: number) => Promise<boolean> = async (port) => (await redisCommand(port, 'PING')) === '+PONG',
+  fixedPort?: number,
 ): Promise<RedisInstance> {
   assertRedisInstalled();
   let lastError: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (fixedPort ? 1 : 5); attempt++) {
+    const port = fixedPort ?? (await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'bff-redis-'));
     const child = spawn('redis-server', makeArgs(port, dir), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -179,8 +180,14 @@ const baseArgs = (port: number): string[] => [
   '--loglevel', 'warning',
 ];
 
-export async function startRedis(): Promise<RedisInstance> {
-  return spawnRedis((port) => baseArgs(port));
+/**
+ * A standalone server. `password` sets `requirepass` (the instance's `url` stays without it);
+ * `port` binds a given port (e.g. one a client is already trying), without retrying another.
+ */
+export async function startRedis(options: { password?: string; port?: number } = {}): Promise<RedisInstance> {
+  const { password, port: fixedPort } = options;
+  if (!password) return spawnRedis((port) => baseArgs(port), undefined, fixedPort);
+  return spawnRedis((port) => [...baseArgs(port), '--requirepass', password], async (port) => /^(\+PONG|-NOAUTH)/.test(await redisCommand(port, 'PING')), fixedPort);
 }
 
 /** Three masters, no replicas, all 16384 slots assigned. */
@@ -267,4 +274,146 @@ export async function startSentinel(): Promise<RedisSentinel> {
       await primary.stop();
     },
   };
+}
+
+export interface SentinelSetupOptions {
+  /** `requirepass` on the data nodes (the `default` user), also used between them. */
+  password?: string;
+  /** An extra ACL user on the data nodes, for clients that log in with a username. */
+  user?: { name: string; password: string };
+  /** `requirepass` on the sentinels themselves. */
+  sentinelPassword?: string;
+  /** Replicas of the primary (default 1). */
+  replicas?: number;
+  /** Sentinels (default 3, quorum 2; one sentinel has quorum 1). */
+  sentinels?: number;
+}
+
+export interface RedisSentinelSetup {
+  name: string;
+  primary: RedisInstance;
+  replicas: RedisInstance[];
+  sentinelNodes: RedisInstance[];
+  sentinels: Array<{ host: string; port: number }>;
+  /** `redis://127.0.0.1:<port>` per sentinel, as `session.redis.sentinel.nodes` takes them. */
+  nodeUrls: string[];
+  /** The port Sentinel currently names as the primary. */
+  primaryPort(): Promise<number>;
+  /** A command on a data node, logged in as the `default` user with the data-node password. */
+  dataCommand(port: number, ...args: Array<string | number>): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/** One command over an authenticated connection (ioredis, no retries). */
+export async function authedCommand(port: number, password: string | undefined, args: Array<string | number>, username?: string): Promise<unknown> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis({ host: HOST, port, username, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 2_000, commandTimeout: 5_000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const [command, ...rest] = args;
+    return await client.call(String(command), ...rest);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Any reply (PONG or NOAUTH) means the server is up. */
+const answers = async (port: number) => /^(\+PONG|-NOAUTH)/.test(await redisCommand(port, 'PING'));
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * A primary with replicas (`requirepass` when `password` is set) watched by several sentinels,
+ * every piece a real process on 127.0.0.1. Resolves once every sentinel knows the primary, every
+ * replica and the other sentinels, so a failover can start at once.
+ */
+export async function startSentinelSetup(options: SentinelSetupOptions = {}): Promise<RedisSentinelSetup> {
+  const name = 'bff-primary';
+  const { password, user, sentinelPassword } = options;
+  const replicaCount = options.replicas ?? 1;
+  const sentinelCount = options.sentinels ?? 3;
+  const quorum = sentinelCount === 1 ? 1 : Math.floor(sentinelCount / 2) + 1;
+  const started: RedisInstance[] = [];
+  const dataArgs = (port: number) => [
+    ...baseArgs(port),
+    ...(password ? ['--requirepass', password, '--masterauth', password] : []),
+    ...(user ? ['--user', user.name, 'on', `>${user.password}`, '~*', '&*', '+@all'] : []),
+  ];
+  const dataCommand = (port: number, ...args: Array<string | number>) => authedCommand(port, password, args);
+  try {
+    const primary = await spawnRedis((port) => dataArgs(port), answers);
+    started.push(primary);
+    const replicas: RedisInstance[] = [];
+    for (let i = 0; i < replicaCount; i++) {
+      const replica = await spawnRedis((port) => [...dataArgs(port), '--replicaof', HOST, String(primary.port)], answers);
+      started.push(replica);
+      replicas.push(replica);
+    }
+    for (const replica of replicas) {
+      await until(async () => String(await dataCommand(replica.port, 'INFO', 'replication')).includes('master_link_status:up'), `replica ${replica.port} to sync`);
+    }
+    const sentinelNodes: RedisInstance[] = [];
+    const sentinelCommand = (port: number, ...args: Array<string | number>) => authedCommand(port, sentinelPassword, args);
+    for (let i = 0; i < sentinelCount; i++) {
+      const node = await spawnRedis(
+        (port, dir) => {
+          const file = join(dir, 'sentinel.conf');
+          writeFileSync(
+            file,
+            [
+              `port ${port}`,
+              `bind ${HOST}`,
+              'protected-mode no',
+              ...(sentinelPassword ? [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`] : []),
+              `sentinel monitor ${name} ${HOST} ${primary.port} ${quorum}`,
+              ...(password ? [`sentinel auth-pass ${name} ${password}`] : []),
+              `sentinel down-after-milliseconds ${name} 1000`,
+              `sentinel failover-timeout ${name} 5000`,
+              '',
+            ].join('\n'),
+          );
+          return [file, '--sentinel'];
+        },
+        answers,
+      );
+      started.push(node);
+      sentinelNodes.push(node);
+    }
+    for (const node of sentinelNodes) {
+      await until(async () => {
+        const replicasSeen = (await sentinelCommand(node.port, 'SENTINEL', 'replicas', name)) as unknown[];
+        const peers = (await sentinelCommand(node.port, 'SENTINEL', 'sentinels', name)) as unknown[];
+        return replicasSeen.length === replicaCount && peers.length === sentinelCount - 1;
+      }, `sentinel ${node.port} to see ${replicaCount} replica(s) and ${sentinelCount - 1} other sentinel(s)`);
+    }
+    return {
+      name,
+      primary,
+      replicas,
+      sentinelNodes,
+      sentinels: sentinelNodes.map((node) => ({ host: HOST, port: node.port })),
+      nodeUrls: sentinelNodes.map((node) => `redis://${HOST}:${node.port}`),
+      async primaryPort() {
+        for (const node of sentinelNodes) {
+          const reply = await sentinelCommand(node.port, 'SENTINEL', 'get-master-addr-by-name', name).catch(() => undefined);
+          if (Array.isArray(reply)) return Number(reply[1]);
+        }
+        throw new Error('no sentinel answered');
+      },
+      dataCommand,
+      stop: async () => {
+        await Promise.all(started.map((instance) => instance.stop()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(started.map((instance) => instance.stop()));
+    throw err;
+  }
 }

@@ -1,0 +1,136 @@
+/**
+ * The Redis store says what is wrong: one log line per change of the connection's state
+ * (connected, unreachable, lost, recovered, authentication failed) with the cause's code, never
+ * one per request and never a credential; a request that fails meanwhile carries the cause
+ * instead of ioredis' "Stream isn't writeable".
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { createLogger } from '../../src/log.ts';
+import { RedisStore } from '../../src/session/redis-store.ts';
+import { authedCommand, freePort, startRedis, type RedisInstance } from '../support/redis.ts';
+
+function redisConfig(redis: Record<string, unknown>): RedisConfig {
+  return buildConfig({
+    publicUrl: 'https://app.example.com',
+    oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
+    session: { store: 'redis', redis: { commandTimeout: '500ms', ...redis }, secret: 'redis-state-logs-secret-0123456789', encryptionKey: randomBytes(32).toString('base64') },
+  }).session.redis;
+}
+
+/** Every JSON line the logger writes, as text and parsed. */
+function captureLog() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const log = createLogger({ level: 'debug', destination: stream });
+  return {
+    log,
+    lines,
+    messages: () => lines.map((line) => JSON.parse(line) as { msg: string; level: number; cause?: { code?: string; message: string }; redis?: Record<string, unknown> }).filter((entry) => entry.msg.startsWith('redis:')),
+  };
+}
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+});
+
+describe('Redis connection state in the logs', () => {
+  test('a wrong password is logged once as an authentication failure with its code, never per request, never the password', async () => {
+    const password = `right-${randomBytes(6).toString('hex')}`;
+    const wrong = `wrong-${randomBytes(6).toString('hex')}`;
+    const redis = await startRedis({ password });
+    cleanups.push(() => redis.stop());
+    const capture = captureLog();
+    const store = await RedisStore.connect(redisConfig({ url: `redis://:${wrong}@127.0.0.1:${redis.port}/0` }), { log: capture.log });
+    cleanups.push(() => store.close());
+
+    // ioredis retries every 100 ms–2 s, each retry refused again; requests keep failing.
+    await sleep(1_500);
+    const failures: GatewayError[] = [];
+    for (let i = 0; i < 20; i++) {
+      await store.get(`h${i}`).then(
+        () => expect.fail('a store call succeeded with a wrong password'),
+        (err: unknown) => failures.push(err as GatewayError),
+      );
+    }
+    await sleep(500);
+
+    expect(failures).toHaveLength(20);
+    for (const failure of failures) {
+      expect(failure).toBeInstanceOf(GatewayError);
+      expect(failure.code).toBe('session_store_unavailable');
+      expect(failure.detail).toMatch(/WRONGPASS/);
+      expect(failure.detail).not.toMatch(/Stream isn't writeable/);
+    }
+    const entries = capture.messages();
+    expect(entries.map((entry) => entry.msg)).toEqual(['redis: authentication failed; check the configured username and password']);
+    expect(entries[0]?.level).toBe(50);
+    expect(entries[0]?.cause?.code).toBe('WRONGPASS');
+    expect(entries[0]?.redis).toEqual({ mode: 'standalone', node: `127.0.0.1:${redis.port}` });
+    const all = capture.lines.join('\n');
+    expect(all).not.toContain(wrong);
+    expect(all).not.toContain(password);
+  });
+
+  test('unreachable at start, recovered, lost and recovered again, lost at shutdown: one line each', async () => {
+    const port = await freePort();
+    const capture = captureLog();
+    const store = await RedisStore.connect(redisConfig({ url: `redis://127.0.0.1:${port}/0` }), { log: capture.log });
+    cleanups.push(() => store.close());
+    // Several refused attempts (100, 200, 300 ms ...) while nothing listens.
+    await sleep(1_200);
+    await expect(store.ping()).rejects.toMatchObject({ code: 'session_store_unavailable', detail: expect.stringContaining('ECONNREFUSED') });
+    expect(capture.messages().map((entry) => [entry.msg, entry.cause?.code])).toEqual([['redis: unreachable; retrying in the background', 'ECONNREFUSED']]);
+
+    let redis: RedisInstance = await startRedis({ port });
+    cleanups.push(() => redis.stop());
+    await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+    await vi.waitFor(() => expect(capture.messages().at(-1)?.msg).toBe('redis: connection recovered'), { timeout: 2_000 });
+
+    // The server drops the store's connection; the client reconnects at once.
+    const killed = await authedCommand(port, undefined, ['CLIENT', 'KILL', 'TYPE', 'normal']);
+    expect(killed).toBeGreaterThanOrEqual(1);
+    await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+    await vi.waitFor(() => expect(capture.messages().map((entry) => entry.msg).slice(2)).toEqual(['redis: connection lost; reconnecting in the background', 'redis: connection recovered']), { timeout: 2_000 });
+
+    // Redis goes away for good: one "lost", then silence however many requests fail.
+    await redis.stop();
+    await vi.waitFor(() => expect(capture.messages()).toHaveLength(5), { timeout: 3_000 });
+    for (let i = 0; i < 20; i++) await expect(store.get(`h${i}`)).rejects.toBeInstanceOf(GatewayError);
+    await sleep(1_000);
+    expect(capture.messages().map((entry) => entry.msg)).toEqual([
+      'redis: unreachable; retrying in the background',
+      'redis: connection recovered',
+      'redis: connection lost; reconnecting in the background',
+      'redis: connection recovered',
+      'redis: connection lost; reconnecting in the background',
+    ]);
+    // And back once more, on the same port.
+    redis = await startRedis({ port });
+    await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+    await vi.waitFor(() => expect(capture.messages().at(-1)?.msg).toBe('redis: connection recovered'), { timeout: 2_000 });
+    expect(capture.messages()).toHaveLength(6);
+  });
+
+  test('a healthy start logs "connected" once; a deliberate close logs nothing', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const capture = captureLog();
+    const store = await RedisStore.connect(redisConfig({ url: redis.url }), { log: capture.log });
+    await store.set('h', 'v', 10_000);
+    expect(await store.get('h')).toBe('v');
+    await store.close();
+    await sleep(300);
+    expect(capture.messages().map((entry) => [entry.msg, entry.level])).toEqual([['redis: connected', 30]]);
+  });
+});

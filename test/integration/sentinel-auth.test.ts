@@ -1,0 +1,169 @@
+/**
+ * Sentinel with authentication, on real processes: a primary and a replica with `requirepass`
+ * (plus an ACL user for the gateway) watched by three password-protected sentinels. The data
+ * nodes get the configured username, password and db (`sentinel.primary`), the sentinels their
+ * own password; a wrong one on either side is named by `check --connect`'s probe; and the store
+ * survives the primary being killed under load: a bounded burst of errors that stops after the
+ * failover, and every session that was replicated before the kill still answers.
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
+import { createLogger } from '../../src/log.ts';
+import { probeRedis } from '../../src/session/redis-probe.ts';
+import { RedisStore } from '../../src/session/redis-store.ts';
+import { startSentinelSetup, type RedisSentinelSetup } from '../support/redis.ts';
+
+const DATA_PASSWORD = `data-${randomBytes(8).toString('hex')}`;
+const GATEWAY_USER = { name: 'gateway', password: `gw-${randomBytes(8).toString('hex')}` };
+const SENTINEL_PASSWORD = `sentinel-${randomBytes(8).toString('hex')}`;
+const DB = 3;
+
+function redisConfig(sentinel: Record<string, unknown>): RedisConfig {
+  return buildConfig({
+    publicUrl: 'https://app.example.com',
+    oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
+    session: { store: 'redis', redis: { commandTimeout: '500ms', sentinel }, secret: 'sentinel-auth-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
+  }).session.redis;
+}
+
+let setup: RedisSentinelSetup;
+const sentinelConfig = (overrides: Record<string, unknown> = {}) => ({
+  name: setup.name,
+  nodes: setup.nodeUrls,
+  password: SENTINEL_PASSWORD,
+  primary: { username: GATEWAY_USER.name, password: GATEWAY_USER.password, db: DB },
+  ...overrides,
+});
+
+beforeAll(async () => {
+  setup = await startSentinelSetup({ password: DATA_PASSWORD, user: GATEWAY_USER, sentinelPassword: SENTINEL_PASSWORD, replicas: 1, sentinels: 3 });
+}, 60_000);
+afterAll(() => setup?.stop());
+
+/** master_repl_offset of the primary, then waits until the replica has acknowledged it (what WAIT does, for writes made on another connection). */
+async function replicated(): Promise<void> {
+  const offsetOf = (info: unknown, field: string) => Number(new RegExp(`${field}:(\\d+)`).exec(String(info))?.[1] ?? -1);
+  const primaryOffset = offsetOf(await setup.dataCommand(setup.primary.port, 'INFO', 'replication'), 'master_repl_offset');
+  expect(primaryOffset).toBeGreaterThan(0);
+  const replica = setup.replicas[0]!;
+  await vi.waitFor(async () => expect(offsetOf(await setup.dataCommand(replica.port, 'INFO', 'replication'), 'slave_repl_offset')).toBeGreaterThanOrEqual(primaryOffset), { timeout: 5_000, interval: 50 });
+}
+
+describe.sequential('Sentinel with authentication', () => {
+  test("the data node gets the configured username, password and db; the sentinels their own password", async () => {
+    const store = await RedisStore.connect(redisConfig(sentinelConfig()));
+    try {
+      await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+      await store.set('db-check', 'v', 60_000);
+      expect(await store.get('db-check')).toBe('v');
+      const keyspace = String(await setup.dataCommand(setup.primary.port, 'INFO', 'keyspace'));
+      expect(keyspace).toMatch(new RegExp(`^db${DB}:keys=\\d+`, 'm'));
+      expect(keyspace).not.toMatch(/^db0:/m);
+      const clients = String(await setup.dataCommand(setup.primary.port, 'CLIENT', 'LIST'));
+      expect(clients.split('\n').some((line) => line.includes(`user=${GATEWAY_USER.name}`) && line.includes(` db=${DB} `))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('the probe behind check --connect answers, and names a wrong password on either side', async () => {
+    expect(await probeRedis(redisConfig(sentinelConfig()))).toMatchObject({ ok: true, target: { mode: 'sentinel', name: setup.name } });
+
+    const wrongData = await probeRedis(redisConfig(sentinelConfig({ primary: { username: GATEWAY_USER.name, password: 'not-the-password', db: DB } })));
+    expect(wrongData.ok).toBe(false);
+    expect(wrongData.problem).toMatch(/^authentication failed: .*WRONGPASS/);
+
+    const noData = await probeRedis(redisConfig(sentinelConfig({ primary: { db: DB } })));
+    expect(noData.ok).toBe(false);
+    expect(noData.problem).toMatch(/NOAUTH/);
+
+    const wrongSentinel = await probeRedis(redisConfig(sentinelConfig({ password: 'not-the-sentinel-password' })));
+    expect(wrongSentinel.ok).toBe(false);
+    expect(wrongSentinel.problem).toMatch(/^authentication failed: .*sentinels.*WRONGPASS/);
+    for (const result of [wrongData, noData, wrongSentinel]) {
+      expect(result.problem).not.toContain('not-the-');
+      expect(result.problem).not.toContain(DATA_PASSWORD);
+    }
+  });
+
+  test('the primary killed under load: a bounded burst of errors that stops after the failover, no replicated session lost', async () => {
+    const lines: string[] = [];
+    const log = createLogger({
+      level: 'info',
+      destination: new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+          done();
+        },
+      }),
+    });
+    const store = await RedisStore.connect(redisConfig(sentinelConfig()), { log });
+    try {
+      await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+      const sessions = new Map<string, string>();
+      for (let i = 0; i < 200; i++) sessions.set(`before-${i}-${randomBytes(6).toString('hex')}`, `sealed-${i}`);
+      for (const [handle, sealed] of sessions) await store.set(handle, sealed, 600_000);
+      await replicated();
+      const oldPrimary = setup.primary.port;
+      const replicaPort = setup.replicas[0]!.port;
+      expect(await setup.primaryPort()).toBe(oldPrimary);
+
+      // Eight clients reading the replicated sessions and writing new ones, nonstop.
+      const handles = [...sessions.keys()];
+      const errors: number[] = [];
+      let lost = 0;
+      let succeeded = 0;
+      let running = true;
+      const worker = async (n: number) => {
+        for (let i = 0; running; i++) {
+          const handle = handles[(n * 31 + i) % handles.length]!;
+          try {
+            const value = await store.get(handle);
+            if (value !== sessions.get(handle)) lost += 1;
+            await store.set(`load-${n}-${i}`, 'v', 60_000);
+            succeeded += 1;
+          } catch {
+            errors.push(Date.now());
+            await new Promise((done) => setTimeout(done, 20));
+          }
+        }
+      };
+      const workers = Array.from({ length: 8 }, (_, n) => worker(n));
+      await new Promise((done) => setTimeout(done, 300));
+      expect(errors).toEqual([]);
+
+      const killedAt = Date.now();
+      setup.primary.kill();
+      await vi.waitFor(async () => expect(await setup.primaryPort()).toBe(replicaPort), { timeout: 30_000, interval: 200 });
+      // Served by the new primary: a write succeeds through the store again.
+      await vi.waitFor(() => store.set('after-failover', 'v', 60_000), { timeout: 15_000, interval: 50 });
+      const recoveredAt = Date.now();
+      const succeededBeforeTail = succeeded;
+      await new Promise((done) => setTimeout(done, 2_000));
+      running = false;
+      await Promise.all(workers);
+
+      // The burst happened, and it is over: nothing failed once the store was answering again
+      // (a little slack for calls already in flight at that moment), and work went on.
+      expect(errors.length).toBeGreaterThan(0);
+      expect(errors.filter((at) => at > recoveredAt + 250)).toEqual([]);
+      expect(Math.max(...errors) - killedAt).toBeLessThan(20_000);
+      expect(succeeded - succeededBeforeTail).toBeGreaterThan(50);
+      expect(lost).toBe(0);
+      for (const [handle, sealed] of sessions) expect(await store.get(handle)).toBe(sealed);
+
+      // Logged per change of state, not per failed call.
+      const redisLines = lines.map((line) => JSON.parse(line) as { msg: string }).filter((entry) => entry.msg.startsWith('redis:'));
+      expect(redisLines[0]?.msg).toBe('redis: connected');
+      expect(redisLines.some((entry) => entry.msg.startsWith('redis: connection lost'))).toBe(true);
+      expect(redisLines.at(-1)?.msg).toBe('redis: connection recovered');
+      expect(redisLines.length).toBeLessThanOrEqual(6);
+      expect(errors.length).toBeGreaterThan(redisLines.length);
+      expect(lines.join('\n')).not.toContain(GATEWAY_USER.password);
+    } finally {
+      await store.close();
+    }
+  }, 90_000);
+});
