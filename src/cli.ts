@@ -2,6 +2,7 @@
  * Command line (contract section 1):
  *   bff-gateway [--config FILE]            start (FILE may come from BFF_CONFIG)
  *   bff-gateway check --config FILE        validate; print every problem with its YAML path
+ *   bff-gateway check --connect ...        also try the session store and the IdP's discovery
  *   bff-gateway sessions list|revoke ...   operator tools (see `sessions --help`)
  * An invalid configuration never starts a server: exit 1 with the same messages as `check`.
  * SIGTERM/SIGINT: drain — stop accepting, answer everything from then on with
@@ -13,10 +14,12 @@ import { ConfigError, loadConfigFile, type GatewayConfig } from './config/load.t
 import { createLogger } from './log.ts';
 import { buildGateway } from './server.ts';
 import { runSessionsCommand } from './admin/sessions-cli.ts';
+import { checkConnections } from './ops/check-connect.ts';
 
 const USAGE = `Usage:
   bff-gateway [--config FILE]                 start the gateway (or set BFF_CONFIG)
-  bff-gateway check --config FILE             validate a configuration file
+  bff-gateway check [--connect] --config FILE validate a configuration file; --connect also
+                                              tries the session store and the IdP's discovery
   bff-gateway sessions list [--sub SUB] --config FILE
   bff-gateway sessions revoke (--sub SUB | --sid IDP_SID | --handle H | --all) --config FILE
 `;
@@ -79,6 +82,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number |
         sid: { type: 'string' },
         handle: { type: 'string' },
         all: { type: 'boolean' },
+        connect: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -97,6 +101,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number |
     const config = await readConfig(file, io);
     if (!config) return 1;
     io.out(`${file}: configuration is valid`);
+    if (values.connect) return (await checkConnections(config, io)) ? 0 : 1;
     return 0;
   }
   if (command === 'sessions') {
