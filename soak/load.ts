@@ -16,6 +16,8 @@ export interface StartMessage {
   type: 'start';
   gateways: string[];
   cookies: string[];
+  /** When each session's login completed (ms): a first-seen token issued later was a refresh. */
+  loggedInAt: number[];
   intervalMs: number;
   requestTimeoutMs: number;
   /** Token lifetime minus the refresh window: the shortest normal gap between two refreshes. */
@@ -69,6 +71,7 @@ export type FromLoad = { type: 'ready'; upstreamUrl: string } | Stats | Report;
 
 interface SessionState {
   cookie: string;
+  loggedInAt: number;
   current?: string;
   replaced: Set<string>;
   lastChange?: number;
@@ -85,7 +88,14 @@ function startUpstream(): Promise<Server> {
   const server = createServer((req, res) => {
     const token = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
     const fp = token ? createHash('sha256').update(token).digest('base64url').slice(0, 16) : '';
-    const body = JSON.stringify({ fp });
+    // The token's issue time, read without verifying (the gateway only ever sends the IdP's).
+    let iat = 0;
+    try {
+      iat = Number((JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat?: number }).iat ?? 0);
+    } catch {
+      // not a JWT: no issue time
+    }
+    const body = JSON.stringify({ fp, iat });
     req.resume();
     res.writeHead(token ? 200 : 401, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -111,7 +121,7 @@ async function main(): Promise<void> {
     failureTimes.push({ at: Date.now(), status });
   };
 
-  async function call(session: SessionState, base: string): Promise<string | undefined> {
+  async function call(session: SessionState, base: string): Promise<{ fp: string; iat: number } | undefined> {
     const started = performance.now();
     inFlight++;
     try {
@@ -127,7 +137,7 @@ async function main(): Promise<void> {
       if (res.statusCode === 200) {
         window.ok++;
         totals.ok++;
-        return (JSON.parse(text) as { fp: string }).fp;
+        return JSON.parse(text) as { fp: string; iat: number };
       }
       if (res.statusCode === 401) session.lost = true;
       fail(`${res.statusCode} ${/"error":"(\w+)"/.exec(text)?.[1] ?? ''}`.trim());
@@ -143,7 +153,7 @@ async function main(): Promise<void> {
     return undefined;
   }
 
-  function observe(session: SessionState, fp: string): void {
+  function observe(session: SessionState, { fp, iat }: { fp: string; iat: number }): void {
     if (fp === session.current) return;
     if (session.replaced.has(fp)) {
       totals.staleTokens++;
@@ -159,6 +169,11 @@ async function main(): Promise<void> {
       // observed changes tell a second refresh within one lifetime.
       if (session.lastChange !== undefined && start && now - session.lastChange < start.refreshPeriodMs - 1_000) totals.earlyChanges++;
       session.lastChange = now;
+    } else if (iat * 1000 > session.loggedInAt) {
+      // The login's token was refreshed before any call carried it back: that is a change too.
+      session.changes++;
+      totals.tokenChanges++;
+      window.tokenChanges++;
     }
     session.current = fp;
   }
@@ -175,14 +190,14 @@ async function main(): Promise<void> {
     const n = start.gateways.length;
     const [a, b] = await Promise.all([call(session, start.gateways[index % n] as string), call(session, start.gateways[(index + 1) % n] as string)]);
     session.busy = false;
-    if (a && b && a !== b) totals.splitTicks++;
-    for (const fp of [a, b]) if (fp) observe(session, fp);
+    if (a && b && a.fp !== b.fp) totals.splitTicks++;
+    for (const seen of [a, b]) if (seen) observe(session, seen);
   }
 
   process.on('message', (message: ToLoad) => {
     if (message.type === 'start') {
       start = message;
-      sessions = message.cookies.map((cookie) => ({ cookie, replaced: new Set(), changes: 0, lost: false, busy: false }));
+      sessions = message.cookies.map((cookie, i) => ({ cookie, loggedInAt: message.loggedInAt[i] ?? 0, replaced: new Set(), changes: 0, lost: false, busy: false }));
       sessions.forEach((_, index) => {
         const first = setTimeout(() => {
           timers.delete(first);

@@ -320,12 +320,14 @@ async function main(): Promise<void> {
     // Log every session in, through the first instance's public URL (the IdP's redirect URI).
     const loginStarted = Date.now();
     const cookies: string[] = new Array(SESSIONS);
+    const loggedInAt: number[] = new Array(SESSIONS);
     let nextLogin = 0;
     await Promise.all(
       Array.from({ length: Math.min(LOGIN_CONCURRENCY, SESSIONS) }, async () => {
         while (nextLogin < SESSIONS) {
           const index = nextLogin++;
           cookies[index] = (await login(publicUrl)).cookieHeader;
+          loggedInAt[index] = Date.now();
         }
       }),
     );
@@ -359,7 +361,7 @@ async function main(): Promise<void> {
     await sleep(6_000);
     const before = { processes: processSamples(), redis: await redisSample(), refresh: await gatewayRefresh(), idpGrants: idp.counters.refreshGrants };
     const t0 = Date.now();
-    toLoader({ type: 'start', gateways: gateways.map((g) => g.url), cookies, intervalMs: INTERVAL_S * 1000, requestTimeoutMs: 10_000, refreshPeriodMs: (TOKEN_TTL_S - WINDOW_S) * 1000 });
+    toLoader({ type: 'start', gateways: gateways.map((g) => g.url), cookies, loggedInAt, intervalMs: INTERVAL_S * 1000, requestTimeoutMs: 10_000, refreshPeriodMs: (TOKEN_TTL_S - WINDOW_S) * 1000 });
 
     const samples: Sample[] = [];
     const events: Array<{ t: number; what: string }> = [];
