@@ -14,7 +14,7 @@ import { parseConfigText, type GatewayConfig } from '../src/config/load.ts';
 import { createLogger } from '../src/log.ts';
 import { buildGateway, type Gateway } from '../src/server.ts';
 import { startApi, type SampleApi } from './api.ts';
-import { startIdp, type Idp } from './idp.ts';
+import { startIdp, type Idp } from '../fixtures/idp/idp.ts';
 import { startSpaServer, type SpaServer } from './spa/serve.ts';
 
 export const DEMO_USER = 'alice';
@@ -123,7 +123,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       if (address && typeof address === 'object') adminUrl = `http://${config.admin.host}:${address.port}`;
     }
     gateway.start();
-    await gateway.ctx.idp.start();
+    await gateway.services.idp.start();
 
     return { url: publicUrl, adminUrl, idp, api, spa, gateway, config, close: closeAll };
   } catch (err) {

@@ -12,7 +12,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, type GatewayConfig } from './config/load.ts';
 import { createLogger } from './log.ts';
-import { buildGateway } from './server.ts';
 import { runSessionsCommand } from './admin/sessions-cli.ts';
 import { checkConnections } from './ops/check-connect.ts';
 
@@ -122,6 +121,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number |
 
 async function serve(config: GatewayConfig): Promise<void> {
   const log = createLogger();
+  // Loaded only to serve: the other commands never load the web server.
+  const { buildGateway } = await import('./server.ts');
   const gateway = await buildGateway(config, { log });
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
   if (gateway.admin && config.admin) await gateway.admin.listen({ host: config.admin.host, port: config.admin.port });

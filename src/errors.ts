@@ -3,9 +3,9 @@
  * a stable code, a status, and a public message. Private detail goes to the log only, never
  * into a response: `GatewayError.message` IS the public message, so even a serializer that
  * knows nothing about the gateway (fastify's default, `JSON.stringify`) cannot leak the detail.
+ * How fastify listeners answer these errors is in listener/error-handlers.ts.
  */
 import type { ServerResponse } from 'node:http';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export const ERRORS = {
   unauthenticated: { status: 401, message: 'No valid session: log in first.' },
@@ -98,16 +98,6 @@ export function rawHttpError(err: GatewayError): string {
   return `HTTP/1.1 ${err.status} ${reason}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
-/** Any error a fastify handler throws, as a contract error (4xx from fastify itself, e.g. bad JSON, stays a 4xx). */
-export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
-  if (isGatewayError(err)) return err;
-  const code = (err as FastifyError).code;
-  const status = (err as FastifyError).statusCode ?? 500;
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new GatewayError('payload_too_large', { detail: code, cause: err });
-  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}`, cause: err });
-  return new GatewayError('internal_error', { detail: err.message, cause: err });
-}
-
 /** The private side of any error, for log lines: a GatewayError's detail, else its message. */
 export function errorDetail(err: unknown): string {
   if (isGatewayError(err)) return err.detail;
@@ -133,27 +123,4 @@ export function causeOf(err: GatewayError): { type: string; code: string } | und
 export function errorLogFields(error: GatewayError): { code: ErrorCode; detail: string; err?: { type: string; code: string } } {
   const cause = causeOf(error);
   return cause ? { code: error.code, detail: error.detail, err: cause } : { code: error.code, detail: error.detail };
-}
-
-/** Logs the private detail and answers with the public JSON error. */
-export function sendError(request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
-  if (error.status >= 500) request.log.warn(errorLogFields(error), 'request failed');
-  else request.log.info(errorLogFields(error), 'request refused');
-  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.message));
-}
-
-/**
- * The same not-found and error handlers on a listener: `{"error","message"}`, no-store, never
- * fastify's own shapes (which would carry `statusCode` and an error's raw message). Set before
- * any scope is registered: encapsulated scopes copy the handlers in force when they are created.
- * `beforeSend` adds what one listener needs on some errors (the public one clears the session
- * cookie on session_expired).
- */
-export function setErrorHandlers(app: FastifyInstance, beforeSend?: (error: GatewayError, reply: FastifyReply) => void): void {
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('not_found')));
-  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
-    const error = toGatewayError(err);
-    beforeSend?.(error, reply);
-    sendError(request, reply, error);
-  });
 }

@@ -1,28 +1,20 @@
 /**
- * buildGateway(config, deps): the whole gateway as a fastify app that does not listen by
- * itself (tests build apps; only the CLI listens). Plugins are wired in flow order:
- * request guards -> /auth endpoints -> proxy scope (everything else) -> error mapping.
+ * The HTTP side of the gateway: fastify apps wired onto services that services.ts already built.
+ * `createGateway(services)` makes the public app (and the admin app when configured), which
+ * never listen by themselves (tests build apps; only the CLI listens); `buildGateway(config,
+ * deps)` builds the services first. Plugins are wired in flow order: request guards -> /auth
+ * endpoints -> proxy scope (everything else) -> error mapping. Each adapter gets only the
+ * services it uses.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
-import type { GatewayContext } from './context.ts';
-import { GatewayError, SECURITY_HEADERS, rawHttpError, sendError, setErrorHandlers } from './errors.ts';
-import { createLogger, maskUrl, type Logger } from './log.ts';
-import { IdpClient } from './oidc/client.ts';
-import { LogoutTokenVerifier } from './oidc/logout-token.ts';
-import { Metrics } from './ops/metrics.ts';
+import { GatewayError, SECURITY_HEADERS, rawHttpError } from './errors.ts';
+import { sendError, setErrorHandlers } from './listener/error-handlers.ts';
+import { maskUrl } from './log.ts';
 import { buildAdminApp } from './ops/health.ts';
-import { ClientTokens } from './refresh/client-tokens.ts';
-import { TokenRefresher } from './refresh/token-refresher.ts';
-import { SessionCookie } from './session/cookie.ts';
-import { MemoryStore } from './session/memory-store.ts';
-import { RedisStore } from './session/redis-store.ts';
-import { Sealer } from './session/seal.ts';
-import { Sessions } from './session/sessions.ts';
-import type { SessionStore } from './session/store.ts';
-import { LoginTransactions } from './auth/login-transactions.ts';
+import { buildServices, type ServiceDeps, type Services } from './services.ts';
 import { registerLogin } from './auth/login.ts';
 import { registerCallback } from './auth/callback.ts';
 import { registerUser } from './auth/user.ts';
@@ -35,22 +27,17 @@ import { createUpgradeHandler } from './proxy/websocket.ts';
 import { bodyIdleGuard, listenerDeadlines } from './listener/deadlines.ts';
 import { Drain } from './listener/drain.ts';
 
-export interface GatewayDeps {
-  log?: Logger;
-  store?: SessionStore;
-  now?: () => number;
-  metrics?: Metrics;
-}
+export type GatewayDeps = ServiceDeps;
 
 export interface Gateway {
   app: FastifyInstance;
   admin: FastifyInstance | undefined;
-  ctx: GatewayContext;
+  /** The services the apps run on (tests look at sessions, metrics, the IdP client). */
+  services: Services;
   /** Starts IdP discovery in the background (retried until it succeeds). */
   start(): void;
   close(): Promise<void>;
 }
-
 const MAX_URL_LENGTH = 8192;
 
 const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
@@ -68,33 +55,12 @@ function clientErrorCode(code: string | undefined): 'headers_too_large' | 'metho
   return 'invalid_request';
 }
 
-async function createStore(config: GatewayConfig): Promise<SessionStore> {
-  return config.session.store === 'memory' ? new MemoryStore() : RedisStore.connect(config.session.redis);
+export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
+  return createGateway(await buildServices(config, deps));
 }
 
-export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
-  const log = deps.log ?? createLogger();
-  const now = deps.now ?? Date.now;
-  const store = deps.store ?? (await createStore(config));
-  const metrics = deps.metrics ?? new Metrics({ processMetrics: true });
-  const sealer = new Sealer(config.session.encryptionKeys);
-  const sessions = new Sessions(store, sealer, config.session, now);
-  const idp = new IdpClient(config, log);
-  const ctx: GatewayContext = {
-    config,
-    log,
-    now,
-    store,
-    sealer,
-    sessions,
-    cookie: new SessionCookie(config.session),
-    idp,
-    logoutTokens: new LogoutTokenVerifier(config, idp, store),
-    refresher: new TokenRefresher({ config, store, sessions, idp, metrics, log, now }),
-    clientTokens: new ClientTokens(config, idp, now),
-    metrics,
-  };
-
+export async function createGateway(services: Services): Promise<Gateway> {
+  const { config, log, now, metrics, cookie, idp, sessions, requestSessions, ending, credentials } = services;
   const app: FastifyInstance = Fastify({
     loggerInstance: log as unknown as FastifyBaseLogger,
     // One access line per request is written by the onRequest hook below (with masked URLs).
@@ -125,13 +91,15 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
   // Set before any scope is registered: encapsulated scopes copy the handlers in force when
   // they are created, so setting them later would leave /auth and the proxy on fastify's defaults.
   setErrorHandlers(app, (error, reply) => {
-    if (error.code === 'session_expired') reply.header('set-cookie', ctx.cookie.sessionClearCookie());
+    if (error.code === 'session_expired') reply.header('set-cookie', cookie.sessionClearCookie());
   });
+  // The matched route, for the request metric (set by the proxy handler).
+  app.decorateRequest('bffRoute', undefined);
 
   app.addHook('onRequest', async (request, reply) => {
     const started = performance.now();
     reply.raw.once('finish', () => {
-      const route = (request as { bffRoute?: string }).bffRoute ?? request.routeOptions.url ?? 'unmatched';
+      const route = request.bffRoute ?? request.routeOptions.url ?? 'unmatched';
       const status = reply.raw.statusCode;
       metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
       request.log.info({ method: request.method, url: maskUrl(request.url), status, ms: Math.round(performance.now() - started) }, 'request');
@@ -153,12 +121,12 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     });
     auth.addHook('preParsing', bodyIdleGuard(config.limits.bodyIdleTimeoutMs));
     await auth.register(formbody, { bodyLimit: 64 * 1024 });
-    const transactions = new LoginTransactions(sealer, now);
-    registerLogin(auth, ctx, transactions);
-    registerCallback(auth, ctx, transactions);
-    registerUser(auth, ctx);
-    registerLogout(auth, ctx);
-    registerBackchannel(auth, ctx);
+    const { transactions } = services;
+    registerLogin(auth, { idp, cookie, requestSessions, transactions, now });
+    registerCallback(auth, { config, cookie, idp, sessions, requestSessions, ending, transactions, metrics, log, now });
+    registerUser(auth, { config, cookie, sessions, requestSessions });
+    registerLogout(auth, { config, cookie, idp, requestSessions, ending, handoffs: services.handoffs });
+    registerBackchannel(auth, { logoutTokens: services.logoutTokens, sessions, ending });
   });
 
   const routes = new RouteTable(config.routes);
@@ -167,11 +135,12 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     // Bodies stream to the upstream untouched: no parser may consume them.
     proxyScope.removeAllContentTypeParsers();
     proxyScope.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    const handler = createProxyHandler({ ctx, routes, forwarder });
+    const handler = createProxyHandler({ config, cookie, requestSessions, credentials, idp, metrics, routes, forwarder });
     proxyScope.all('/', handler);
     proxyScope.all('/*', handler);
   });
-  const upgrades = createUpgradeHandler(ctx, routes);
+  const watch = { session: config.session, store: services.store, sessions, requestSessions, now };
+  const upgrades = createUpgradeHandler({ config, cookie, credentials, watch, routes });
   app.server.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
   // Node hands CONNECT to a separate event; without a listener it drops the socket unanswered.
   app.server.on('connect', (_req, socket: Duplex) => {
@@ -179,11 +148,12 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
     socket.end(rawHttpError(new GatewayError('method_not_allowed')));
   });
 
-  const admin = config.admin ? buildAdminApp(ctx, { draining: () => drain.active }) : undefined;
+  const adminDeps = { config, log, metrics, store: services.store, idp, sessions, ending };
+  const admin = config.admin ? buildAdminApp(adminDeps, { draining: () => drain.active }) : undefined;
   return {
     app,
     admin,
-    ctx,
+    services,
     start: () => void idp.start(),
     async close() {
       // First, so every answer from here on closes its connection and /readyz says 503.
@@ -193,7 +163,7 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
       await app.close();
       await admin?.close();
       await forwarder.close();
-      await store.close();
+      await services.close();
     },
   };
 }

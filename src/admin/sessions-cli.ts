@@ -2,11 +2,12 @@
  * Operator tools: `sessions list` and `sessions revoke`. Ending a session here does what a
  * user's logout does — the session disappears from the shared store (so from every instance)
  * and its tokens are revoked at the IdP when it offers revocation — and prints what it did.
+ * They run on the services alone (services.ts): no web server is built, nothing listens.
  */
 import type { GatewayConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
-import { buildGateway } from '../server.ts';
-import { endSession } from '../auth/end-session.ts';
+import { Metrics } from '../ops/metrics.ts';
+import { buildServices } from '../services.ts';
 import type { LoadedSession } from '../session/sessions.ts';
 import { isSelective, selectSessions, summarize, type Selection } from './select.ts';
 
@@ -34,23 +35,25 @@ export async function runSessionsCommand(config: GatewayConfig, args: string[], 
     io.err('session.store is memory: sessions live inside the running gateway process and cannot be reached from here');
     return 1;
   }
-  const gateway = await buildGateway(config, { log: createLogger({ level: 'warn' }) });
+  const services = await buildServices(config, { log: createLogger({ level: 'warn' }), metrics: new Metrics() });
   try {
-    const { ctx } = gateway;
-    const sessions = await selectSessions(ctx.sessions, selection);
+    const { idp, ending } = services;
+    const sessions = await selectSessions(services.sessions, selection);
     if (action === 'list') {
       for (const session of sessions) io.out(describe(session));
       io.out(`${sessions.length} session(s)`);
       return 0;
     }
-    const idpReady = await Promise.race([ctx.idp.start().then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.oidc.timeoutMs).unref())]);
+    const idpStarted = idp.start().then(() => true);
+    const idpReady = await Promise.race([idpStarted, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.oidc.timeoutMs).unref())]);
+    const notRevoked = '  (tokens not revoked at the IdP: unreachable or no revocation endpoint)';
     for (const session of sessions) {
-      await endSession(ctx, session, 'admin', { revoke: idpReady });
-      io.out(`revoked ${describe(session)}${idpReady && ctx.idp.canRevoke ? '' : '  (tokens not revoked at the IdP: unreachable or no revocation endpoint)'}`);
+      await ending.end(session, 'admin', { revoke: idpReady });
+      io.out(`revoked ${describe(session)}${idpReady && idp.canRevoke ? '' : notRevoked}`);
     }
     io.out(`${sessions.length} session(s) revoked`);
     return 0;
   } finally {
-    await gateway.close();
+    await services.close();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * GET /auth/callback — completes the login (contract section 3). Rules, in order:
+ * GET /auth/callback — completes the login (docs/http-interface.md#get-authcallback). Rules, in order:
  * - `code`, `state`, `iss`, `error` each appear at most once;
  * - `state` matches a pending transaction in this browser's login cookie (login CSRF), and is
  *   claimed once in the store, so a replayed callback fails even with the cookie copied;
@@ -10,19 +10,23 @@
  * - a brand-new session id, then 302 to returnTo. The browser's previous session is ended: the
  *   one its cookie names, if the cookie came along, and the one named in the login transaction
  *   (with SameSite=Strict the cookie stays behind on the IdP's cross-site redirect).
- * The login cookie is cleared on every outcome. Responses are `no-store`, `no-referrer`: the
- * URL carries a code.
+ * The login cookie is cleared on every outcome (one `Set-Cookie` line for it, set first).
+ * Responses are `no-store`, `no-referrer`: the URL carries a code.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { GatewayContext } from '../context.ts';
-import { errorDetail, GatewayError } from '../errors.ts';
-import { classifyIdpFailure } from '../oidc/client.ts';
-import { refreshLifetimeMs, tokensFromResponse } from '../oidc/tokens.ts';
+import type { FastifyInstance } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
-import { cookieMaxAge, sessionFromHeaders } from '../session/request-session.ts';
-import type { LoadedSession } from '../session/sessions.ts';
-import { endSession } from './end-session.ts';
-import { LOGIN_TTL_MS, LoginTransactions } from './login-transactions.ts';
+import type { GatewayConfig } from '../config/load.ts';
+import { errorDetail, GatewayError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import { IdpError } from '../oidc/idp-error.ts';
+import { refreshLifetimeMs, tokensFromResponse } from '../oidc/tokens.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { SessionCookie } from '../session/cookie.ts';
+import type { RequestSessions } from '../session/request-session.ts';
+import type { LoadedSession, Sessions } from '../session/sessions.ts';
+import type { SessionEnding } from './end-session.ts';
+import type { LoginTransactions } from './login-transactions.ts';
 import { hasDuplicates, queryOf } from './query.ts';
 
 /** Claims that describe the login mechanics rather than the user. */
@@ -32,65 +36,81 @@ function userClaims(claims: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(claims).filter(([name]) => !NON_USER_CLAIMS.has(name)));
 }
 
-function fail(ctx: GatewayContext, detail: string, message?: string, cause?: unknown): never {
-  ctx.metrics.logins.inc({ result: 'failure' });
-  throw new GatewayError('login_failed', { detail, message, cause });
+export interface CallbackDeps {
+  config: GatewayConfig;
+  cookie: SessionCookie;
+  idp: IdpClient;
+  sessions: Sessions;
+  requestSessions: RequestSessions;
+  ending: SessionEnding;
+  transactions: LoginTransactions;
+  metrics: Metrics;
+  log: Logger;
+  now: () => number;
 }
 
-export function registerCallback(app: FastifyInstance, ctx: GatewayContext, transactions: LoginTransactions): void {
+export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void {
+  const { config, cookie, idp, sessions, transactions, metrics } = deps;
+  function fail(detail: string, message?: string, cause?: unknown): never {
+    metrics.logins.inc({ result: 'failure' });
+    throw new GatewayError('login_failed', { detail, message, cause });
+  }
+
   app.get('/auth/callback', async (request, reply) => {
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
-    reply.header('set-cookie', ctx.cookie.loginClearCookie());
+    reply.header('set-cookie', cookie.loginClearCookie());
 
     const params = queryOf(request.url);
-    if (hasDuplicates(params, ['code', 'state', 'iss', 'error'])) fail(ctx, 'duplicated callback parameter');
+    if (hasDuplicates(params, ['code', 'state', 'iss', 'error'])) fail('duplicated callback parameter');
     const state = params.get('state');
-    if (!state) fail(ctx, 'callback without state');
-    const transaction = transactions.read(ctx.cookie.readRaw(request.headers.cookie, ctx.cookie.loginName)).find((tx) => tx.state === state);
-    if (!transaction) fail(ctx, 'state does not belong to this browser or has expired');
-    if (!(await ctx.store.claimOnce(LoginTransactions.claimKey(state), LOGIN_TTL_MS))) fail(ctx, 'state already used');
+    if (!state) fail('callback without state');
+    const transaction = transactions.read(cookie.readRaw(request.headers.cookie, cookie.loginName)).find((tx) => tx.state === state);
+    if (!transaction) fail('state does not belong to this browser or has expired');
+    if (!(await transactions.claim(transaction.state))) fail('state already used');
 
     const idpError = params.get('error');
     if (idpError !== null) {
       const code = idpError.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 64) || 'unknown_error';
-      fail(ctx, `identity provider returned error ${code}`, `The identity provider answered: ${code}.`);
+      fail(`identity provider returned error ${code}`, `The identity provider answered: ${code}.`);
     }
 
-    const callbackUrl = new URL(`${ctx.config.publicUrl}/auth/callback`);
+    const callbackUrl = new URL(`${config.publicUrl}/auth/callback`);
     callbackUrl.search = params.toString();
     let response;
     try {
-      response = await ctx.idp.exchangeCode(callbackUrl, transaction);
+      response = await idp.exchangeCode(callbackUrl, transaction);
     } catch (err) {
-      // Every failed callback is 400 login_failed (contract section 3); an unreachable IdP is
-      // still told apart in the message, so the user knows a retry may work.
-      const failure = err instanceof GatewayError ? ({ kind: 'unavailable', detail: err.detail } as const) : classifyIdpFailure(err);
-      if (failure.kind === 'unavailable') fail(ctx, `code exchange: ${failure.detail}`, 'The identity provider could not be reached; try logging in again.', err);
-      fail(ctx, `code exchange failed: ${failure.kind === 'rejected' ? failure.error : failure.detail}`, undefined, err);
+      // Every failed callback is 400 login_failed (docs/http-interface.md#get-authcallback); an
+      // unreachable IdP is still told apart in the message, so the user knows a retry may work.
+      const failure = err instanceof IdpError ? err : new IdpError('unavailable', errorDetail(err), { cause: err });
+      if (failure.kind === 'unavailable') fail(`code exchange: ${failure.message}`, 'The identity provider could not be reached; try logging in again.', err);
+      fail(`code exchange failed: ${failure.reason}`, undefined, err);
     }
 
     const idClaims = response.claims();
-    if (!idClaims?.sub) fail(ctx, 'ID token without sub');
+    if (!idClaims?.sub) fail('ID token without sub');
     let claims: Record<string, unknown> = { ...idClaims };
-    if (ctx.config.oidc.fetchUserinfo && ctx.idp.metadata.userinfo_endpoint) {
+    if (config.oidc.fetchUserinfo && idp.metadata.userinfo_endpoint) {
       // Best effort: some IdPs put profile claims only in userinfo, others refuse API-audience tokens there.
-      claims = { ...(await ctx.idp.userinfo(response.access_token, idClaims.sub).catch(() => ({}))), ...idClaims };
+      claims = { ...(await idp.userinfo(response.access_token, idClaims.sub).catch(() => ({}))), ...idClaims };
     }
 
-    await endPreviousSessions(ctx, request.headers, transaction.previousHandle, idClaims.sub);
+    await endPreviousSessions(deps, request.headers, transaction.previousHandle, idClaims.sub);
 
-    const session = await ctx.sessions.create(
+    const session = await sessions.create(
       {
         sub: idClaims.sub,
         idpSid: typeof idClaims.sid === 'string' ? idClaims.sid : undefined,
         claims: userClaims(claims),
-        tokens: tokensFromResponse(response, ctx.now()),
+        tokens: tokensFromResponse(response, deps.now()),
       },
       refreshLifetimeMs(response),
     );
-    ctx.metrics.logins.inc({ result: 'success' });
+    metrics.logins.inc({ result: 'success' });
     request.log.info({ event: 'login' }, 'session created');
-    return redirectWithSession(reply, ctx, session.id, cookieMaxAge(ctx, session), transaction.returnTo);
+    // The login cookie's deletion is already on the reply (set first, for every outcome).
+    const sessionCookie = cookie.sessionSetCookie(session.id, deps.requestSessions.cookieMaxAge(session));
+    return reply.header('set-cookie', sessionCookie).redirect(`${config.publicUrl}${transaction.returnTo}`, 302);
   });
 }
 
@@ -101,23 +121,18 @@ export function registerCallback(app: FastifyInstance, ctx: GatewayContext, tran
  * (oidc-provider reuses the grant of its own session, Keycloak ties tokens to its SSO session),
  * and revoking the old refresh token would then revoke the new session's too.
  */
-async function endPreviousSessions(ctx: GatewayContext, headers: IncomingHttpHeaders, rememberedHandle: string | undefined, newSub: string): Promise<void> {
+async function endPreviousSessions(deps: CallbackDeps, headers: IncomingHttpHeaders, rememberedHandle: string | undefined, newSub: string): Promise<void> {
   const previous: LoadedSession[] = [];
-  const visible = await sessionFromHeaders(ctx, headers).catch(() => undefined);
+  const visible = await deps.requestSessions.fromHeaders(headers).catch(() => undefined);
   if (visible) previous.push(visible);
   if (rememberedHandle && rememberedHandle !== visible?.handle) {
-    const remembered = await ctx.sessions.loadHandle(rememberedHandle).catch(() => undefined);
+    const remembered = await deps.sessions.loadHandle(rememberedHandle).catch(() => undefined);
     if (remembered?.state === 'active') previous.push(remembered);
   }
   for (const session of previous) {
-    await endSession(ctx, session, 'rp', { revoke: session.record.sub !== newSub }).catch((err: unknown) => {
-      ctx.log.warn({ event: 'previous_session_not_ended', detail: errorDetail(err) }, 'could not end the previous session at re-login');
+    await deps.ending.end(session, 'rp', { revoke: session.record.sub !== newSub }).catch((err: unknown) => {
+      deps.log.warn({ event: 'previous_session_not_ended', detail: errorDetail(err) }, 'could not end the previous session at re-login');
     });
   }
 }
 
-function redirectWithSession(reply: FastifyReply, ctx: GatewayContext, id: string, maxAge: number, returnTo: string): FastifyReply {
-  return reply
-    .header('set-cookie', [ctx.cookie.loginClearCookie(), ctx.cookie.sessionSetCookie(id, maxAge)])
-    .redirect(`${ctx.config.publicUrl}${returnTo}`, 302);
-}

@@ -4,16 +4,25 @@
  * token (RFC 7009) and access token at the IdP when it offers revocation. Revocation failures
  * are logged and never undo or block the local logout (oidc/revoke-tokens.ts).
  */
-import type { GatewayContext } from '../context.ts';
+import type { Logger } from '../log.ts';
+import type { IdpClient } from '../oidc/client.ts';
 import { revokeTokens } from '../oidc/revoke-tokens.ts';
-import type { LoadedSession } from '../session/sessions.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { LoadedSession, Sessions } from '../session/sessions.ts';
 
 export type LogoutKind = 'rp' | 'backchannel' | 'admin' | 'timeout';
 
-export async function endSession(ctx: GatewayContext, session: LoadedSession, kind: LogoutKind, options: { revoke?: boolean } = {}): Promise<void> {
-  await ctx.sessions.destroy(session.handle, session.record);
-  ctx.metrics.logouts.inc({ kind });
-  if (options.revoke === false) return;
-  const { refreshToken, accessToken } = session.record.tokens;
-  await revokeTokens(ctx.idp, ctx.log, { refreshToken, accessTokens: accessToken ? [accessToken] : [] }, { kind });
+export class SessionEnding {
+  constructor(
+    private readonly deps: { sessions: Sessions; idp: IdpClient; metrics: Metrics; log: Logger },
+  ) {}
+
+  async end(session: LoadedSession, kind: LogoutKind, options: { revoke?: boolean } = {}): Promise<void> {
+    const { sessions, idp, metrics, log } = this.deps;
+    await sessions.destroy(session.handle, session.record);
+    metrics.logouts.inc({ kind });
+    if (options.revoke === false) return;
+    const { refreshToken, accessToken } = session.record.tokens;
+    await revokeTokens(idp, log, { refreshToken, accessTokens: accessToken ? [accessToken] : [] }, { kind });
+  }
 }

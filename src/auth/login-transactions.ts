@@ -1,12 +1,13 @@
 /**
- * Pending logins, bound to the browser by the short-lived login cookie (contract section 4).
+ * Pending logins, bound to the browser by the short-lived login cookie
+ * (docs/http-interface.md#cookies).
  * The cookie holds a sealed list of transactions (state, nonce, PKCE verifier, returnTo, the
  * handle of the session to replace), so
  * an anonymous visitor costs no store write and nothing in it can be read or forged. Several
  * tabs may log in at once, so up to MAX_PENDING transactions are kept; each lives 10 minutes.
  * Single use is enforced at the callback with a store-side one-time claim on the state.
  */
-import { createHash } from 'node:crypto';
+import { hashed, type OneTimeClaims } from '../session/one-time.ts';
 import type { Sealer } from '../session/seal.ts';
 
 export interface LoginTransaction {
@@ -31,6 +32,7 @@ export class LoginTransactions {
   constructor(
     private readonly sealer: Sealer,
     private readonly now: () => number,
+    private readonly claims: OneTimeClaims,
   ) {}
 
   /** The live transactions in a login cookie value; tampered or expired ones are dropped. */
@@ -47,8 +49,11 @@ export class LoginTransactions {
     return this.sealer.seal([...existing, transaction].slice(-MAX_PENDING), SEAL_CONTEXT);
   }
 
-  /** Key for the store-side single-use claim: the state is never stored in clear. */
-  static claimKey(state: string): string {
-    return `state.${createHash('sha256').update(state).digest('base64url')}`;
+  /**
+   * Uses up a transaction's state, on every instance: true the first time only, so a replayed
+   * callback fails even with the login cookie copied. The state is never stored in clear.
+   */
+  claim(state: string): Promise<boolean> {
+    return this.claims.claim('login-state', hashed(state), LOGIN_TTL_MS);
   }
 }

@@ -15,13 +15,15 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import type { GatewayContext } from '../context.ts';
+import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
-import { sessionFromHeaders, type RequestSession } from '../session/request-session.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import type { SessionCookie } from '../session/cookie.ts';
+import type { RequestSession, RequestSessions } from '../session/request-session.ts';
 import { passesCsrf } from './csrf.ts';
 import { sameSecret } from '../util/same-secret.ts';
-import { endSession } from './end-session.ts';
-import { LOGOUT_CONTINUE_PATH, LogoutHandoffs } from './logout-handoff.ts';
+import type { SessionEnding } from './end-session.ts';
+import { LOGOUT_CONTINUE_PATH, type LogoutHandoffs } from './logout-handoff.ts';
 import { singleQueryValue } from './query.ts';
 
 /**
@@ -36,38 +38,46 @@ function isTopLevelNavigation(headers: IncomingHttpHeaders): boolean {
   return (mode === undefined || mode === 'navigate') && (dest === undefined || dest === 'document');
 }
 
-export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void {
-  const postLogoutUrl = `${ctx.config.publicUrl}${ctx.config.oidc.postLogoutRedirect}`;
-  const handoffs = new LogoutHandoffs(ctx.store, ctx.sealer);
-  const hasEndSession = () => ctx.idp.endSessionUrl(undefined, postLogoutUrl) !== undefined;
+export interface LogoutDeps {
+  config: GatewayConfig;
+  cookie: SessionCookie;
+  idp: IdpClient;
+  requestSessions: RequestSessions;
+  ending: SessionEnding;
+  handoffs: LogoutHandoffs;
+}
+
+export function registerLogout(app: FastifyInstance, { config, cookie, idp, requestSessions, ending, handoffs }: LogoutDeps): void {
+  const postLogoutUrl = `${config.publicUrl}${config.oidc.postLogoutRedirect}`;
+  const hasEndSession = () => idp.endSessionUrl(undefined, postLogoutUrl) !== undefined;
 
   app.get('/auth/logout', async (request, reply) => {
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
-    const session = await sessionFromHeaders(ctx, request.headers);
-    if (!session) return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).redirect(postLogoutUrl, 302);
+    const session = await requestSessions.fromHeaders(request.headers);
+    if (!session) return reply.header('set-cookie', cookie.sessionClearCookie()).redirect(postLogoutUrl, 302);
     if (!sameSecret(session.record.logoutSid, singleQueryValue(request.url, 'sid'))) {
       throw new GatewayError('invalid_request', { message: 'The logout link is missing or wrong: use the logoutUrl from /auth/user.' });
     }
     const idToken = session.record.tokens.idToken;
-    await endSession(ctx, session, 'rp');
-    const target = ctx.idp.endSessionUrl(idToken, postLogoutUrl) ?? postLogoutUrl;
-    return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).redirect(target, 302);
+    await ending.end(session, 'rp');
+    const target = idp.endSessionUrl(idToken, postLogoutUrl) ?? postLogoutUrl;
+    return reply.header('set-cookie', cookie.sessionClearCookie()).redirect(target, 302);
   });
 
   app.post('/auth/logout', async (request, reply) => {
     reply.header('cache-control', 'no-store');
-    if (!passesCsrf(request.headers, ctx.config)) throw new GatewayError('csrf_required');
-    const session = await sessionFromHeaders(ctx, request.headers);
+    if (!passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
+    const session = await requestSessions.fromHeaders(request.headers);
     const target = session ? await logoutForScript(session) : postLogoutUrl;
-    return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).send({ logoutUrl: target });
+    return reply.header('set-cookie', cookie.sessionClearCookie()).send({ logoutUrl: target });
   });
 
   /** Ends the session; the URL to navigate to names the hand-off, never the ID token. */
   async function logoutForScript(session: RequestSession): Promise<string> {
     // The hand-off is stored first: if the store is down nothing has happened yet, and a retry works.
     const handle = hasEndSession() ? await handoffs.create(session.record.tokens.idToken) : undefined;
-    await endSession(ctx, session, 'rp');
-    return handle ? `${ctx.config.publicUrl}${LOGOUT_CONTINUE_PATH}?handoff=${handle}` : postLogoutUrl;
+    await ending.end(session, 'rp');
+    return handle ? `${config.publicUrl}${LOGOUT_CONTINUE_PATH}?handoff=${handle}` : postLogoutUrl;
   }
 
   app.get(LOGOUT_CONTINUE_PATH, async (request, reply) => {
@@ -76,7 +86,7 @@ export function registerLogout(app: FastifyInstance, ctx: GatewayContext): void 
       throw new GatewayError('invalid_request', { message: 'Open the logout URL by navigating to it, not from a script.' });
     }
     const handoff = await handoffs.redeem(singleQueryValue(request.url, 'handoff'));
-    const target = handoff ? (ctx.idp.endSessionUrl(handoff.idToken, postLogoutUrl) ?? postLogoutUrl) : postLogoutUrl;
-    return reply.header('set-cookie', ctx.cookie.sessionClearCookie()).redirect(target, 302);
+    const target = handoff ? (idp.endSessionUrl(handoff.idToken, postLogoutUrl) ?? postLogoutUrl) : postLogoutUrl;
+    return reply.header('set-cookie', cookie.sessionClearCookie()).redirect(target, 302);
   });
 }

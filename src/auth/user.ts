@@ -3,33 +3,42 @@
  * session's expiry times and the logout URL. Never a token: the SPA has no use for one.
  */
 import type { FastifyInstance } from 'fastify';
-import type { GatewayContext } from '../context.ts';
+import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
-import { cookieMaxAge, sessionFromHeaders } from '../session/request-session.ts';
+import type { SessionCookie } from '../session/cookie.ts';
+import type { RequestSessions } from '../session/request-session.ts';
+import type { Sessions } from '../session/sessions.ts';
 import { passesCsrf } from './csrf.ts';
 
-export function logoutUrlFor(ctx: GatewayContext, logoutSid: string): string {
-  return `${ctx.config.publicUrl}/auth/logout?sid=${encodeURIComponent(logoutSid)}`;
+function logoutUrlFor(publicUrl: string, logoutSid: string): string {
+  return `${publicUrl}/auth/logout?sid=${encodeURIComponent(logoutSid)}`;
 }
 
-export function registerUser(app: FastifyInstance, ctx: GatewayContext): void {
+export interface UserDeps {
+  config: GatewayConfig;
+  cookie: SessionCookie;
+  sessions: Sessions;
+  requestSessions: RequestSessions;
+}
+
+export function registerUser(app: FastifyInstance, { config, cookie, sessions, requestSessions }: UserDeps): void {
   app.get('/auth/user', async (request, reply) => {
     reply.header('cache-control', 'no-store');
-    if (!passesCsrf(request.headers, ctx.config)) throw new GatewayError('csrf_required');
-    const session = await sessionFromHeaders(ctx, request.headers);
+    if (!passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
+    const session = await requestSessions.fromHeaders(request.headers);
     if (!session) throw new GatewayError('unauthenticated');
-    await ctx.sessions.touch(session);
+    await sessions.touch(session);
     // Signed by a retired secret: hand out a cookie signed by the current one.
-    if (session.renewCookie) reply.header('set-cookie', ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session)));
+    if (session.renewCookie) reply.header('set-cookie', cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session)));
     const { record } = session;
     return {
       sub: record.sub,
       claims: record.claims,
       session: {
         expiresAt: new Date(record.absoluteExpiresAt).toISOString(),
-        idleExpiresAt: new Date(ctx.sessions.idleExpiresAt(record)).toISOString(),
+        idleExpiresAt: new Date(sessions.idleExpiresAt(record)).toISOString(),
       },
-      logoutUrl: logoutUrlFor(ctx, record.logoutSid),
+      logoutUrl: logoutUrlFor(config.publicUrl, record.logoutSid),
     };
   });
 }

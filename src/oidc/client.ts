@@ -15,8 +15,8 @@
  * - Discovery must name exactly the configured issuer (openid-client checks it); until it
  *   does, the gateway is not ready and every login answers 503 idp_unavailable.
  * - Every IdP call has the configured timeout.
- * - Failures are classified by status and OAuth error code, never by message text
- *   (`classifyIdpFailure`).
+ * - Every failure leaves this class as an IdpError (idp-error.ts), classified once by status
+ *   and OAuth error code, never by message text. Callers never see the library's errors.
  * - With `oidc.dpop`, the authorization request names the key (`dpop_jkt`) and every grant
  *   carries a DPoP proof. openid-client itself retries a grant once when the IdP answers
  *   `use_dpop_nonce` (the handle caches the nonce per Configuration, hence one handle each).
@@ -25,54 +25,33 @@ import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { GatewayConfig } from '../config/load.ts';
-import { GatewayError } from '../errors.ts';
 import { DpopKey } from './dpop.ts';
+import { classifyIdpFailure, IdpError, InvalidIdTokenSignature } from './idp-error.ts';
 import { importPrivateKey, parsePrivateKey } from './keys.ts';
 
 export const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 export type TokenResponse = client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
 
-/**
- * `rejected`: the IdP said no (4xx) — the grant is dead. `invalid`: the IdP answered, but the
- * answer failed validation (signature, claims, iss) — never use it. `unavailable`: network,
- * timeout or 5xx — try again later.
- */
-export type IdpFailure = { kind: 'rejected'; error: string } | { kind: 'invalid'; detail: string } | { kind: 'unavailable'; detail: string };
-
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
-const TRANSIENT_CODES = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT']);
-
-export function classifyIdpFailure(err: unknown): IdpFailure {
-  if (err instanceof client.ResponseBodyError) {
-    return err.status >= 400 && err.status < 500 ? { kind: 'rejected', error: err.error } : { kind: 'unavailable', detail: `HTTP ${err.status} ${err.error}` };
-  }
-  const cause = (err as { cause?: unknown } | undefined)?.cause;
-  if (cause instanceof Response) {
-    // A bare 4xx without a JSON body is still a refusal (some IdPs send exactly that).
-    return cause.status >= 400 && cause.status < 500 ? { kind: 'rejected', error: `http_${cause.status}` } : { kind: 'unavailable', detail: `HTTP ${cause.status}` };
-  }
-  const code = (err as { code?: string } | undefined)?.code;
-  // openid-client reports its own timeout and an aborted fetch with OAUTH_ codes too, but
-  // those mean "no answer", not "a bad answer": the session must survive them.
-  if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return { kind: 'unavailable', detail: code };
-  if (typeof code === 'string' && code.startsWith('OAUTH_')) return { kind: 'invalid', detail: code };
-  if (err instanceof InvalidIdTokenSignature) return { kind: 'invalid', detail: err.message };
-  return { kind: 'unavailable', detail: code ?? (err as Error)?.name ?? 'error' };
-}
-
-/** The ID token's signature does not verify against the IdP's keys (or its algorithm is refused). */
-export class InvalidIdTokenSignature extends Error {
-  constructor(detail: string, options?: { cause?: unknown }) {
-    super(`ID token signature: ${detail}`, options);
-    this.name = 'InvalidIdTokenSignature';
-  }
-}
-
 // JOSE errors that mean "no answer" (timeout, non-200, unparsable body) rather than "a bad token".
 const JWKS_UNAVAILABLE = new Set(['ERR_JWKS_TIMEOUT', 'ERR_JOSE_GENERIC']);
+
+/** The secrets of one authorization request (RFC 7636 PKCE, OIDC state and nonce). */
+export interface LoginChecks {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+  codeChallenge: string;
+}
+
+/** Fresh random state, nonce and PKCE verifier (with its S256 challenge) for one login. */
+export async function newLoginChecks(): Promise<LoginChecks> {
+  const codeVerifier = client.randomPKCECodeVerifier();
+  return { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, codeChallenge: await client.calculatePKCECodeChallenge(codeVerifier) };
+}
 
 export interface AuthorizationRequest {
   state: string;
@@ -85,7 +64,6 @@ export class IdpClient {
   private keySet: ReturnType<typeof createRemoteJWKSet> | undefined;
   private loading: Promise<void> | undefined;
   private stopped = false;
-  lastError: string | undefined;
 
   constructor(
     private readonly config: GatewayConfig,
@@ -109,13 +87,12 @@ export class IdpClient {
           const jwksUri = configuration.serverMetadata().jwks_uri;
           this.keySet = jwksUri ? createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: this.config.oidc.timeoutMs, cooldownDuration: 0, cacheMaxAge: 5 * 60_000 }) : undefined;
           this.configuration = configuration;
-          this.lastError = undefined;
           this.log.info({ issuer: this.config.oidc.issuer }, 'identity provider metadata loaded');
           return;
         } catch (err) {
-          this.lastError = err instanceof Error ? err.message : String(err);
           const delay = Math.min(500 * 2 ** attempt, 30_000);
-          this.log.warn({ issuer: this.config.oidc.issuer, err: this.lastError, retryInMs: delay }, 'identity provider discovery failed');
+          const detail = err instanceof Error ? err.message : String(err);
+          this.log.warn({ issuer: this.config.oidc.issuer, err: detail, retryInMs: delay }, 'identity provider discovery failed');
           await new Promise((resolve) => setTimeout(resolve, delay).unref());
         }
       }
@@ -165,10 +142,19 @@ export class IdpClient {
     return configuration;
   }
 
-  /** The loaded configuration, or 503 idp_unavailable while discovery has not succeeded. */
+  /** The loaded configuration; an `unavailable` IdpError while discovery has not succeeded. */
   private get loaded(): client.Configuration {
-    if (!this.configuration) throw new GatewayError('idp_unavailable', { detail: 'identity provider metadata not loaded yet' });
+    if (!this.configuration) throw new IdpError('unavailable', 'identity provider metadata not loaded yet');
     return this.configuration;
+  }
+
+  /** Runs one call to the IdP; whatever fails leaves as an IdpError. */
+  private async call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (err) {
+      throw classifyIdpFailure(err);
+    }
   }
 
   get metadata(): client.ServerMetadata {
@@ -176,6 +162,10 @@ export class IdpClient {
   }
 
   async authorizationUrl(request: AuthorizationRequest): Promise<URL> {
+    return this.call(() => this.buildAuthorizationUrl(request));
+  }
+
+  private async buildAuthorizationUrl(request: AuthorizationRequest): Promise<URL> {
     const { oidc } = this.config;
     const parameters: Record<string, string> = {
       ...oidc.authParams,
@@ -197,20 +187,24 @@ export class IdpClient {
 
   /** Validates the authorization response (state, RFC 9207 iss) and redeems the code. */
   async exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
-    const configuration = this.loaded;
-    const checkOptions = { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true };
-    const response = await client.authorizationCodeGrant(configuration, callbackUrl, checkOptions, undefined, this.dpopOptions(configuration));
-    return this.verifyIdTokenSignature(response);
+    return this.call(async () => {
+      const configuration = this.loaded;
+      const checkOptions = { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true };
+      const response = await client.authorizationCodeGrant(configuration, callbackUrl, checkOptions, undefined, this.dpopOptions(configuration));
+      return this.verifyIdTokenSignature(response);
+    });
   }
 
   /** `parameters` narrow the new access token (RFC 8707 `resource`, `scope`) for a route token. */
   async refresh(refreshToken: string, parameters?: Record<string, string>): Promise<TokenResponse> {
-    const configuration = this.loaded;
-    const response = await client.refreshTokenGrant(configuration, refreshToken, parameters, this.dpopOptions(configuration));
+    const response = await this.call(() => {
+      const configuration = this.loaded;
+      return client.refreshTokenGrant(configuration, refreshToken, parameters, this.dpopOptions(configuration));
+    });
     try {
       return await this.verifyIdTokenSignature(response);
     } catch (err) {
-      if (err instanceof InvalidIdTokenSignature) throw err;
+      if (err instanceof InvalidIdTokenSignature) throw classifyIdpFailure(err);
       // The IdP has answered, so it has already rotated the refresh token; only its keys could
       // not be fetched to check the new ID token. Discarding the whole answer would lose the
       // rotated refresh token, and with reuse detection the next refresh would end the grant.
@@ -230,15 +224,19 @@ export class IdpClient {
 
   /** RFC 8693: a token for another audience or narrower scopes, in exchange for `subjectToken`. */
   async tokenExchange(subjectToken: string, parameters: Record<string, string>): Promise<TokenResponse> {
-    const configuration = this.loaded;
-    const body = { ...parameters, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE };
-    return this.verifyIdTokenSignature(await client.genericGrantRequest(configuration, TOKEN_EXCHANGE, body, this.dpopOptions(configuration)));
+    return this.call(async () => {
+      const configuration = this.loaded;
+      const body = { ...parameters, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE };
+      return this.verifyIdTokenSignature(await client.genericGrantRequest(configuration, TOKEN_EXCHANGE, body, this.dpopOptions(configuration)));
+    });
   }
 
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */
   async clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
-    const configuration = this.loaded;
-    return this.verifyIdTokenSignature(await client.clientCredentialsGrant(configuration, parameters, this.dpopOptions(configuration)));
+    return this.call(async () => {
+      const configuration = this.loaded;
+      return this.verifyIdTokenSignature(await client.clientCredentialsGrant(configuration, parameters, this.dpopOptions(configuration)));
+    });
   }
 
   /**
@@ -259,8 +257,10 @@ export class IdpClient {
   }
 
   async userinfo(accessToken: string, sub: string): Promise<Record<string, unknown>> {
-    const configuration = this.loaded;
-    return (await client.fetchUserInfo(configuration, accessToken, sub, this.dpopOptions(configuration))) as Record<string, unknown>;
+    return this.call(async () => {
+      const configuration = this.loaded;
+      return (await client.fetchUserInfo(configuration, accessToken, sub, this.dpopOptions(configuration))) as Record<string, unknown>;
+    });
   }
 
   get canRevoke(): boolean {
@@ -268,7 +268,7 @@ export class IdpClient {
   }
 
   revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<void> {
-    return client.tokenRevocation(this.loaded, token, { token_type_hint: hint });
+    return this.call(() => client.tokenRevocation(this.loaded, token, { token_type_hint: hint }));
   }
 
   /** The RP-initiated logout URL, or undefined when the IdP has no end-session endpoint. */
@@ -286,5 +286,3 @@ async function privateKeyFrom(text: string): Promise<client.PrivateKey> {
   const info = parsePrivateKey(text, 'RS256');
   return { key: await importPrivateKey(info), kid: info.kid };
 }
-
-export { client as openidClient };

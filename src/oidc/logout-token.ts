@@ -9,10 +9,9 @@
  *   - `jti` present and not seen before (the replay claim lives in the shared store, so every
  *     instance refuses a replay).
  */
-import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import type { GatewayConfig } from '../config/load.ts';
-import type { SessionStore } from '../session/store.ts';
+import { hashed, type OneTimeClaims } from '../session/one-time.ts';
 import { ID_TOKEN_ALGORITHMS, type IdpClient } from './client.ts';
 
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
@@ -33,7 +32,7 @@ export class LogoutTokenVerifier {
   constructor(
     private readonly config: GatewayConfig,
     private readonly idp: IdpClient,
-    private readonly store: SessionStore,
+    private readonly claims: OneTimeClaims,
   ) {}
 
   private keySet(): ReturnType<typeof createRemoteJWKSet> {
@@ -69,8 +68,8 @@ export class LogoutTokenVerifier {
     const sub = typeof payload.sub === 'string' && payload.sub ? payload.sub : undefined;
     if (!sid && !sub) throw new LogoutTokenError('logout token names neither sid nor sub');
     if (typeof payload.jti !== 'string' || !payload.jti) throw new LogoutTokenError('missing jti');
-    const replayKey = `jti.${createHash('sha256').update(`${payload.iss}\n${payload.jti}`).digest('base64url')}`;
-    if (!(await this.store.claimOnce(replayKey, (MAX_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS) * 2000))) throw new LogoutTokenError('logout token replayed');
+    const replayTtlMs = (MAX_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS) * 2000;
+    if (!(await this.claims.claim('logout-jti', hashed(`${payload.iss}\n${payload.jti}`), replayTtlMs))) throw new LogoutTokenError('logout token replayed');
     return { sid, sub };
   }
 }

@@ -9,7 +9,8 @@
  * is the expected answer, not a failure worth a warning.
  */
 import type { Logger } from '../log.ts';
-import { classifyIdpFailure, type IdpClient } from './client.ts';
+import type { IdpClient } from './client.ts';
+import { IdpError } from './idp-error.ts';
 
 export interface TokensToRevoke {
   refreshToken?: string;
@@ -30,6 +31,5 @@ export async function revokeTokens(idp: IdpClient, log: Logger, tokens: TokensTo
 }
 
 function unsupportedTokenType(err: unknown): boolean {
-  const failure = classifyIdpFailure(err);
-  return failure.kind === 'rejected' && failure.error === 'unsupported_token_type';
+  return err instanceof IdpError && err.kind === 'rejected' && err.error === 'unsupported_token_type';
 }

@@ -6,18 +6,22 @@
  * `{"error","message"}` shape as the public listener, never with an error's private detail.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { GatewayContext } from '../context.ts';
-import { setErrorHandlers } from '../errors.ts';
-import { registerAdminSessions } from './admin-sessions.ts';
+import type { GatewayConfig } from '../config/load.ts';
+import { setErrorHandlers } from '../listener/error-handlers.ts';
+import type { Logger } from '../log.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import type { SessionStore } from '../session/store.ts';
+import { registerAdminSessions, type AdminSessionsDeps } from './admin-sessions.ts';
+import type { Metrics } from './metrics.ts';
 
 const PING_TIMEOUT_MS = 1000;
 
-async function storeAnswers(ctx: GatewayContext): Promise<boolean> {
+async function storeAnswers(store: Pick<SessionStore, 'ping'>): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
   });
-  const ping = ctx.store.ping().then(
+  const ping = store.ping().then(
     () => true,
     () => false,
   );
@@ -26,16 +30,27 @@ async function storeAnswers(ctx: GatewayContext): Promise<boolean> {
   return result;
 }
 
+export interface AdminDeps extends AdminSessionsDeps {
+  config: GatewayConfig;
+  log: Logger;
+  metrics: Metrics;
+  /** Readiness: the store answers a ping. */
+  store: Pick<SessionStore, 'ping'>;
+  /** Readiness: the IdP metadata is loaded. */
+  idp: IdpClient;
+}
+
 export interface AdminOptions {
   /** True once the public listener drains: load balancers must stop sending (readyz 503). */
   draining?: () => boolean;
 }
 
-export function buildAdminApp(ctx: GatewayContext, options: AdminOptions = {}): FastifyInstance {
+export function buildAdminApp(deps: AdminDeps, options: AdminOptions = {}): FastifyInstance {
+  const { config, log, metrics, store, idp } = deps;
   const app = Fastify({
     // Failures (a store outage on /sessions) are logged with their detail; probes and scrapes
     // are too frequent to log each request.
-    loggerInstance: ctx.log.child({ listener: 'admin' }) as unknown as FastifyBaseLogger,
+    loggerInstance: log.child({ listener: 'admin' }) as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
   });
   setErrorHandlers(app);
@@ -44,15 +59,15 @@ export function buildAdminApp(ctx: GatewayContext, options: AdminOptions = {}): 
     reply.header('cache-control', 'no-store');
     if (options.draining?.()) return reply.code(503).send({ status: 'draining' });
     const missing: string[] = [];
-    if (!(await storeAnswers(ctx))) missing.push('session store');
-    if (!ctx.idp.ready) missing.push('identity provider metadata');
+    if (!(await storeAnswers(store))) missing.push('session store');
+    if (!idp.ready) missing.push('identity provider metadata');
     if (missing.length > 0) return reply.code(503).send({ status: 'not_ready', missing });
     return reply.send({ status: 'ready' });
   });
   app.get('/metrics', async (_request, reply) => {
-    const body = await ctx.metrics.registry.metrics();
-    return reply.header('content-type', ctx.metrics.registry.contentType).send(body);
+    const body = await metrics.registry.metrics();
+    return reply.header('content-type', metrics.registry.contentType).send(body);
   });
-  if (ctx.config.admin?.token) registerAdminSessions(app, ctx, ctx.config.admin.token);
+  if (config.admin?.token) registerAdminSessions(app, deps, config.admin.token);
   return app;
 }

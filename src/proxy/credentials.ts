@@ -1,5 +1,5 @@
 /**
- * Which token a request carries upstream, per route mode (contract sections 3, 5, 7):
+ * Which token a request carries upstream, per route mode (docs/http-interface.md#route-modes):
  *   user      the session's access token, refreshed first when it is about to expire; on a
  *             route with `audience` or `scopes`, a token minted for that route instead;
  *   optional  the same when there is a session, nothing otherwise;
@@ -13,10 +13,12 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config/load.ts';
-import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
-import { sessionFromHeaders, type RequestSession } from '../session/request-session.ts';
-import type { SessionRecord } from '../session/sessions.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import type { ClientTokens } from '../refresh/client-tokens.ts';
+import type { TokenRefresher } from '../refresh/token-refresher.ts';
+import type { RequestSession, RequestSessions } from '../session/request-session.ts';
+import type { SessionRecord, Sessions } from '../session/sessions.ts';
 
 export interface Credentials {
   accessToken: string | undefined;
@@ -34,7 +36,7 @@ function recordTokens(record: SessionRecord): string[] {
   return [accessToken, refreshToken, idToken, ...routeTokens].filter((token): token is string => typeof token === 'string' && token.length > 0);
 }
 
-/** A route with its own `audience` or `scopes` carries a token minted for it (section 7). */
+/** A route with its own `audience` or `scopes` carries a token minted for it (docs/http-interface.md#route-tokens). */
 function hasRouteToken(route: RouteConfig): boolean {
   return route.audience !== undefined || route.scopes !== undefined;
 }
@@ -53,64 +55,79 @@ export function isDpopType(tokenType: string | undefined): boolean {
   return tokenType?.toLowerCase() === 'dpop';
 }
 
-/**
- * The headers that carry the token upstream: `Authorization` and, for a DPoP-bound token, a
- * proof for this very method and URL (a WebSocket URL is proven as its http(s) form).
- */
-export async function authHeaders(ctx: GatewayContext, credentials: Credentials, method: string, url: string | URL): Promise<{ authorization?: string; dpop?: string }> {
-  const token = credentials.accessToken;
-  if (token === undefined) return {};
-  if (!credentials.dpop) return { authorization: `Bearer ${token}` };
-  const key = ctx.idp.dpop;
-  if (!key) throw new GatewayError('bad_gateway', { detail: 'a DPoP-bound token but no DPoP key loaded' });
-  return { authorization: `DPoP ${token}`, dpop: await key.proof(method, url, token) };
+export interface CredentialDeps {
+  requestSessions: RequestSessions;
+  sessions: Sessions;
+  refresher: TokenRefresher;
+  clientTokens: ClientTokens;
+  /** For the DPoP key, when tokens are DPoP-bound. */
+  idp: IdpClient;
 }
 
-export async function credentialsFor(ctx: GatewayContext, route: RouteConfig, headers: IncomingHttpHeaders): Promise<Credentials> {
-  if (route.token === 'none') return NONE;
-  if (route.token === 'client') {
-    const first = await ctx.clientTokens.tokenFor(route);
-    const used = new Set([first.accessToken]);
+export class CredentialSource {
+  constructor(private readonly deps: CredentialDeps) {}
+
+  /**
+   * The headers that carry the token upstream: `Authorization` and, for a DPoP-bound token, a
+   * proof for this very method and URL (a WebSocket URL is proven as its http(s) form).
+   */
+  async authHeaders(credentials: Credentials, method: string, url: string | URL): Promise<{ authorization?: string; dpop?: string }> {
+    const token = credentials.accessToken;
+    if (token === undefined) return {};
+    if (!credentials.dpop) return { authorization: `Bearer ${token}` };
+    const key = this.deps.idp.dpop;
+    if (!key) throw new GatewayError('bad_gateway', { detail: 'a DPoP-bound token but no DPoP key loaded' });
+    return { authorization: `DPoP ${token}`, dpop: await key.proof(method, url, token) };
+  }
+
+  /** The credentials a request on `route` carries, refreshing or fetching a token when needed. */
+  async for(route: RouteConfig, headers: IncomingHttpHeaders): Promise<Credentials> {
+    const { clientTokens, refresher, requestSessions, sessions } = this.deps;
+    if (route.token === 'none') return NONE;
+    if (route.token === 'client') {
+      const first = await clientTokens.tokenFor(route);
+      const used = new Set([first.accessToken]);
+      const credentials: Credentials = {
+        accessToken: first.accessToken,
+        session: undefined,
+        dpop: isDpopType(first.tokenType),
+        async retry() {
+          clientTokens.invalidate(route, credentials.accessToken as string);
+          const next = await clientTokens.tokenFor(route);
+          credentials.accessToken = next.accessToken;
+          credentials.dpop = isDpopType(next.tokenType);
+          used.add(next.accessToken);
+          return next.accessToken;
+        },
+        tokens: () => [...used],
+      };
+      return credentials;
+    }
+    const session = await requestSessions.fromHeaders(headers);
+    if (!session) {
+      if (route.token === 'user') throw new GatewayError('unauthenticated');
+      return NONE;
+    }
+    const ownToken = hasRouteToken(route);
+    let record = ownToken ? await refresher.ensureRouteToken(session, route) : await refresher.ensureFresh(session);
+    await sessions.touch(session).catch(() => {});
+    const seen = new Set(recordTokens(record));
+    const first = carried(record, route);
     const credentials: Credentials = {
       accessToken: first.accessToken,
-      session: undefined,
+      session,
       dpop: isDpopType(first.tokenType),
       async retry() {
-        ctx.clientTokens.invalidate(route, credentials.accessToken as string);
-        const next = await ctx.clientTokens.tokenFor(route);
+        const rejected = credentials.accessToken as string;
+        record = ownToken ? await refresher.refreshRouteAfterRejection(session, route, rejected) : await refresher.refreshAfterRejection(session, rejected);
+        for (const token of recordTokens(record)) seen.add(token);
+        const next = carried(record, route);
         credentials.accessToken = next.accessToken;
         credentials.dpop = isDpopType(next.tokenType);
-        used.add(next.accessToken);
-        return next.accessToken;
+        return credentials.accessToken;
       },
-      tokens: () => [...used],
+      tokens: () => [...seen],
     };
     return credentials;
   }
-  const session = await sessionFromHeaders(ctx, headers);
-  if (!session) {
-    if (route.token === 'user') throw new GatewayError('unauthenticated');
-    return NONE;
-  }
-  const ownToken = hasRouteToken(route);
-  let record = ownToken ? await ctx.refresher.ensureRouteToken(session, route) : await ctx.refresher.ensureFresh(session);
-  await ctx.sessions.touch(session).catch(() => {});
-  const seen = new Set(recordTokens(record));
-  const first = carried(record, route);
-  const credentials: Credentials = {
-    accessToken: first.accessToken,
-    session,
-    dpop: isDpopType(first.tokenType),
-    async retry() {
-      const rejected = credentials.accessToken as string;
-      record = ownToken ? await ctx.refresher.refreshRouteAfterRejection(session, route, rejected) : await ctx.refresher.refreshAfterRejection(session, rejected);
-      for (const token of recordTokens(record)) seen.add(token);
-      const next = carried(record, route);
-      credentials.accessToken = next.accessToken;
-      credentials.dpop = isDpopType(next.tokenType);
-      return credentials.accessToken;
-    },
-    tokens: () => [...seen],
-  };
-  return credentials;
 }

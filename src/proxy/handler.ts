@@ -12,18 +12,27 @@
  * forwarding, so everything after that point writes the raw response itself.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { RouteConfig } from '../config/load.ts';
-import type { GatewayContext } from '../context.ts';
+import type { GatewayConfig } from '../config/load.ts';
 import { errorLogFields, GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
-import { cookieMaxAge } from '../session/request-session.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { SessionCookie } from '../session/cookie.ts';
+import type { RequestSessions } from '../session/request-session.ts';
 import { ClientLimit, clientAddress } from './client-limit.ts';
-import { authHeaders, credentialsFor } from './credentials.ts';
+import type { CredentialSource } from './credentials.ts';
 import type { Forwarder, UpstreamResponse } from './forward.ts';
 import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
 import { respond } from './respond.ts';
-import { normalisePath, upstreamUrl, type RouteTable } from './routes.ts';
+import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The matched route's path, for the request metric (decorated in server.ts). */
+    bffRoute: string | undefined;
+  }
+}
 
 const INVALID_TOKEN = /\b(?:bearer|dpop)\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
 // RFC 9449 section 9: the resource server wants a nonce in the proof.
@@ -33,25 +42,15 @@ const SCRUBBABLE_ENCODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identi
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 export interface ProxyDeps {
-  ctx: GatewayContext;
+  config: GatewayConfig;
+  cookie: SessionCookie;
+  requestSessions: Pick<RequestSessions, 'cookieMaxAge'>;
+  credentials: CredentialSource;
+  /** For the DPoP key's nonces. */
+  idp: IdpClient;
+  metrics: Metrics;
   routes: RouteTable;
   forwarder: Forwarder;
-}
-
-/** Splits `request.url` into path and raw query (without the `?`). */
-export function splitUrl(url: string): { path: string; query: string } {
-  const index = url.indexOf('?');
-  return index === -1 ? { path: url, query: '' } : { path: url.slice(0, index), query: url.slice(index + 1) };
-}
-
-/** Resolves the route for a raw URL, or throws the contract error. */
-export function resolveRoute(routes: RouteTable, rawUrl: string): { route: RouteConfig; path: string; query: string } {
-  const { path: rawPath, query } = splitUrl(rawUrl);
-  const normalised = normalisePath(rawPath);
-  if (!normalised.ok) throw new GatewayError('invalid_request', { message: 'The request path is not acceptable.', detail: normalised.reason });
-  const route = routes.match(normalised.path);
-  if (!route) throw new GatewayError('not_found');
-  return { route, path: normalised.path, query };
 }
 
 /** Only encodings the scrubber can decode may be offered upstream when a body will be scrubbed. */
@@ -70,17 +69,16 @@ function closesConnection(error: GatewayError): boolean {
   return error.code === 'invalid_request' || error.code === 'request_timeout' || error.code === 'payload_too_large';
 }
 
-export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
-  const { config } = ctx;
+export function createProxyHandler({ config, cookie, requestSessions, credentials: source, idp, metrics, routes, forwarder }: ProxyDeps) {
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
-  const gatewayCookies = new Set([ctx.cookie.name, ctx.cookie.loginName]);
+  const gatewayCookies = new Set([cookie.name, cookie.loginName]);
   const publicUrl = new URL(config.publicUrl);
   const clients = new ClientLimit(config.limits.perClientRequests);
   const bufferBudget = new BufferBudget(config.limits.maxBufferedBytes);
 
   return async function proxy(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const { route, path, query } = resolveRoute(routes, request.raw.url ?? '/');
-    (request as { bffRoute?: string }).bffRoute = route.path;
+    request.bffRoute = route.path;
     if (route.methods && !route.methods.includes(request.method)) throw new GatewayError('method_not_allowed');
     const client = clientAddress(request.raw, config.trustProxy);
     if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientRequests` });
@@ -93,7 +91,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
       const tokenRoute = route.token !== 'none';
       if (tokenRoute && !passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
       const framing = requestFraming(request.method, request.headers);
-      const credentials = await credentialsFor(ctx, route, request.headers);
+      const credentials = await source.for(route, request.headers);
 
       // A 401 can be answered with a replay only if the body can be sent twice: buffer it when
       // it is small, of declared length and fits the shared budget; anything else streams.
@@ -106,7 +104,7 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
       const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
       const target = upstreamUrl(route, path, query);
       const headersFor = async () => {
-        const auth = await authHeaders(ctx, credentials, request.method, target);
+        const auth = await source.authHeaders(credentials, request.method, target);
         const headers = upstreamRequestHeaders(request.headers, {
           trustProxy: config.trustProxy,
           removeCookies: gatewayCookies,
@@ -129,13 +127,13 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
         const started = performance.now();
         const resendable = framing.kind === 'none' || Buffer.isBuffer(body) ? IDEMPOTENT.has(request.method) : false;
         return forwarder.send(res, { method: request.method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable }).finally(() => {
-          ctx.metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
+          metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
         });
       };
 
       let upstream = await send();
       const challenge = () => String(upstream.headers['www-authenticate'] ?? '');
-      if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && ctx.idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
+      if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
         upstream.body.resume();
         upstream = await send();
       }
@@ -145,16 +143,16 @@ export function createProxyHandler({ ctx, routes, forwarder }: ProxyDeps) {
         upstream = await send();
       }
       // A resource server may rotate its nonce on any answer (RFC 9449 section 9).
-      if (credentials.dpop) ctx.idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
+      if (credentials.dpop) idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
       const { session } = credentials;
-      const extraCookies = session?.renewCookie ? [ctx.cookie.sessionSetCookie(session.id, cookieMaxAge(ctx, session))] : [];
+      const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
       respond(res, request.method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
     } catch (err) {
       const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
       if (!request.raw.destroyed || error.code !== 'bad_gateway') {
         request.log[error.status >= 500 ? 'warn' : 'info']({ ...errorLogFields(error), route: route.path }, 'proxy request failed');
       }
-      const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': ctx.cookie.sessionClearCookie() } : {};
+      const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': cookie.sessionClearCookie() } : {};
       if (closesConnection(error)) extra.connection = 'close';
       if (!writeRawError(res, error, extra)) res.destroy();
     } finally {

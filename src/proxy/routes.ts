@@ -1,5 +1,5 @@
 /**
- * Route matching (contract section 2): the longest route path that is a prefix of the request
+ * Route matching (docs/http-interface.md#routes): the longest route path that is a prefix of the request
  * path on a segment boundary wins (`/api` matches `/api` and `/api/x`, never `/apix`).
  *
  * Matching happens on a normalised path, and the normalised path is what goes upstream, so a
@@ -8,6 +8,7 @@
  * backslashes (`%2f`, `%5c`, `\`), double-encoded dots (`%252e`) and NUL are refused, `//` collapses.
  */
 import type { RouteConfig } from '../config/load.ts';
+import { GatewayError } from '../errors.ts';
 
 export type NormalisedPath = { ok: true; path: string } | { ok: false; reason: string };
 
@@ -64,4 +65,20 @@ export function upstreamUrl(route: RouteConfig, path: string, query: string): UR
   url.pathname = `${base}${forwarded}`;
   url.search = query;
   return url;
+}
+
+/** Splits `request.url` into path and raw query (without the `?`). */
+export function splitUrl(url: string): { path: string; query: string } {
+  const index = url.indexOf('?');
+  return index === -1 ? { path: url, query: '' } : { path: url.slice(0, index), query: url.slice(index + 1) };
+}
+
+/** Resolves the route for a raw URL (normalised path, raw query), or throws the gateway error. */
+export function resolveRoute(routes: RouteTable, rawUrl: string): { route: RouteConfig; path: string; query: string } {
+  const { path: rawPath, query } = splitUrl(rawUrl);
+  const normalised = normalisePath(rawPath);
+  if (!normalised.ok) throw new GatewayError('invalid_request', { message: 'The request path is not acceptable.', detail: normalised.reason });
+  const route = routes.match(normalised.path);
+  if (!route) throw new GatewayError('not_found');
+  return { route, path: normalised.path, query };
 }

@@ -1,5 +1,5 @@
 /**
- * WebSocket upgrades (contract section 6). The handshake rules are the same on every route;
+ * WebSocket upgrades (docs/http-interface.md#websockets). The handshake rules are the same on every route;
  * what happens after depends on whether the upgrade carries a token:
  *
  * - with a token (`user`, `optional` with a session, `client`): the gateway terminates the
@@ -16,15 +16,15 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { GatewayContext } from '../context.ts';
+import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError, isGatewayError, rawHttpError } from '../errors.ts';
-import { authHeaders, credentialsFor } from './credentials.ts';
+import type { SessionCookie } from '../session/cookie.ts';
+import type { CredentialSource } from './credentials.ts';
 import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
-import { resolveRoute } from './handler.ts';
-import { upstreamUrl, type RouteTable } from './routes.ts';
+import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
 import { messageRedactor } from './ws-redact.ts';
 import { relay, type Relay } from './ws-relay.ts';
-import { SessionSocketWatch } from './ws-session-watch.ts';
+import { SessionSocketWatch, type WatchDeps } from './ws-session-watch.ts';
 import { tunnel } from './ws-tunnel.ts';
 
 /** Close code and reason when the session behind a socket ends (1008: policy violation). */
@@ -41,11 +41,20 @@ export interface UpgradeHandler {
   closeAll(): Promise<void>;
 }
 
-export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable): UpgradeHandler {
-  const gatewayCookies = new Set([ctx.cookie.name, ctx.cookie.loginName]);
-  const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...ctx.config.scrub.responseHeaders]);
-  const publicUrl = new URL(ctx.config.publicUrl);
-  const watch = new SessionSocketWatch(ctx);
+export interface UpgradeDeps {
+  config: GatewayConfig;
+  cookie: SessionCookie;
+  credentials: CredentialSource;
+  /** What keeps watching a relayed socket's session. */
+  watch: WatchDeps;
+  routes: RouteTable;
+}
+
+export function createUpgradeHandler({ config, cookie, credentials: source, watch: watchDeps, routes }: UpgradeDeps): UpgradeHandler {
+  const gatewayCookies = new Set([cookie.name, cookie.loginName]);
+  const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
+  const publicUrl = new URL(config.publicUrl);
+  const watch = new SessionSocketWatch(watchDeps);
   const relays = new Set<Relay>();
   const tunnels = new Set<() => void>();
   /** Browser sockets whose handshake is still in progress. */
@@ -60,13 +69,13 @@ export function createUpgradeHandler(ctx: GatewayContext, routes: RouteTable): U
       if (closing) throw new GatewayError('shutting_down');
       const { route, path, query } = resolveRoute(routes, req.url ?? '/');
       const tokenRoute = route.token !== 'none';
-      if (tokenRoute && req.headers.origin !== ctx.config.publicUrl) throw new GatewayError('csrf_required');
+      if (tokenRoute && req.headers.origin !== config.publicUrl) throw new GatewayError('csrf_required');
       const target = upstreamUrl(route, path, query);
-      const credentials = await credentialsFor(ctx, route, req.headers);
-      const auth = await authHeaders(ctx, credentials, 'GET', target);
+      const credentials = await source.for(route, req.headers);
+      const auth = await source.authHeaders(credentials, 'GET', target);
       const carriesToken = credentials.accessToken !== undefined;
       const headers = upstreamRequestHeaders(req.headers, {
-        trustProxy: ctx.config.trustProxy,
+        trustProxy: config.trustProxy,
         removeCookies: gatewayCookies,
         remoteAddress: req.socket.remoteAddress,
         publicUrl,

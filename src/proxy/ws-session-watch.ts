@@ -17,8 +17,20 @@
  * When the store cannot be read, a socket stays open until the deadline it last knew of, then
  * ends: the gateway cannot vouch for a session past a deadline it could not renew.
  */
-import type { GatewayContext } from '../context.ts';
-import type { LoadedSession } from '../session/sessions.ts';
+import type { GatewayConfig } from '../config/load.ts';
+import type { RequestSessions } from '../session/request-session.ts';
+import type { LoadedSession, Sessions } from '../session/sessions.ts';
+import type { SessionStore } from '../session/store.ts';
+
+export interface WatchDeps {
+  session: GatewayConfig['session'];
+  /** Session-end announcements. */
+  store: Pick<SessionStore, 'onEnded'>;
+  sessions: Pick<Sessions, 'idleExpiresAt' | 'touch'>;
+  /** Re-reads a session, reporting a timeout as a request would. */
+  requestSessions: Pick<RequestSessions, 'recheck'>;
+  now: () => number;
+}
 
 const CHECK_EVERY_MS = 30_000;
 /** A re-check due now still waits this long: no busy loop on a clock that disagrees. */
@@ -46,10 +58,10 @@ export class SessionSocketWatch {
   private readonly unsubscribe: () => void;
   private readonly checkEveryMs: number;
 
-  constructor(private readonly ctx: GatewayContext) {
+  constructor(private readonly deps: WatchDeps) {
     // Several re-checks per idle window, so steady browser traffic slides it in time.
-    this.checkEveryMs = Math.min(CHECK_EVERY_MS, Math.max(MIN_DELAY_MS, Math.floor(ctx.config.session.idleTimeoutMs / 10)));
-    this.unsubscribe = ctx.store.onEnded((handle) => this.ended(handle));
+    this.checkEveryMs = Math.min(CHECK_EVERY_MS, Math.max(MIN_DELAY_MS, Math.floor(deps.session.idleTimeoutMs / 10)));
+    this.unsubscribe = deps.store.onEnded((handle) => this.ended(handle));
   }
 
   /** Watches one socket of `session`; `end` closes it. */
@@ -97,7 +109,7 @@ export class SessionSocketWatch {
   private schedule(watch: Watch): void {
     if (watch.stopped) return;
     clearTimeout(watch.timer);
-    const untilDeadline = this.ctx.sessions.idleExpiresAt(watch.session.record) - this.ctx.now();
+    const untilDeadline = this.deps.sessions.idleExpiresAt(watch.session.record) - this.deps.now();
     watch.timer = setTimeout(() => void this.check(watch), Math.max(MIN_DELAY_MS, Math.min(this.checkEveryMs, untilDeadline + 1)));
     watch.timer.unref();
   }
@@ -109,16 +121,13 @@ export class SessionSocketWatch {
     try {
       const active = watch.activeSinceCheck;
       watch.activeSinceCheck = false;
-      const result = await this.ctx.sessions.loadHandle(watch.handle);
-      if (result.state !== 'active') {
-        // Counted as a request would count it: a timeout, once, unless a logout claimed it.
-        if (result.state === 'ended' || (await this.ctx.sessions.markEnded(watch.handle).catch(() => false))) this.ctx.metrics.logouts.inc({ kind: 'timeout' });
-        return this.finish(watch);
-      }
+      // A timeout is reported as a request would report it: once, unless a logout claimed it.
+      const result = await this.deps.requestSessions.recheck(watch.handle);
+      if (result.state !== 'active') return this.finish(watch);
       watch.session = { handle: result.handle, record: result.record, sealed: result.sealed };
-      if (active) await this.ctx.sessions.touch(watch.session);
+      if (active) await this.deps.sessions.touch(watch.session);
     } catch {
-      if (this.ctx.now() >= this.ctx.sessions.idleExpiresAt(watch.session.record)) return this.finish(watch);
+      if (this.deps.now() >= this.deps.sessions.idleExpiresAt(watch.session.record)) return this.finish(watch);
     } finally {
       watch.checking = false;
       this.schedule(watch);

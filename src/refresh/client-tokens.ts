@@ -1,15 +1,16 @@
 /**
- * Tokens for `token: client` routes (contract section 7): the client-credentials grant, cached
+ * Tokens for `token: client` routes (docs/http-interface.md#route-tokens): the client-credentials grant, cached
  * per route until shortly before expiry (`tokens.refreshBeforeExpiry`), one fetch at a time per
  * route in this process. Such routes need no session; the CSRF rule still applies, because the
  * token speaks for the gateway and a cross-site page must not borrow it.
  * IdP refusal or unavailability is a 503 idp_unavailable: no user session is involved.
  */
 import type { GatewayConfig, RouteConfig } from '../config/load.ts';
-import { GatewayError } from '../errors.ts';
-import { classifyIdpFailure, type IdpClient } from '../oidc/client.ts';
+import { errorDetail, GatewayError } from '../errors.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import { IdpError } from '../oidc/idp-error.ts';
 import { tokensFromResponse } from '../oidc/tokens.ts';
-import type { SessionTokens } from '../session/sessions.ts';
+import { expiresWithin, type SessionTokens } from '../session/sessions.ts';
 
 export class ClientTokens {
   private readonly cache = new Map<string, SessionTokens>();
@@ -22,8 +23,7 @@ export class ClientTokens {
   ) {}
 
   private fresh(tokens: SessionTokens | undefined): tokens is SessionTokens {
-    if (!tokens) return false;
-    return tokens.expiresAt === null || tokens.expiresAt - this.now() > this.config.tokens.refreshBeforeExpiryMs;
+    return tokens !== undefined && !expiresWithin(tokens, this.now(), this.config.tokens.refreshBeforeExpiryMs);
   }
 
   /** The route's current token (access token and type), fetching a new one when needed. */
@@ -52,9 +52,8 @@ export class ClientTokens {
       this.cache.set(route.path, tokens);
       return tokens;
     } catch (err) {
-      if (err instanceof GatewayError) throw err;
-      const failure = classifyIdpFailure(err);
-      throw new GatewayError('idp_unavailable', { detail: `client credentials for ${route.path}: ${failure.kind === 'rejected' ? failure.error : failure.detail}`, cause: err });
+      const reason = err instanceof IdpError ? err.reason : errorDetail(err);
+      throw new GatewayError('idp_unavailable', { detail: `client credentials for ${route.path}: ${reason}`, cause: err });
     }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Minting a route's own token from the session's grant (contract section 7): a route with
+ * Minting a route's own token from the session's grant (docs/http-interface.md#route-tokens): a route with
  * `audience` or `scopes` must not receive the session's broad access token.
  *
  * - When the IdP lists the RFC 8693 token-exchange grant, the session's (fresh) access token is

@@ -1,5 +1,5 @@
 /**
- * Keeping a session's access token usable (contract section 5), with at most one refresh per
+ * Keeping a session's access token usable (docs/http-interface.md#tokens-and-refresh), with at most one refresh per
  * session in flight across every instance that shares the store. Why it matters: IdPs with
  * refresh-token rotation and reuse detection (oidc-provider, Keycloak, Auth0, Okta) revoke the
  * whole grant when a rotated-out refresh token is presented, so a second concurrent refresh
@@ -15,12 +15,15 @@
  *   4. Without it: poll the session until the token changes or the lock frees (then retry),
  *      bounded by the lock TTL; a waiter that runs out answers 503 idp_unavailable, never 401.
  *
- * Outcomes, classified on the IdP's status and error code (never message text):
- *   rejected (invalid_grant or any 4xx) or an invalid response -> session destroyed, 401 session_expired;
- *   unavailable (network, timeout, 5xx) -> session kept; the current token if it is still valid,
- *   else 503 idp_unavailable.
+ * Outcomes, as the IdP client classified them (oidc/idp-error.ts):
+ *   rejected (invalid_grant or any 4xx but 408 and 429) or an invalid response -> session
+ *   destroyed, 401 session_expired;
+ *   unavailable (network, timeout, 408, 429, 5xx) -> session kept; the current token if it is
+ *   still valid, else 503 idp_unavailable;
+ *   a route-token mint rejected with invalid_target or invalid_scope -> the route's audience or
+ *   scopes are wrong, not the grant: 502 bad_gateway, session kept.
  *
- * The same protocol keeps route tokens (contract section 7, `route-tokens.ts`): a *target* is the
+ * The same protocol keeps route tokens (docs/http-interface.md#route-tokens, `route-tokens.ts`): a *target* is the
  * session's main token or one route's token. In-process promises are per session and target,
  * but the store lock is per session for every target: minting a route token may rotate the
  * refresh token, so it must never overlap a main refresh of the same session.
@@ -28,17 +31,21 @@
  * After an `unavailable` outcome with a still-valid token, this process leaves the session alone
  * for UNAVAILABLE_BACKOFF_MS: otherwise a slow IdP would add its whole timeout to every request
  * of that session while the token is still perfectly usable. An expired token (nothing to fall
- * back on) and an upstream rejection (the token is useless) always try again.
+ * back on) and an upstream rejection (the token is useless) always try again — unless the IdP
+ * said when to come back (`Retry-After` on a 429 or 503, bounded by MAX_RETRY_AFTER_MS): then no
+ * call for that session and target goes out before that time, and a request that cannot do
+ * without one answers 503 idp_unavailable at once.
  */
 import type { GatewayConfig } from '../config/load.ts';
-import { GatewayError } from '../errors.ts';
+import { errorDetail, GatewayError, isGatewayError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { classifyIdpFailure, type IdpClient } from '../oidc/client.ts';
+import type { IdpClient } from '../oidc/client.ts';
+import { IdpError } from '../oidc/idp-error.ts';
 import { revokeTokens } from '../oidc/revoke-tokens.ts';
 import { sameIdentity, tokensFromResponse } from '../oidc/tokens.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { RouteConfig } from '../config/load.ts';
-import type { LoadedSession, RouteToken, SessionRecord, Sessions } from '../session/sessions.ts';
+import { expiresWithin, type AccessToken, type LoadedSession, type SessionRecord, type Sessions } from '../session/sessions.ts';
 import type { SessionStore } from '../session/store.ts';
 import { mintRouteToken } from './route-tokens.ts';
 
@@ -47,6 +54,14 @@ const LOCK_MARGIN_MS = 5_000;
 export const UNAVAILABLE_BACKOFF_MS = 5_000;
 /** Above this many entries, expired backoff entries are pruned on insert (bounds memory). */
 const BACKOFF_PRUNE_AT = 10_000;
+/** OAuth errors that say the route's `audience`/`scopes` are wrong (RFC 8707 section 2, RFC 6749 section 5.2). */
+const ROUTE_CONFIGURATION_ERRORS = new Set(['invalid_target', 'invalid_scope']);
+
+/** Until when the IdP is left alone; `asked`: the IdP said so (Retry-After), so even an expired token waits. */
+interface Backoff {
+  until: number;
+  asked: boolean;
+}
 
 /** Whose token a refresh produces: the session's main token, or the token of one route. */
 type Target = { route?: RouteConfig };
@@ -66,34 +81,28 @@ export interface RefresherDeps {
 
 export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<SessionRecord>>();
-  /** handle+target -> time until which an `unavailable` IdP is not asked again for a valid token. */
-  private readonly backoffUntil = new Map<string, number>();
+  /** handle+target -> until when an `unavailable` IdP is not asked again. */
+  private readonly backoffs = new Map<string, Backoff>();
   private readonly lockTtlMs: number;
 
   constructor(private readonly deps: RefresherDeps) {
     this.lockTtlMs = deps.config.oidc.timeoutMs + LOCK_MARGIN_MS;
   }
 
-  private tokenOf(record: SessionRecord, target: Target): RouteToken | undefined {
+  private tokenOf(record: SessionRecord, target: Target): AccessToken | undefined {
     return target.route ? record.routeTokens?.[target.route.path] : record.tokens;
   }
 
-  private expiredToken(token: RouteToken | undefined): boolean {
-    if (!token) return true;
-    return token.expiresAt !== null && token.expiresAt <= this.deps.now();
+  private expiredToken(token: AccessToken | undefined): boolean {
+    return expiresWithin(token, this.deps.now(), 0);
   }
 
   private expired(record: SessionRecord, target: Target = MAIN): boolean {
     return this.expiredToken(this.tokenOf(record, target));
   }
 
-  private stale(token: RouteToken | undefined): boolean {
-    if (!token) return true;
-    return token.expiresAt !== null && token.expiresAt - this.deps.now() <= this.deps.config.tokens.refreshBeforeExpiryMs;
-  }
-
-  needsRefresh(record: SessionRecord): boolean {
-    return this.stale(record.tokens);
+  private stale(token: AccessToken | undefined): boolean {
+    return expiresWithin(token, this.deps.now(), this.deps.config.tokens.refreshBeforeExpiryMs);
   }
 
   /** The session's record with an access token that is fresh enough to forward. */
@@ -117,20 +126,21 @@ export class TokenRefresher {
     return target.route ? `${handle} ${target.route.path}` : handle;
   }
 
-  private backingOff(key: string): boolean {
-    const until = this.backoffUntil.get(key);
-    if (until === undefined) return false;
-    if (until > this.deps.now()) return true;
-    this.backoffUntil.delete(key);
-    return false;
+  /** The backoff in force for `key`, if any. */
+  private backingOff(key: string): Backoff | undefined {
+    const backoff = this.backoffs.get(key);
+    if (backoff === undefined) return undefined;
+    if (backoff.until > this.deps.now()) return backoff;
+    this.backoffs.delete(key);
+    return undefined;
   }
 
-  private startBackoff(key: string): void {
+  private startBackoff(key: string, ms: number, asked: boolean): void {
     const now = this.deps.now();
-    if (this.backoffUntil.size >= BACKOFF_PRUNE_AT) {
-      for (const [entry, until] of this.backoffUntil) if (until <= now) this.backoffUntil.delete(entry);
+    if (this.backoffs.size >= BACKOFF_PRUNE_AT) {
+      for (const [entry, backoff] of this.backoffs) if (backoff.until <= now) this.backoffs.delete(entry);
     }
-    this.backoffUntil.set(key, now + UNAVAILABLE_BACKOFF_MS);
+    this.backoffs.set(key, { until: now + ms, asked });
   }
 
   /**
@@ -152,6 +162,9 @@ export class TokenRefresher {
     if (running) {
       this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
       return running;
+    }
+    if (this.backingOff(key)?.asked) {
+      return Promise.reject(new GatewayError('idp_unavailable', { detail: 'the identity provider asked to wait before the next refresh (Retry-After)' }));
     }
     const promise = this.refreshAcrossInstances(session, target, staleToken, force).finally(() => this.inflight.delete(key));
     this.inflight.set(key, promise);
@@ -228,7 +241,7 @@ export class TokenRefresher {
       this.revokeUnstored(session.record, updated, target);
       throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
     }
-    this.backoffUntil.delete(this.key(session.handle, target));
+    this.backoffs.delete(this.key(session.handle, target));
     metrics.tokenRefresh.inc({ result: 'success' });
     return updated;
   }
@@ -272,23 +285,35 @@ export class TokenRefresher {
     return { ...record, tokens: tokensFromResponse(response, this.deps.now(), record.tokens) };
   }
 
-  /** Classifies a failed IdP call: keep the session (and maybe its token) or end it. */
+  /**
+   * A failed IdP call: keep the session (and maybe its token) or end it. Failures that did not
+   * come from the IdP (the store, nothing to mint with) keep the session like an unavailable IdP.
+   */
   private async failed(session: LoadedSession, target: Target, err: unknown): Promise<SessionRecord> {
     const { metrics, sessions, log } = this.deps;
     const { record } = session;
-    if (err instanceof GatewayError && err.code === 'session_expired') throw err;
-    const failure = classifyIdpFailure(err);
-    if (failure.kind === 'unavailable' || (err instanceof GatewayError && err.code === 'idp_unavailable')) {
+    const route = target.route?.path;
+    if (isGatewayError(err) && err.code === 'session_expired') throw err;
+    const failure = err instanceof IdpError ? err : undefined;
+    if (failure === undefined || failure.kind === 'unavailable') {
       metrics.tokenRefresh.inc({ result: 'error' });
-      log.warn({ event: 'refresh_unavailable', route: target.route?.path, detail: failure.kind === 'unavailable' ? failure.detail : 'not loaded' }, 'token refresh failed; session kept');
+      log.warn({ event: 'refresh_unavailable', route, detail: errorDetail(err) }, 'token refresh failed; session kept');
+      const key = this.key(session.handle, target);
+      const retryAfterMs = failure?.retryAfterMs;
+      if (retryAfterMs !== undefined) this.startBackoff(key, retryAfterMs, true);
       if (!this.expired(record, target)) {
-        this.startBackoff(this.key(session.handle, target));
+        if (retryAfterMs === undefined) this.startBackoff(key, UNAVAILABLE_BACKOFF_MS, false);
         return record;
       }
       throw new GatewayError('idp_unavailable', { detail: 'refresh failed and the access token has expired', cause: err });
     }
+    if (target.route && failure.kind === 'rejected' && ROUTE_CONFIGURATION_ERRORS.has(failure.reason)) {
+      metrics.tokenRefresh.inc({ result: 'error' });
+      log.warn({ event: 'route_token_refused', route, reason: failure.reason }, "identity provider refused the route's audience or scopes; session kept");
+      throw new GatewayError('bad_gateway', { detail: `token for route ${target.route.path} refused: ${failure.reason}`, cause: err });
+    }
     metrics.tokenRefresh.inc({ result: failure.kind === 'rejected' ? 'invalid_grant' : 'error' });
-    log.info({ event: 'refresh_rejected', route: target.route?.path, reason: failure.kind === 'rejected' ? failure.error : failure.detail }, 'identity provider refused the refresh; session ended');
+    log.info({ event: 'refresh_rejected', route, reason: failure.reason }, 'identity provider refused the refresh; session ended');
     await sessions.destroy(session.handle, record);
     throw new GatewayError('session_expired', { detail: 'refresh rejected', cause: err });
   }

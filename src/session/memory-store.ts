@@ -16,6 +16,7 @@ export class MemoryStore implements SessionStore {
   private readonly locks = new Map<string, Entry<string>>();
   private readonly indexes = new Map<string, Entry<Set<string>>>();
   private readonly claims = new Map<string, Entry<true>>();
+  private readonly oneTime = new Map<string, Entry<string>>();
   private readonly endedListeners = new Set<(handle: string) => void>();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -36,7 +37,7 @@ export class MemoryStore implements SessionStore {
   }
 
   private sweep(): void {
-    for (const map of [this.records, this.locks, this.indexes, this.claims] as Map<string, Entry<unknown>>[]) {
+    for (const map of [this.records, this.locks, this.indexes, this.claims, this.oneTime] as Map<string, Entry<unknown>>[]) {
       for (const key of map.keys()) this.live(map, key);
     }
   }
@@ -122,6 +123,16 @@ export class MemoryStore implements SessionStore {
     if (this.live(this.claims, key) !== undefined) return false;
     this.claims.set(key, { value: true, expiresAt: this.now() + ttlMs });
     return true;
+  }
+
+  async putOneTime(key: string, value: string, ttlMs: number): Promise<void> {
+    this.oneTime.set(key, { value, expiresAt: this.now() + ttlMs });
+  }
+
+  async takeOneTime(key: string): Promise<string | null> {
+    const value = this.live(this.oneTime, key);
+    this.oneTime.delete(key);
+    return value ?? null;
   }
 
   async ping(): Promise<void> {}

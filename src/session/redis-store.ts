@@ -8,6 +8,7 @@
  * Key layout (prefix `bff:` by default), every multi-key command stays inside one hash slot:
  *   s:{handle}  sealed session record        l:{handle}  refresh lock (same slot as s:)
  *   i:{index}   set of handles for a sid/sub c:{key}     one-time claims (state, jti)
+ *   o:{key}     one-time values (logout hand-off), taken with one atomic get-and-delete
  *
  * Ended sessions are announced on the pub/sub channel `<prefix>ended` (the handle as message):
  * `destroy` publishes, and a store with `onEnded` listeners holds one extra, dedicated subscriber
@@ -28,6 +29,8 @@ type Client = Redis | Cluster;
 
 const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 const REPLACE = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`;
+/** GETDEL needs Redis 6.2; a script is atomic on every version. */
+const TAKE = `local value = redis.call('get', KEYS[1]) if value then redis.call('del', KEYS[1]) end return value`;
 const INDEX_ADD = `redis.call('sadd', KEYS[1], ARGV[1])
 if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 1`;
@@ -133,7 +136,7 @@ export class RedisStore implements SessionStore {
     return store;
   }
 
-  private key(kind: 's' | 'l' | 'i' | 'c', id: string): string {
+  private key(kind: 's' | 'l' | 'i' | 'c' | 'o', id: string): string {
     return `${this.prefix}${kind}:{${id}}`;
   }
 
@@ -256,6 +259,15 @@ export class RedisStore implements SessionStore {
   async claimOnce(key: string, ttlMs: number): Promise<boolean> {
     const result = await this.run(() => this.client.set(this.key('c', key), '1', 'PX', Math.ceil(ttlMs), 'NX'));
     return result === 'OK';
+  }
+
+  async putOneTime(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.run(() => this.client.set(this.key('o', key), value, 'PX', Math.max(1, Math.ceil(ttlMs))));
+  }
+
+  async takeOneTime(key: string): Promise<string | null> {
+    const value = await this.run(() => this.client.eval(TAKE, 1, this.key('o', key)));
+    return typeof value === 'string' ? value : null;
   }
 
   async ping(): Promise<void> {

@@ -1,11 +1,12 @@
 /**
  * The session behind a request's cookie: one store read. Sessions past their idle or absolute
- * timeout are counted here as `timeout` logouts: those found expired (removed by
- * `Sessions.load`) and those the store already forgot by TTL (`Sessions.markEnded`).
+ * timeout are reported to `onTimeout` once each: those found expired (removed by
+ * `Sessions.load`) and those the store already forgot by TTL (`Sessions.markEnded`). What
+ * counts them (a metric) is the composition root's business, not the session layer's.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { GatewayContext } from '../context.ts';
-import { Sessions, type LoadedSession } from './sessions.ts';
+import type { SessionCookie } from './cookie.ts';
+import { Sessions, type LoadedSession, type LoadResult } from './sessions.ts';
 
 export interface RequestSession extends LoadedSession {
   /** The cookie was signed by a retired secret: send a re-signed one. */
@@ -13,17 +14,44 @@ export interface RequestSession extends LoadedSession {
   id: string;
 }
 
-export async function sessionFromHeaders(ctx: GatewayContext, headers: IncomingHttpHeaders): Promise<RequestSession | undefined> {
-  const cookie = ctx.cookie.read(headers.cookie);
-  if (!cookie) return undefined;
-  const result = await ctx.sessions.load(cookie.id);
-  if (result.state === 'ended') ctx.metrics.logouts.inc({ kind: 'timeout' });
-  else if (result.state === 'none' && (await ctx.sessions.markEnded(Sessions.handleOf(cookie.id)))) ctx.metrics.logouts.inc({ kind: 'timeout' });
-  if (result.state !== 'active') return undefined;
-  return { id: cookie.id, handle: result.handle, record: result.record, sealed: result.sealed, renewCookie: cookie.renew };
-}
+export class RequestSessions {
+  constructor(
+    private readonly cookie: SessionCookie,
+    private readonly sessions: Sessions,
+    private readonly now: () => number,
+    /** Called once for each session found to have timed out. */
+    private readonly onTimeout: () => void = () => {},
+  ) {}
 
-/** Seconds the session cookie should live: until the absolute timeout. */
-export function cookieMaxAge(ctx: GatewayContext, session: LoadedSession): number {
-  return Math.max(0, Math.floor((session.record.absoluteExpiresAt - ctx.now()) / 1000));
+  async fromHeaders(headers: IncomingHttpHeaders): Promise<RequestSession | undefined> {
+    const cookie = this.cookie.read(headers.cookie);
+    if (!cookie) return undefined;
+    const result = await this.read(Sessions.handleOf(cookie.id), false);
+    if (result.state !== 'active') return undefined;
+    return { id: cookie.id, handle: result.handle, record: result.record, sealed: result.sealed, renewCookie: cookie.renew };
+  }
+
+  /**
+   * Reads a session by handle (an open WebSocket re-checking its session), reporting a timeout
+   * the way a request would: once, unless a logout already claimed the ending.
+   */
+  recheck(handle: string): Promise<LoadResult> {
+    // The record is known to be gone: failing to claim its marker must not keep a socket open.
+    return this.read(handle, true);
+  }
+
+  private async read(handle: string, tolerateMarkerFailure: boolean): Promise<LoadResult> {
+    const result = await this.sessions.loadHandle(handle);
+    if (result.state === 'ended') this.onTimeout();
+    else if (result.state === 'none') {
+      const claim = this.sessions.markEnded(handle);
+      if (await (tolerateMarkerFailure ? claim.catch(() => false) : claim)) this.onTimeout();
+    }
+    return result;
+  }
+
+  /** Seconds the session cookie should live: until the absolute timeout. */
+  cookieMaxAge(session: LoadedSession): number {
+    return Math.max(0, Math.floor((session.record.absoluteExpiresAt - this.now()) / 1000));
+  }
 }

@@ -17,25 +17,35 @@
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { GatewayConfig } from '../config/load.ts';
+import { OneTimeClaims } from './one-time.ts';
 import type { Sealer } from './seal.ts';
 import type { SessionStore } from './store.ts';
 
-export interface SessionTokens {
+/** An access token as the gateway keeps it: the session's main one, a route's, the client's. */
+export interface AccessToken {
   accessToken: string;
   tokenType: string;
   /** Epoch ms; null when the IdP gave no lifetime and the token is not a JWT with `exp`. */
   expiresAt: number | null;
+}
+
+/**
+ * Whether `token` expires within `marginMs` of `now` (a missing token always does). With a
+ * margin of 0: whether it has expired. A token without a known lifetime never expires here.
+ */
+export function expiresWithin(token: AccessToken | undefined, now: number, marginMs: number): boolean {
+  if (!token) return true;
+  return token.expiresAt !== null && token.expiresAt - now <= marginMs;
+}
+
+export interface SessionTokens extends AccessToken {
   refreshToken?: string;
   idToken?: string;
   scope?: string;
 }
 
-/** A token minted for one route's `audience`/`scopes` from the session's grant (contract section 7). */
-export interface RouteToken {
-  accessToken: string;
-  tokenType: string;
-  expiresAt: number | null;
-}
+/** A token minted for one route's `audience`/`scopes` from the session's grant (docs/http-interface.md#route-tokens). */
+export type RouteToken = AccessToken;
 
 export interface SessionRecord {
   v: 1;
@@ -72,6 +82,7 @@ export class Sessions {
     private readonly sealer: Sealer,
     private readonly config: GatewayConfig['session'],
     private readonly now: () => number,
+    private readonly claims: OneTimeClaims = new OneTimeClaims(store),
   ) {
     this.slideEveryMs = Math.min(config.idleTimeoutMs / 10, MAX_SLIDE_INTERVAL_MS);
   }
@@ -201,7 +212,7 @@ export class Sessions {
    * once, however many requests carry that cookie.
    */
   markEnded(handle: string): Promise<boolean> {
-    return this.store.claimOnce(`ended.${handle}`, this.config.absoluteTimeoutMs);
+    return this.claims.claim('session-ended', handle, this.config.absoluteTimeoutMs);
   }
 
   /** Handles of the live sessions for an IdP `sid` or `sub`; prunes dead index entries. */

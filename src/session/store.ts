@@ -54,8 +54,15 @@ export interface SessionStore {
   /** True while anyone holds the lock. */
   isLocked(handle: string): Promise<boolean>;
 
-  /** Records a one-time value (state, logout-token jti). True the first time, false after. */
+  /** Records a one-time claim (login state, logout-token jti). True the first time, false after. */
   claimOnce(key: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Stores a value to be taken once (the logout hand-off), apart from session records: it never
+   * appears in `scanHandles` and taking it announces nothing.
+   */
+  putOneTime(key: string, value: string, ttlMs: number): Promise<void>;
+  /** The value, deleted in the same atomic step: of concurrent takers exactly one gets it. */
+  takeOneTime(key: string): Promise<string | null>;
 
   ping(): Promise<void>;
   close(): Promise<void>;

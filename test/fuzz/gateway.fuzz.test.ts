@@ -52,7 +52,7 @@ beforeAll(async () => {
   cookieHeader = session.cookieHeader;
   const probe = await fetch(`${world.url}/api/probe`, { headers: apiHeaders(cookieHeader) });
   expect(probe.status).toBe(200);
-  const record = (await world.gateway.gateway.ctx.sessions.load(cookieHeader.split('=')[1]?.split('.')[0] ?? '')) as { state: string; record?: { tokens: Record<string, unknown> } };
+  const record = (await world.gateway.gateway.services.sessions.load(cookieHeader.split('=')[1]?.split('.')[0] ?? '')) as { state: string; record?: { tokens: Record<string, unknown> } };
   expect(record.state).toBe('active');
   tokens = Object.values(record.record?.tokens ?? {}).filter((value): value is string => typeof value === 'string' && value.length > 20);
   expect(tokens.length).toBeGreaterThanOrEqual(2);

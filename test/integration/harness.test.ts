@@ -4,7 +4,7 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startIdp, type Idp } from '../../demo/idp.ts';
+import { startIdp, type Idp } from '../../fixtures/idp/idp.ts';
 import { CookieJar, fetchWithJar, login, loginUpToCallback, submitIdpLogout } from '../support/login.ts';
 import { Cluster, Redis } from 'ioredis';
 import { redisCommand, startRedis, startRedisCluster, startSentinel } from '../support/redis.ts';

@@ -86,7 +86,7 @@ describe('discovery', () => {
 
   it('control: the same hand-built gateway becomes ready with honest metadata', async () => {
     const own = await startOwnGateway();
-    await vi.waitFor(() => expect(own.gateway.ctx.idp.ready).toBe(true), { timeout: 5_000, interval: 50 });
+    await vi.waitFor(() => expect(own.gateway.services.idp.ready).toBe(true), { timeout: 5_000, interval: 50 });
     const res = await fetch(`${own.url}/auth/login`, { redirect: 'manual' });
     expect(res.status).toBe(302);
   });
@@ -100,7 +100,7 @@ describe('discovery', () => {
       timeout: 5_000,
       interval: 50,
     });
-    expect(own.gateway.ctx.idp.ready).toBe(false);
+    expect(own.gateway.services.idp.ready).toBe(false);
     const res = await fetch(`${own.url}/auth/login`, { redirect: 'manual' });
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: string }).error).toBe('idp_unavailable');

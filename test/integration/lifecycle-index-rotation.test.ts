@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test, vi } from 'vitest';
-import { startIdp, type Idp } from '../../demo/idp.ts';
+import { startIdp, type Idp } from '../../fixtures/idp/idp.ts';
 import { CookieJar, login, submitIdpLogout } from '../support/login.ts';
 import { freePort, startRedis, type RedisInstance } from '../support/redis.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';

@@ -37,7 +37,7 @@ test('a rotated gateway accepts an old cookie, re-signs it with the new secret a
 
   const res = await fetch(`${rotated.url}/api/echo`, { headers: apiHeaders(cookie) });
   expect(res.status).toBe(200);
-  const name = rotated.gateway.ctx.cookie.name;
+  const name = rotated.gateway.services.cookie.name;
   const renewed = res.headers.getSetCookie().find((line) => line.startsWith(`${name}=`));
   expect(renewed).toBeDefined();
   const renewedCookie = renewed!.split(';')[0]!;
@@ -61,7 +61,7 @@ test('/auth/user also re-signs a cookie signed by the retired secret', async () 
   const cookie = await oldSession();
   const res = await fetch(`${rotated.url}/auth/user`, { headers: apiHeaders(cookie) });
   expect(res.status).toBe(200);
-  const renewed = res.headers.getSetCookie().find((line) => line.startsWith(`${rotated.gateway.ctx.cookie.name}=`));
+  const renewed = res.headers.getSetCookie().find((line) => line.startsWith(`${rotated.gateway.services.cookie.name}=`));
   expect(renewed).toBeDefined();
   expect(await userStatus(newOnly, renewed!.split(';')[0]!)).toBe(200);
 });
@@ -76,7 +76,7 @@ test('a gateway with only the new keys refuses an old cookie (401)', async () =>
 
 test('a record sealed under the old key does not open without it, even behind a valid new-secret cookie', async () => {
   const cookie = await oldSession();
-  const name = rotated.gateway.ctx.cookie.name;
+  const name = rotated.gateway.services.cookie.name;
   const newlySigned = `${name}=${new Signer([NEW_SECRET]).sign(sessionIdOf(cookie))}`;
   expect(await userStatus(newOnly, newlySigned)).toBe(401);
   // The same cookie is fine where the old encryption key is still in the ring.

@@ -28,8 +28,8 @@ async function loggedIn() {
 }
 
 test('the rewritten IdP really advertises no end_session_endpoint', () => {
-  expect(gateway.gateway.ctx.idp.metadata.end_session_endpoint).toBeUndefined();
-  expect(world.gateway.gateway.ctx.idp.metadata.end_session_endpoint).toBeDefined();
+  expect(gateway.gateway.services.idp.metadata.end_session_endpoint).toBeUndefined();
+  expect(world.gateway.gateway.services.idp.metadata.end_session_endpoint).toBeDefined();
 });
 
 test('GET /auth/logout?sid: session ended and tokens revoked, 302 to postLogoutRedirect', async () => {

@@ -84,7 +84,7 @@ test('the POST answer (body and every header) carries no token; logoutUrl is a o
 
   // Same effects as before: session ended, cookie cleared.
   expect((await fetch(`${world.url}/auth/user`, { headers: apiHeaders(alice.cookie) })).status).toBe(401);
-  expect(res.headers.getSetCookie().some((line) => line.startsWith(`${world.gateway.gateway.ctx.cookie.name}=;`))).toBe(true);
+  expect(res.headers.getSetCookie().some((line) => line.startsWith(`${world.gateway.gateway.services.cookie.name}=;`))).toBe(true);
 });
 
 test('the continue URL redirects a top-level navigation to the IdP with the hint, once', async () => {
@@ -96,7 +96,7 @@ test('the continue URL redirects a top-level navigation to the IdP with the hint
   expect(first.headers['cache-control']).toBe('no-store');
   expect(first.headers['referrer-policy']).toBe('no-referrer');
   const target = new URL(first.headers.location as string);
-  expect(`${target.origin}${target.pathname}`).toBe(world.gateway.gateway.ctx.idp.metadata.end_session_endpoint);
+  expect(`${target.origin}${target.pathname}`).toBe(world.gateway.gateway.services.idp.metadata.end_session_endpoint);
   expect(target.searchParams.get('id_token_hint')).toBe(alice.tokens.idToken);
   expect(target.searchParams.get('client_id')).toBe(CLIENT_ID);
   expect(target.searchParams.get('post_logout_redirect_uri')).toBe(`${world.url}/`);

@@ -44,7 +44,7 @@ async function refreshAtIdp(refreshToken: string): Promise<{ status: number; err
 }
 
 function expectClearedCookie(res: Response): void {
-  const name = world.gateway.gateway.ctx.cookie.name;
+  const name = world.gateway.gateway.services.cookie.name;
   const line = res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`));
   expect(line).toBeDefined();
   expect(line).toMatch(new RegExp(`^${name}=;`));
@@ -53,7 +53,7 @@ function expectClearedCookie(res: Response): void {
 
 function expectEndSessionRedirect(location: string, idToken: string | undefined): void {
   const target = new URL(location);
-  expect(`${target.origin}${target.pathname}`).toBe(world.gateway.gateway.ctx.idp.metadata.end_session_endpoint);
+  expect(`${target.origin}${target.pathname}`).toBe(world.gateway.gateway.services.idp.metadata.end_session_endpoint);
   expect(target.searchParams.get('id_token_hint')).toBe(idToken);
   expect(target.searchParams.get('client_id')).toBe(CLIENT_ID);
   expect(target.searchParams.get('post_logout_redirect_uri')).toBe(`${world.url}/`);
@@ -117,7 +117,7 @@ test('GET with a session but a missing or wrong sid: 400 invalid_request and the
     expect(res.status).toBe(400);
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(await res.json()).toMatchObject({ error: 'invalid_request' });
-    expect(res.headers.getSetCookie().some((l) => l.startsWith(`${world.gateway.gateway.ctx.cookie.name}=`))).toBe(false);
+    expect(res.headers.getSetCookie().some((l) => l.startsWith(`${world.gateway.gateway.services.cookie.name}=`))).toBe(false);
   }
   expect((await userOf(alice.cookie)).status).toBe(200);
   expect(world.idp.counters.revocations).toBe(revocationsBefore);

@@ -1,18 +1,19 @@
 /**
- * Contract section 5, when the refresh fails:
+ * When the refresh fails (docs/http-interface.md#tokens-and-refresh):
  * - the IdP refuses (invalid_grant, or a bare 4xx without a body): the session is destroyed and
  *   the browser gets 401 session_expired, then 401 unauthenticated;
- * - the IdP is unavailable (5xx, connection reset, slower than `oidc.timeout`): the session is
- *   kept; a still-valid token is forwarded (200), an expired one gives 503 idp_unavailable, and
- *   the session works again once the IdP recovers;
- * - after an unavailable IdP, a still-valid token is not refreshed again for a few seconds.
+ * - the IdP is unavailable (5xx, 429, 408, connection reset, slower than `oidc.timeout`): the
+ *   session is kept; a still-valid token is forwarded (200), an expired one gives 503
+ *   idp_unavailable, and the session works again once the IdP recovers;
+ * - after an unavailable IdP, a still-valid token is not refreshed again for a few seconds, and
+ *   when the IdP sent `Retry-After` no refresh for that session goes out before it says.
  *
  * Two gateways with movable clocks share the world's Redis: `due` sees the token inside the
  * refresh window but valid, `expired` sees it past its expiry. The IdP and upstream keep real
  * time, so the upstream still accepts the token either way.
  */
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
-import type { TokenFault } from '../../demo/idp.ts';
+import type { TokenFault } from '../../fixtures/idp/idp.ts';
 import { UNAVAILABLE_BACKOFF_MS } from '../../src/refresh/token-refresher.ts';
 import { Sessions } from '../../src/session/sessions.ts';
 import { login, type LoginResult } from '../support/login.ts';
@@ -35,6 +36,7 @@ beforeAll(async () => {
 afterEach(() => {
   world.idp.faults.token = 'none';
   world.idp.faults.tokenDelayMs = 0;
+  world.idp.faults.retryAfter = undefined;
   dueOffset = DUE_MS;
 });
 afterAll(() => world?.close());
@@ -53,13 +55,13 @@ async function call(gateway: RunningGateway | string, session: LoginResult) {
 }
 
 async function refreshes(gateway: RunningGateway, result: string): Promise<number> {
-  const metric = await gateway.gateway.ctx.metrics.tokenRefresh.get();
+  const metric = await gateway.gateway.services.metrics.tokenRefresh.get();
   return metric.values.find((v) => v.labels.result === result)?.value ?? 0;
 }
 
 async function stored(session: LoginResult): Promise<boolean> {
   const id = session.cookie.slice(session.cookie.indexOf('=') + 1).split('.')[0] as string;
-  return (await world.gateway.gateway.ctx.store.get(Sessions.handleOf(id))) !== null;
+  return (await world.gateway.gateway.services.store.get(Sessions.handleOf(id))) !== null;
 }
 
 async function start(): Promise<{ session: LoginResult; token: string }> {
@@ -84,6 +86,9 @@ test.each<TokenFault>(['invalid_grant', 'bare400'])('IdP answers %s: 401 session
 
 const unavailable: Array<[string, (idp: World['idp']) => void]> = [
   ['503', (idp) => (idp.faults.token = 'http503')],
+  // "Too many requests" and "request timeout" say "not now", not "no": the grant is fine.
+  ['429', (idp) => (idp.faults.token = 'http429')],
+  ['408', (idp) => (idp.faults.token = 'http408')],
   ['a connection reset', (idp) => (idp.faults.token = 'reset')],
   // Slower than the gateways' 1 s timeout; the IdP never answers it within this file.
   ['no answer within oidc.timeout', (idp) => (idp.faults.tokenDelayMs = 20_000)],
@@ -154,7 +159,7 @@ test('the backoff never holds back an expired token: it is retried at once', asy
 });
 
 test('refresh outcomes are timed in the duration histogram, failures included', async () => {
-  const histogram = async () => (await due.gateway.ctx.metrics.refreshDuration.get()).values.find((v) => v.metricName === 'bff_token_refresh_duration_seconds_count')?.value ?? 0;
+  const histogram = async () => (await due.gateway.services.metrics.refreshDuration.get()).values.find((v) => v.metricName === 'bff_token_refresh_duration_seconds_count')?.value ?? 0;
   const before = await histogram();
   const { session } = await start();
   world.idp.faults.token = 'http503';
@@ -163,4 +168,34 @@ test('refresh outcomes are timed in the duration histogram, failures included', 
   const fresh = await start();
   await call(due, fresh.session);
   expect(await histogram()).toBe(before + 2);
+});
+
+test.each<[string, TokenFault, () => string]>([
+  ['429 with Retry-After in seconds', 'http429', () => '2'],
+  // An HTTP-date is rounded down to the second: two seconds ahead leaves at least one.
+  ['503 with Retry-After as an HTTP-date', 'http503', () => new Date(Date.now() + 2_000).toUTCString()],
+])('IdP answers %s: no refresh for that session before it, 503 meanwhile, then fine', async (_name, fault, retryAfter) => {
+  const { session, token } = await start();
+  const other = await start();
+  world.idp.faults.token = fault;
+  world.idp.faults.retryAfter = retryAfter();
+  const grants = world.idp.counters.refreshGrants;
+  const asked = Date.now();
+  expect(await call(expired, session)).toMatchObject({ status: 503, error: 'idp_unavailable' });
+  expect(world.idp.counters.refreshGrants - grants).toBe(1);
+  expect(await stored(session)).toBe(true);
+
+  // The IdP is back, but asked for a pause: this session's expired token waits without a call.
+  world.idp.faults.token = 'none';
+  expect(await call(expired, session)).toMatchObject({ status: 503, error: 'idp_unavailable' });
+  expect(world.idp.counters.refreshGrants - grants).toBe(1);
+  // The pause is per session: another session refreshes at once.
+  expect((await call(expired, other.session)).status).toBe(200);
+  expect(world.idp.counters.refreshGrants - grants).toBe(2);
+
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, asked + 2_100 - Date.now())));
+  const recovered = await call(expired, session);
+  expect(recovered.status).toBe(200);
+  expect(recovered.token).not.toBe(token);
+  expect(await refreshes(expired, 'invalid_grant')).toBe(0);
 });

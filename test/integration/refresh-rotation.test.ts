@@ -29,7 +29,7 @@ beforeAll(async () => {
 afterAll(() => world?.close());
 
 async function refreshCount(gateway: RunningGateway, result: string): Promise<number> {
-  const metric = await gateway.gateway.ctx.metrics.tokenRefresh.get();
+  const metric = await gateway.gateway.services.metrics.tokenRefresh.get();
   return metric.values.find((v) => v.labels.result === result)?.value ?? 0;
 }
 

@@ -40,13 +40,13 @@ async function get(gateway: RunningGateway, session: LoginResult): Promise<numbe
 }
 
 async function refreshTokenOf(session: LoginResult): Promise<string | undefined> {
-  const loaded = await world.gateway.gateway.ctx.sessions.load(idOf(session));
+  const loaded = await world.gateway.gateway.services.sessions.load(idOf(session));
   return loaded.state === 'active' ? loaded.record.tokens.refreshToken : undefined;
 }
 
 test('an idle slide from a record loaded before another instance rotated the tokens does not write them back', async () => {
   const session = await login(world.url);
-  const stale = await sliding.gateway.ctx.sessions.load(idOf(session));
+  const stale = await sliding.gateway.services.sessions.load(idOf(session));
   if (stale.state !== 'active') throw new Error('session not active');
   const original = stale.record.tokens.refreshToken;
 
@@ -56,7 +56,7 @@ test('an idle slide from a record loaded before another instance rotated the tok
   expect(rotated).not.toBe(original);
 
   // The slide is due on the sliding instance, but its copy of the record is out of date.
-  await sliding.gateway.ctx.sessions.touch(stale);
+  await sliding.gateway.services.sessions.touch(stale);
   expect(await refreshTokenOf(session)).toBe(rotated);
 
   // The consequence that matters: the next refresh presents the rotated token and succeeds.
@@ -68,11 +68,11 @@ test('an idle slide from a record loaded before another instance rotated the tok
 
 test('the slide still happens when nothing raced it', async () => {
   const session = await login(world.url);
-  const loaded = await sliding.gateway.ctx.sessions.load(idOf(session));
+  const loaded = await sliding.gateway.services.sessions.load(idOf(session));
   if (loaded.state !== 'active') throw new Error('session not active');
   const before = loaded.record.lastSeenAt;
-  await sliding.gateway.ctx.sessions.touch(loaded);
-  const after = await world.gateway.gateway.ctx.sessions.load(idOf(session));
+  await sliding.gateway.services.sessions.touch(loaded);
+  const after = await world.gateway.gateway.services.sessions.load(idOf(session));
   expect(after.state === 'active' && after.record.lastSeenAt).toBeGreaterThanOrEqual(before + SLIDE_DUE_MS - 1_000);
 });
 

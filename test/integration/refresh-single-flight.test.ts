@@ -51,7 +51,7 @@ test(`${BURST} concurrent requests on an expiring token: one refresh grant, all 
   expect(seen.every((r) => r.auth?.ok === true)).toBe(true);
 
   // Metrics: one success, the other callers were coalesced onto it, and the grant was timed.
-  const metrics = skewed.gateway.ctx.metrics;
+  const metrics = skewed.gateway.services.metrics;
   const refreshes = await metrics.tokenRefresh.get();
   const count = (result: string) => refreshes.values.find((v) => v.labels.result === result)?.value ?? 0;
   expect(count('success')).toBe(1);

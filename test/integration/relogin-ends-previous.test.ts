@@ -30,9 +30,9 @@ async function refreshAtIdp(refreshToken: string): Promise<number> {
 
 /** The callback as a cross-site redirect delivers it: the login cookie only, no session cookie. */
 async function callbackWithoutSessionCookie(callbackUrl: string, jar: CookieJar): Promise<string> {
-  const sessionName = world.gateway.gateway.ctx.cookie.name;
+  const sessionName = world.gateway.gateway.services.cookie.name;
   const cookies = jar.cookiesFor(callbackUrl).filter((c) => c.name !== sessionName);
-  expect(cookies.map((c) => c.name)).toContain(world.gateway.gateway.ctx.cookie.loginName);
+  expect(cookies.map((c) => c.name)).toContain(world.gateway.gateway.services.cookie.loginName);
   const res = await fetch(callbackUrl, { headers: { cookie: cookies.map((c) => `${c.name}=${c.value}`).join('; ') }, redirect: 'manual' });
   await res.body?.cancel();
   expect(res.status).toBe(302);

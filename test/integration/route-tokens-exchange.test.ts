@@ -5,7 +5,7 @@
  */
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
-import { TOKEN_EXCHANGE } from '../../demo/idp-token-exchange.ts';
+import { TOKEN_EXCHANGE } from '../../fixtures/idp/idp-token-exchange.ts';
 import { login } from '../support/login.ts';
 import { bearerSeen } from '../support/upstream.ts';
 import { apiHeaders, apiStatus, startWorld, type World } from '../support/world.ts';

@@ -85,7 +85,7 @@ test('50 concurrent /orders requests on a fresh session: one grant; a later main
   expect(main[0]?.params.resource).toBeUndefined();
   // The route mint consumed the login's refresh token; the main refresh used the rotated one.
   expect(main[0]?.params.refresh_token).not.toBe(minted[0]?.refresh_token);
-  const metric = await eager.gateway.ctx.metrics.tokenRefresh.get();
+  const metric = await eager.gateway.services.metrics.tokenRefresh.get();
   expect(metric.values.find((v) => v.labels.result === 'invalid_grant')?.value ?? 0).toBe(0);
   expect(decodeJwt(bearerSeen(world.upstream, '?m=main')).aud).toBe(MAIN_AUDIENCE);
   // The session is alive on both gateways.
@@ -140,4 +140,17 @@ test('a refused route mint ends the session (401 session_expired); an unavailabl
   expect(((await gone.json()) as { error: string }).error).toBe('session_expired');
   world.idp.faults.token = 'none';
   expect(await apiStatus(world.url, '/api/echo', refused.cookieHeader)).toBe(401);
+});
+
+test.each(['invalid_target', 'invalid_scope'] as const)('a route mint refused with %s is a configuration problem: 502 bad_gateway, session kept', async (fault) => {
+  const session = await login(world.url);
+  world.idp.faults.token = fault;
+  const res = await fetch(`${world.url}/orders/echo?m=${fault}`, { headers: apiHeaders(session.cookieHeader) });
+  expect(res.status).toBe(502);
+  expect(((await res.json()) as { error: string }).error).toBe('bad_gateway');
+  expect(res.headers.getSetCookie()).toEqual([]);
+  world.idp.faults.token = 'none';
+  // The grant is fine: the session still works, on its main token and, once fixed, on the route.
+  expect(await apiStatus(world.url, '/api/echo', session.cookieHeader)).toBe(200);
+  expect(await apiStatus(world.url, '/orders/echo', session.cookieHeader)).toBe(200);
 });

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { endSession } from '../../src/auth/end-session.ts';
 import { main } from '../../src/cli.ts';
 import { login } from '../support/login.ts';
 import { freePort } from '../support/redis.ts';
@@ -154,7 +153,7 @@ test('sessions revoke --all ends every session', async () => {
     expect(await alive(s.cookie)).toBe(false);
   }
   const left: string[] = [];
-  for await (const live of world.gateway.gateway.ctx.sessions.all()) left.push(live.handle);
+  for await (const live of world.gateway.gateway.services.sessions.all()) left.push(live.handle);
   expect(left).toEqual([]);
 });
 
@@ -187,10 +186,10 @@ test('an operator-ended session counts as bff_logouts_total{kind="admin"}', asyn
   // The CLI's own counter dies with its process; the kind is checked on a live gateway context.
   const { cookie } = await session('ivan');
   const before = await logoutsOf(world.gateway, 'admin');
-  const result = await world.gateway.gateway.ctx.sessions.load(cookie.split('=')[1]!.split('.')[0]!);
+  const result = await world.gateway.gateway.services.sessions.load(cookie.split('=')[1]!.split('.')[0]!);
   expect(result.state).toBe('active');
   if (result.state !== 'active') return;
-  await endSession(world.gateway.gateway.ctx, result, 'admin');
+  await world.gateway.gateway.services.ending.end(result, 'admin');
   expect(await logoutsOf(world.gateway, 'admin')).toBe(before + 1);
   expect(await alive(cookie)).toBe(false);
 });

@@ -175,6 +175,28 @@ function storeContract(name: string, open: () => Promise<SessionStore>, openPeer
       expect(await store.claimOnce(key, LONG)).toBe(false);
     });
 
+    test('a one-time value is taken once, lives apart from session records and expires', async () => {
+      const key = id();
+      expect(await store.takeOneTime(key)).toBeNull();
+      await store.putOneTime(key, 'sealed-handoff', LONG);
+      const heard: string[] = [];
+      const stop = store.onEnded((handle) => heard.push(handle));
+      try {
+        expect(await store.get(key)).toBeNull();
+        expect(await collect(store.scanHandles())).not.toContain(key);
+        const takes = await Promise.all(Array.from({ length: 10 }, () => store.takeOneTime(key)));
+        expect(takes.filter((value) => value !== null)).toEqual(['sealed-handoff']);
+        expect(await store.takeOneTime(key)).toBeNull();
+        expect(heard).not.toContain(key);
+      } finally {
+        stop();
+      }
+      const short = id();
+      await store.putOneTime(short, 'soon gone', SHORT);
+      await sleep(SHORT * 2);
+      expect(await store.takeOneTime(short)).toBeNull();
+    });
+
     test('destroy announces the handle to onEnded listeners of every store on the same data', async () => {
       const peer = await openPeer(store);
       const heardByPeer: string[] = [];
@@ -233,8 +255,11 @@ function storeContract(name: string, open: () => Promise<SessionStore>, openPeer
       expect(await store.claimOnce(k, LONG)).toBe(true);
       expect(await store.acquireLock(k, LONG)).toEqual(expect.any(String));
       await store.indexAdd(k, 'member', LONG);
+      await store.putOneTime(k, 'value', LONG);
       expect(await store.get(k)).toBe('record');
       expect(await store.indexMembers(k)).toEqual(['member']);
+      expect(await store.takeOneTime(k)).toBe('value');
+      expect(await store.get(k)).toBe('record');
     });
   });
 }

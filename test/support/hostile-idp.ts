@@ -24,7 +24,7 @@ import { generateKeyPairSync, createHmac, randomBytes, type KeyObject } from 'no
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, decodeJwt, exportJWK, importJWK, type JWK, type JWTPayload } from 'jose';
-import type { Idp } from '../../demo/idp.ts';
+import type { Idp } from '../../fixtures/idp/idp.ts';
 import { startWorld, type World, type WorldOptions } from './world.ts';
 
 /**

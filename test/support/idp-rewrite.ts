@@ -8,7 +8,7 @@
  * never runs; the hook goes on the app's response prototype instead (`ctx.body = ...`), which
  * every later request inherits.
  */
-import type { Idp } from '../../demo/idp.ts';
+import type { Idp } from '../../fixtures/idp/idp.ts';
 
 interface KoaResponse {
   ctx: { path: string; method: string };

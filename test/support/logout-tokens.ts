@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK, type JWTPayload, type JWTHeaderParameters } from 'jose';
-import type { Idp } from '../../demo/idp.ts';
+import type { Idp } from '../../fixtures/idp/idp.ts';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 

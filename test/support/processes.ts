@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { startIdp, type Idp, type IdpOptions } from '../../demo/idp.ts';
+import { startIdp, type Idp, type IdpOptions } from '../../fixtures/idp/idp.ts';
 import { freePort, startRedis, type RedisInstance } from './redis.ts';
 import { startUpstream, type Upstream } from './upstream.ts';
 import { CLIENT_ID, CLIENT_SECRET, deepMerge, SESSION_KEY, SESSION_SECRET } from './world.ts';

@@ -23,7 +23,7 @@ export function handleOf(cookie: string): string {
 
 /** The live record behind a cookie, read through the gateway; undefined when there is none. */
 export async function recordOf(gateway: RunningGateway, cookie: string): Promise<SessionRecord | undefined> {
-  const result = await gateway.gateway.ctx.sessions.load(sessionIdOf(cookie));
+  const result = await gateway.gateway.services.sessions.load(sessionIdOf(cookie));
   return result.state === 'active' ? result.record : undefined;
 }
 
@@ -50,7 +50,7 @@ export function sealKeyId(sealed: string): string {
 
 /** `bff_logouts_total{kind=...}` as exposed on /metrics (the registry's text rendering). */
 export async function logoutsOf(gateway: RunningGateway, kind: 'rp' | 'backchannel' | 'admin' | 'timeout'): Promise<number> {
-  const text = await gateway.gateway.ctx.metrics.registry.metrics();
+  const text = await gateway.gateway.services.metrics.registry.metrics();
   const line = text.split('\n').find((l) => l.startsWith(`bff_logouts_total{kind="${kind}"}`));
   if (!line) throw new Error(`bff_logouts_total{kind="${kind}"} is not exported`);
   return Number(line.slice(line.lastIndexOf(' ') + 1));
@@ -66,7 +66,7 @@ export async function loginAt(world: World, gateway: RunningGateway, opts: Login
   const callback = new URL(pending.callbackUrl);
   const res = await fetch(`${gateway.url}${callback.pathname}${callback.search}`, { headers: { cookie: pending.gatewayCookieHeader }, redirect: 'manual' });
   await res.body?.cancel();
-  const name = gateway.gateway.ctx.cookie.name;
+  const name = gateway.gateway.services.cookie.name;
   const line = res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`) && !isClearingCookie(l));
   if (res.status !== 302 || !line) throw new Error(`callback at ${gateway.url} answered ${res.status} without a session cookie`);
   return (line.split(';')[0] ?? '').trim();

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { startIdp, type Idp, type IdpOptions } from '../../demo/idp.ts';
+import { startIdp, type Idp, type IdpOptions } from '../../fixtures/idp/idp.ts';
 import { buildConfig, type GatewayConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
@@ -132,7 +132,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     const gateway = await buildGateway(config, { log: createLogger({ level: 'debug', destination: capture.stream }), metrics: new Metrics(), ...deps });
     await gateway.app.listen({ host, port });
     gateway.start();
-    await gateway.ctx.idp.start();
+    await gateway.services.idp.start();
     const address = gateway.app.server.address();
     const actualPort = typeof address === 'object' && address ? address.port : port;
     const running = { url: `http://${host}:${actualPort}`, port: actualPort, gateway, config, logs: capture.lines };
