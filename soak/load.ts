@@ -73,6 +73,7 @@ interface SessionState {
   cookie: string;
   loggedInAt: number;
   current?: string;
+  currentIat: number;
   replaced: Set<string>;
   lastChange?: number;
   changes: number;
@@ -155,7 +156,9 @@ async function main(): Promise<void> {
 
   function observe(session: SessionState, { fp, iat }: { fp: string; iat: number }): void {
     if (fp === session.current) return;
-    if (session.replaced.has(fp)) {
+    // Replaced already, or issued before the current one (seen late, e.g. the login's token
+    // arriving after its successor in the same tick).
+    if (session.replaced.has(fp) || (session.current !== undefined && iat > 0 && iat < session.currentIat)) {
       totals.staleTokens++;
       return;
     }
@@ -176,6 +179,7 @@ async function main(): Promise<void> {
       window.tokenChanges++;
     }
     session.current = fp;
+    session.currentIat = iat;
   }
 
   async function tick(index: number): Promise<void> {
@@ -197,7 +201,7 @@ async function main(): Promise<void> {
   process.on('message', (message: ToLoad) => {
     if (message.type === 'start') {
       start = message;
-      sessions = message.cookies.map((cookie, i) => ({ cookie, loggedInAt: message.loggedInAt[i] ?? 0, replaced: new Set(), changes: 0, lost: false, busy: false }));
+      sessions = message.cookies.map((cookie, i) => ({ cookie, loggedInAt: message.loggedInAt[i] ?? 0, currentIat: 0, replaced: new Set(), changes: 0, lost: false, busy: false }));
       sessions.forEach((_, index) => {
         const first = setTimeout(() => {
           timers.delete(first);
