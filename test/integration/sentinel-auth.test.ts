@@ -2,18 +2,19 @@
  * Sentinel with authentication, on real processes: a primary and a replica with `requirepass`
  * (plus an ACL user for the gateway) watched by three password-protected sentinels. The data
  * nodes get the configured username, password and db (`sentinel.primary`), the sentinels their
- * own password; a wrong one on either side is named by `check --connect`'s probe; and the store
- * survives the primary being killed under load: a bounded burst of errors that stops after the
- * failover, and every session that was replicated before the kill still answers.
+ * own password; a wrong one on either side is named by `check --connect`'s probe; the store
+ * follows a manual failover (old primary demoted, still up) and survives the primary being
+ * killed under load: a bounded burst of errors that stops after the failover, and every session
+ * that was replicated before the kill still answers.
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
+import { buildConfig, ConfigError, type RedisConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { probeRedis } from '../../src/session/redis-probe.ts';
 import { RedisStore } from '../../src/session/redis-store.ts';
-import { startSentinelSetup, type RedisSentinelSetup } from '../support/redis.ts';
+import { authedCommand, startSentinelSetup, type RedisSentinelSetup } from '../support/redis.ts';
 
 const DATA_PASSWORD = `data-${randomBytes(8).toString('hex')}`;
 const GATEWAY_USER = { name: 'gateway', password: `gw-${randomBytes(8).toString('hex')}` };
@@ -42,13 +43,24 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => setup?.stop());
 
-/** master_repl_offset of the primary, then waits until the replica has acknowledged it (what WAIT does, for writes made on another connection). */
-async function replicated(): Promise<void> {
+const dataPorts = () => [setup.primary.port, ...setup.replicas.map((replica) => replica.port)];
+
+/**
+ * Waits until the replica has acknowledged everything the primary has written so far: what
+ * WAIT does, for writes made on another connection (the store's own).
+ */
+async function replicated(primaryPort: number, replicaPort: number): Promise<void> {
   const offsetOf = (info: unknown, field: string) => Number(new RegExp(`${field}:(\\d+)`).exec(String(info))?.[1] ?? -1);
-  const primaryOffset = offsetOf(await setup.dataCommand(setup.primary.port, 'INFO', 'replication'), 'master_repl_offset');
+  const primaryOffset = offsetOf(await setup.dataCommand(primaryPort, 'INFO', 'replication'), 'master_repl_offset');
   expect(primaryOffset).toBeGreaterThan(0);
-  const replica = setup.replicas[0]!;
-  await vi.waitFor(async () => expect(offsetOf(await setup.dataCommand(replica.port, 'INFO', 'replication'), 'slave_repl_offset')).toBeGreaterThanOrEqual(primaryOffset), { timeout: 5_000, interval: 50 });
+  await vi.waitFor(
+    async () => {
+      const info = String(await setup.dataCommand(replicaPort, 'INFO', 'replication'));
+      expect(info).toContain('master_link_status:up');
+      expect(offsetOf(info, 'slave_repl_offset')).toBeGreaterThanOrEqual(primaryOffset);
+    },
+    { timeout: 30_000, interval: 50 },
+  );
 }
 
 describe.sequential('Sentinel with authentication', () => {
@@ -88,6 +100,29 @@ describe.sequential('Sentinel with authentication', () => {
     }
   });
 
+  test('a manual failover (the old primary stays up, demoted): the store follows to the new primary', async () => {
+    const store = await RedisStore.connect(redisConfig(sentinelConfig()));
+    try {
+      await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+      const before = await setup.primaryPort();
+      const [other] = dataPorts().filter((port) => port !== before);
+      await store.set('manual-before', 'kept', 600_000);
+      await replicated(before, other!);
+      await authedCommand(setup.sentinelNodes[0]!.port, SENTINEL_PASSWORD, ['SENTINEL', 'FAILOVER', setup.name]);
+      await vi.waitFor(async () => expect(await setup.primaryPort()).toBe(other), { timeout: 30_000, interval: 200 });
+      // A store still talking to the demoted node would get READONLY on every write.
+      await vi.waitFor(() => store.set('manual-after', 'v', 600_000), { timeout: 15_000, interval: 50 });
+      for (let i = 0; i < 20; i++) await store.set(`manual-${i}`, 'v', 600_000);
+      expect(String(await setup.dataCommand(other!, 'INFO', 'replication'))).toContain('role:master');
+      expect(await store.get('manual-before')).toBe('kept');
+      // The demoted node syncs from the new primary, ready to be promoted again (Sentinel
+      // reconfigures it at its next INFO round, up to ~10 s later).
+      await replicated(other!, before);
+    } finally {
+      await store.close();
+    }
+  }, 90_000);
+
   test('the primary killed under load: a bounded burst of errors that stops after the failover, no replicated session lost', async () => {
     const lines: string[] = [];
     const log = createLogger({
@@ -105,10 +140,9 @@ describe.sequential('Sentinel with authentication', () => {
       const sessions = new Map<string, string>();
       for (let i = 0; i < 200; i++) sessions.set(`before-${i}-${randomBytes(6).toString('hex')}`, `sealed-${i}`);
       for (const [handle, sealed] of sessions) await store.set(handle, sealed, 600_000);
-      await replicated();
-      const oldPrimary = setup.primary.port;
-      const replicaPort = setup.replicas[0]!.port;
-      expect(await setup.primaryPort()).toBe(oldPrimary);
+      const oldPrimary = await setup.primaryPort();
+      const replicaPort = dataPorts().find((port) => port !== oldPrimary)!;
+      await replicated(oldPrimary, replicaPort);
 
       // Eight clients reading the replicated sessions and writing new ones, nonstop.
       const handles = [...sessions.keys()];
@@ -135,7 +169,7 @@ describe.sequential('Sentinel with authentication', () => {
       expect(errors).toEqual([]);
 
       const killedAt = Date.now();
-      setup.primary.kill();
+      [setup.primary, ...setup.replicas].find((instance) => instance.port === oldPrimary)!.kill();
       await vi.waitFor(async () => expect(await setup.primaryPort()).toBe(replicaPort), { timeout: 30_000, interval: 200 });
       // Served by the new primary: a write succeeds through the store again.
       await vi.waitFor(() => store.set('after-failover', 'v', 60_000), { timeout: 15_000, interval: 50 });
@@ -166,4 +200,45 @@ describe.sequential('Sentinel with authentication', () => {
       await store.close();
     }
   }, 90_000);
+});
+
+describe('Sentinel settings are checked', () => {
+  const problems = (sentinel: Record<string, unknown>): string[] => {
+    try {
+      redisConfig(sentinel);
+      return [];
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return err.problems;
+    }
+  };
+
+  test('credentials or a db in a sentinel URL, mixed TLS, a user without password, a bad db: each named with its key', () => {
+    expect(
+      problems({
+        name: 'mymaster',
+        nodes: ['redis://:secret@10.0.0.1:26379', 'redis://10.0.0.2:26379/2', 'rediss://10.0.0.3:26379'],
+        username: 'watcher',
+        primary: { username: 'gateway', db: -1, tls: 'yes' },
+      }).sort(),
+    ).toEqual(
+      [
+        'session.redis.sentinel.nodes[0]: must not carry credentials: set sentinel.username/password for the sentinels, sentinel.primary.username/password for the data nodes',
+        'session.redis.sentinel.nodes[1]: must not carry a database number or options: set sentinel.primary.db',
+        'session.redis.sentinel.primary.db: must be a database number (0, 1, ...)',
+        'session.redis.sentinel.primary.tls: must be true or false',
+      ].sort(),
+    );
+    expect(problems({ name: 'mymaster', nodes: ['redis://10.0.0.2:26379', 'rediss://10.0.0.3:26379'], username: 'watcher', primary: { username: 'gateway' } }).sort()).toEqual([
+      'session.redis.sentinel.nodes: must all be redis:// or all rediss://',
+      'session.redis.sentinel.password: is required with username',
+      'session.redis.sentinel.primary.password: is required with primary.username',
+    ]);
+  });
+
+  test('the full shape: sentinels and data nodes each get their own settings', () => {
+    const config = redisConfig({ name: 'mymaster', nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'], username: 'watcher', password: 's', primary: { username: 'gateway', password: 'p', db: 2, tls: true } });
+    expect(config.sentinel).toEqual({ name: 'mymaster', nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'], username: 'watcher', password: 's', primary: { username: 'gateway', password: 'p', db: 2, tls: true } });
+    expect(redisConfig({ name: 'mymaster', nodes: ['redis://10.0.0.1:26379'], primary: {} }).sentinel?.primary).toEqual({ db: 0, tls: false });
+  });
 });
