@@ -175,6 +175,12 @@ export class Forwarder {
         exchange.cancel(late);
       }, target.timeoutMs);
       res.once('close', onClientClose);
+      // The browser may already be gone (its request failed to parse while the session was
+      // being read): nothing is sent for it, and no connection is held until the timeout.
+      if (res.destroyed || (target.body instanceof Readable && target.body.destroyed)) {
+        settle(() => reject(new GatewayError('bad_gateway', { detail: 'client closed the connection' })));
+        return;
+      }
 
       const attempt = () => {
         exchange = new Exchange(

@@ -69,9 +69,14 @@ export function bodyWithIdleDeadline(req: IncomingMessage, idleMs: number): Read
     },
   });
   guard.once('close', () => clearTimeout(timer));
-  req.once('close', () => {
+  // Whoever reads the body (undici, readBody) sees its error; one that is never read (the
+  // request failed before it was dispatched) must not take the process down with it.
+  guard.on('error', () => {});
+  const onClientGone = () => {
     if (!req.complete) guard.destroy(new GatewayError('bad_gateway', { detail: 'client closed the connection' }));
-  });
+  };
+  if (req.destroyed) onClientGone();
+  else req.once('close', onClientGone);
   req.pipe(guard);
   return guard;
 }
