@@ -468,6 +468,8 @@ function write(o: Outcome): void {
   const grants = o.after.idpGrants;
   const perExpiry = o.report.tokenChanges > 0 ? grants / o.report.tokenChanges : Number.NaN;
   const gatewaySuccess = (o.after.refresh.success ?? 0) - (o.before.refresh.success ?? 0);
+  const invalidGrants = (o.after.refresh.invalid_grant ?? 0) - (o.before.refresh.invalid_grant ?? 0);
+  const refreshErrors = (o.after.refresh.error ?? 0) - (o.before.refresh.error ?? 0);
   const oneRefresh = grants === o.report.tokenChanges && o.report.earlyChanges === 0;
 
   const outageEnd = o.redisUpAt + RECOVERY_GRACE_S;
@@ -512,7 +514,7 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
 | no socket leak: TCP sockets per instance before the load vs 10 s after it | ${socketsBefore.map((n, i) => `instance ${i + 1}: ${n} → ${socketsAfter[i]} (max ${socketsMax[i]} under load); fds ${fdsBefore[i]} → ${fdsAfter[i]}`).join('; ')} | ${yes(noSocketLeak)} |
 | no Redis connection leak: clients before, before the restart, at the end, after | ${o.before.redis.redisClients}, ${redisClientsBeforeRestart}, ${redisClientsEnd}, ${o.after.redis.redisClients} (range ${Math.min(...redisClientsSeries)}–${Math.max(...redisClientsSeries)}) | ${yes(noRedisLeak)} |
 | no lock leak: refresh locks in Redis after the run | ${o.after.redis.locks} (at most ${maxLocks} in any sample) | ${yes(noLockLeak)} |
-| one refresh per session per expiry | ${grants} refresh grants at the IdP for ${o.report.tokenChanges} token changes seen by the upstream: ${f1(perExpiry)} per expiry${Number.isFinite(perExpiry) ? ` (${perExpiry.toFixed(3)})` : ''}; ${o.report.earlyChanges} second refreshes within one token lifetime; gateways counted ${gatewaySuccess} successful refreshes and ${(o.after.refresh.coalesced ?? 0) - (o.before.refresh.coalesced ?? 0)} coalesced | ${yes(oneRefresh)} |
+| one refresh per session per expiry | ${grants} refresh grants at the IdP for ${o.report.tokenChanges} token changes seen by the upstream: ${f1(perExpiry)} per expiry${Number.isFinite(perExpiry) ? ` (${perExpiry.toFixed(3)})` : ''}; ${o.report.earlyChanges} second refreshes within one token lifetime; gateways counted ${gatewaySuccess} successful refreshes, ${invalidGrants} refused by the IdP (invalid_grant: the session ends), ${refreshErrors} failed and ${(o.after.refresh.coalesced ?? 0) - (o.before.refresh.coalesced ?? 0)} coalesced, so ${grants - gatewaySuccess - invalidGrants - refreshErrors} grants answered by the IdP were never stored | ${yes(oneRefresh)} |
 | no failure outside the Redis outage (stop → back + ${RECOVERY_GRACE_S} s) | ${fmtCounts(outside)} | ${yes(noErrorsOutside)} |
 | no session lost (no 401) | ${o.report.sessionsLost} sessions answered 401 | ${yes(noSessionLost)} |
 
