@@ -53,6 +53,9 @@ export async function newLoginChecks(): Promise<LoginChecks> {
   return { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, codeChallenge: await client.calculatePKCECodeChallenge(codeVerifier) };
 }
 
+/** The grants and revocation the token layer uses (refresh/): what a fake IdP must offer in unit tests. */
+export type TokenGrants = Pick<IdpClient, 'refresh' | 'tokenExchange' | 'supportsTokenExchange' | 'clientCredentials' | 'canRevoke' | 'revoke'>;
+
 export interface AuthorizationRequest {
   state: string;
   nonce: string;

@@ -71,7 +71,8 @@ export function parseRetryAfter(value: string | null | undefined, now: number): 
   let ms: number;
   if (/^\d+$/.test(text)) ms = Number(text) * 1000;
   else {
-    const date = Date.parse(text);
+    // Every HTTP-date form begins with a day name; Date.parse alone would take "-5" for a year.
+    const date = /^[A-Za-z]{3}/.test(text) ? Date.parse(text) : Number.NaN;
     if (Number.isNaN(date)) return undefined;
     ms = date - now;
   }

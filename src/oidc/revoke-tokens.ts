@@ -9,7 +9,7 @@
  * is the expected answer, not a failure worth a warning.
  */
 import type { Logger } from '../log.ts';
-import type { IdpClient } from './client.ts';
+import type { TokenGrants } from './client.ts';
 import { IdpError } from './idp-error.ts';
 
 export interface TokensToRevoke {
@@ -18,7 +18,7 @@ export interface TokensToRevoke {
 }
 
 /** Resolves with the number of revocations that failed (0 when the IdP cannot revoke at all). */
-export async function revokeTokens(idp: IdpClient, log: Logger, tokens: TokensToRevoke, logFields: Record<string, unknown>): Promise<number> {
+export async function revokeTokens(idp: Pick<TokenGrants, 'canRevoke' | 'revoke'>, log: Logger, tokens: TokensToRevoke, logFields: Record<string, unknown>): Promise<number> {
   if (!idp.canRevoke) return 0;
   // Deferred, so even a synchronous throw becomes a settled failure rather than an escape.
   const revoke = (token: string, hint: 'refresh_token' | 'access_token') => Promise.resolve().then(() => idp.revoke(token, hint));

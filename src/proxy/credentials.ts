@@ -61,7 +61,7 @@ export interface CredentialDeps {
   refresher: TokenRefresher;
   clientTokens: ClientTokens;
   /** For the DPoP key, when tokens are DPoP-bound. */
-  idp: IdpClient;
+  idp: Pick<IdpClient, 'dpop'>;
 }
 
 export class CredentialSource {

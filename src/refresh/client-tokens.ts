@@ -7,7 +7,7 @@
  */
 import type { GatewayConfig, RouteConfig } from '../config/load.ts';
 import { errorDetail, GatewayError } from '../errors.ts';
-import type { IdpClient } from '../oidc/client.ts';
+import type { TokenGrants } from '../oidc/client.ts';
 import { IdpError } from '../oidc/idp-error.ts';
 import { tokensFromResponse } from '../oidc/tokens.ts';
 import { expiresWithin, type SessionTokens } from '../session/sessions.ts';
@@ -18,7 +18,7 @@ export class ClientTokens {
 
   constructor(
     private readonly config: GatewayConfig,
-    private readonly idp: IdpClient,
+    private readonly idp: Pick<TokenGrants, 'clientCredentials'>,
     private readonly now: () => number,
   ) {}
 

@@ -14,12 +14,12 @@
  */
 import type { RouteConfig } from '../config/load.ts';
 import { GatewayError } from '../errors.ts';
-import type { IdpClient, TokenResponse } from '../oidc/client.ts';
+import type { TokenGrants, TokenResponse } from '../oidc/client.ts';
 import { tokensFromResponse } from '../oidc/tokens.ts';
 import type { LoadedSession, RouteToken, SessionRecord } from '../session/sessions.ts';
 
 export interface MintRequest {
-  idp: IdpClient;
+  idp: TokenGrants;
   now: () => number;
   route: RouteConfig;
   session: LoadedSession;

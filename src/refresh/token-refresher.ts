@@ -39,7 +39,7 @@
 import type { GatewayConfig } from '../config/load.ts';
 import { errorDetail, GatewayError, isGatewayError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { IdpClient } from '../oidc/client.ts';
+import type { TokenGrants } from '../oidc/client.ts';
 import { IdpError } from '../oidc/idp-error.ts';
 import { revokeTokens } from '../oidc/revoke-tokens.ts';
 import { sameIdentity, tokensFromResponse } from '../oidc/tokens.ts';
@@ -73,7 +73,7 @@ export interface RefresherDeps {
   config: GatewayConfig;
   store: SessionStore;
   sessions: Sessions;
-  idp: IdpClient;
+  idp: TokenGrants;
   metrics: Metrics;
   log: Logger;
   now: () => number;

@@ -8,8 +8,8 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startWorld, type RunningGateway, type World } from '../support/world.ts';
+import { sleep } from '../support/time.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 /** A raw connection that records every byte the server writes and whether it closed. */
 class RawClient {

@@ -22,12 +22,12 @@ import { CookieJar, login, submitIdpLogout } from '../support/login.ts';
 import { freePort, startRedis, type RedisInstance } from '../support/redis.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 import { CLIENT_ID, CLIENT_SECRET, SESSION_SECRET, apiHeaders } from '../support/world.ts';
+import { sleep } from '../support/time.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = join(ROOT, 'test/support/cli-entry.ts');
 const KEY_A = randomBytes(32).toString('base64');
 const KEY_B = randomBytes(32).toString('base64');
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 let idp: Idp;
 let redis: RedisInstance;

@@ -22,12 +22,12 @@ import { startHopUpstream, type HopUpstream } from '../support/hop-upstream.ts';
 import { login, type LoginResult } from '../support/login.ts';
 import { startProcessWorld, type ProcessWorld } from '../support/processes.ts';
 import { errorCode, requestBytes, until, Wire, type WireResponse } from '../support/wire.ts';
+import { sleep } from '../support/time.ts';
 
 const POOL = 4;
 let sequence = 0;
 const nextId = (label: string) => `${label}-${++sequence}`;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function portOf(world: ProcessWorld): number {
   return Number(new URL(world.gateways[0]?.url as string).port);

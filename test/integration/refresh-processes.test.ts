@@ -14,11 +14,11 @@ import { metricValue, startProcessWorld, type ProcessWorld } from '../support/pr
 import { redisCommand } from '../support/redis.ts';
 import { apiHeaders } from '../support/world.ts';
 import { bearerOf } from '../support/upstream.ts';
+import { sleep } from '../support/time.ts';
 
 const BURST = 100;
 const TOKEN_TTL_S = 20;
 const WINDOW_S = 14;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 interface DueSession {
   cookieHeader: string;

@@ -13,6 +13,7 @@ import type { SessionStore } from '../../src/session/store.ts';
 import { buildConfig } from '../../src/config/load.ts';
 import { login, type LoginResult } from '../support/login.ts';
 import { apiHeaders, startWorld, type RunningGateway, type World } from '../support/world.ts';
+import { sleep } from '../support/time.ts';
 
 // Tokens live 300 s (refresh window 30 s); the idle slide is due after 60 s.
 const SLIDE_DUE_MS = 90_000;
@@ -117,8 +118,6 @@ async function storeContract(store: SessionStore, wait: (ms: number) => Promise<
 }
 
 describe('store primitives of the refresh protocol', () => {
-  const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
-
   test('memory store', async () => {
     let offset = 0;
     const store = new MemoryStore(() => Date.now() + offset);

@@ -13,8 +13,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startProcessWorld, type GatewayProcess, type ProcessWorld } from '../support/processes.ts';
+import { sleep } from '../support/time.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 async function until(condition: () => boolean, boundMs = 10_000): Promise<boolean> {
   for (let waited = 0; waited < boundMs; waited += 20) {

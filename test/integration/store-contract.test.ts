@@ -13,8 +13,8 @@ import { MemoryStore } from '../../src/session/memory-store.ts';
 import { createRedisClient, RedisStore } from '../../src/session/redis-store.ts';
 import type { SessionStore } from '../../src/session/store.ts';
 import { redisCommand, startRedis, startRedisCluster, startSentinel, type RedisCluster, type RedisInstance, type RedisSentinel } from '../support/redis.ts';
+import { sleep } from '../support/time.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const id = () => randomBytes(12).toString('base64url');
 const SHORT = 150;
 const LONG = 60_000;

@@ -16,12 +16,12 @@ import { startIdp, type Idp, type IdpOptions } from '../../fixtures/idp/idp.ts';
 import { freePort, startRedis, type RedisInstance } from './redis.ts';
 import { startUpstream, type Upstream } from './upstream.ts';
 import { CLIENT_ID, CLIENT_SECRET, deepMerge, SESSION_KEY, SESSION_SECRET } from './world.ts';
+import { sleep } from './time.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = join(ROOT, 'test/support/cli-entry.ts');
 const READY_TIMEOUT_MS = 30_000;
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 export interface GatewayProcess {
   url: string;
