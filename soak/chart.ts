@@ -62,10 +62,11 @@ export function svgChart(title: string, panels: PanelSpec[], markers: Marker[], 
       parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/>`);
       parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`);
     }
-    for (const marker of markers) {
+    markers.forEach((marker, m) => {
       parts.push(`<line x1="${x(marker.at)}" x2="${x(marker.at)}" y1="${y0}" y2="${y0 + panelHeight}" stroke="#888" stroke-dasharray="4 3"/>`);
-      if (index === 0) parts.push(`<text x="${x(marker.at) + 3}" y="${y0 + 12}" fill="#555">${escape(marker.label)}</text>`);
-    }
+      // Labels one under the other: markers a few seconds apart would overprint.
+      if (index === 0) parts.push(`<text x="${x(marker.at) + 3}" y="${y0 + 12 + m * 12}" fill="#555">${escape(marker.label)}</text>`);
+    });
     panel.series.forEach((series, s) => {
       const color = COLORS[s % COLORS.length] as string;
       const path = series.points.filter(([, v]) => Number.isFinite(v)).map(([t, v], i) => `${i === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
