@@ -3,7 +3,7 @@
  * the image's own entrypoint, user, working directory and environment, as recorded in its
  * configuration, started with buildah (chroot isolation, the host's network), the configuration
  * mounted at /etc/bff-gateway and the secrets passed as environment variables. Redis, the
- * embedded IdP (demo/idp.ts) and an upstream run on the host's loopback.
+ * embedded IdP (fixtures/idp/idp.ts) and an upstream run on the host's loopback.
  *
  * Checks: `check` accepts the mounted file; /healthz and /readyz answer 200; a full login
  * through the IdP; an API call carries the user's token upstream and no token comes back;
@@ -18,7 +18,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
-import { startIdp } from '../demo/idp.ts';
+import { startIdp } from '../fixtures/idp/idp.ts';
 import { login } from '../test/support/login.ts';
 import { freePort, startRedis } from '../test/support/redis.ts';
 import { startUpstream } from '../test/support/upstream.ts';

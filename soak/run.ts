@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { startIdp, type Idp } from '../demo/idp.ts';
+import { startIdp, type Idp } from '../fixtures/idp/idp.ts';
 import { login } from '../test/support/login.ts';
 import { freePort, redisCommand } from '../test/support/redis.ts';
 import { svgChart, type PanelSpec } from './chart.ts';
