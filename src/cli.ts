@@ -1,5 +1,5 @@
 /**
- * Command line (contract section 1):
+ * Command line (docs/http-interface.md#running-it):
  *   bff-gateway [--config FILE]            start (FILE may come from BFF_CONFIG)
  *   bff-gateway check --config FILE        validate; print every problem with its YAML path
  *   bff-gateway check --connect ...        also try the session store and the IdP's discovery

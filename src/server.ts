@@ -45,7 +45,7 @@ const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
 /** Seconds a client refused during shutdown should wait: another instance can answer at once. */
 const SHUTDOWN_RETRY_AFTER = '1';
 
-/** What Node's HTTP parser and deadlines report to the clientErrorHandler, as a contract code. */
+/** What Node's HTTP parser and deadlines report to the clientErrorHandler, as a gateway error code. */
 function clientErrorCode(code: string | undefined): 'headers_too_large' | 'method_not_allowed' | 'request_timeout' | 'invalid_request' {
   if (code === 'HPE_HEADER_OVERFLOW') return 'headers_too_large';
   // An unknown method (TRACK, say) is a method we do not serve, not a malformed request.
@@ -72,7 +72,7 @@ export async function createGateway(services: Services): Promise<Gateway> {
     return503OnClosing: false,
     ...listenerDeadlines(config.limits),
     // Requests the HTTP parser rejects (smuggling attempts, bad chunking, oversized headers)
-    // or that miss a deadline still get the contract's JSON error, and the connection is closed.
+    // or that miss a deadline still get the gateway's JSON error, and the connection is closed.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
       // Nothing more can be said on a connection whose answer has begun: a second status line
       // would be read as garbage (or as the next response) by the client.

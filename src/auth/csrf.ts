@@ -1,5 +1,5 @@
 /**
- * The anti-forgery rule for token routes and /auth/user (contract section 3):
+ * The anti-forgery rule for token routes and /auth/user (docs/http-interface.md#csrf):
  * - the request carries `<csrf.header>: 1`. A cross-site form or `<img>` cannot add a custom
  *   header, and a cross-origin fetch that adds one needs a CORS preflight we never grant;
  * - an `Origin` header, when present, is exactly the public origin (`Origin: null` is refused);

@@ -5,8 +5,7 @@
  * are logged and never undo or block the local logout (oidc/revoke-tokens.ts).
  */
 import type { Logger } from '../log.ts';
-import type { TokenGrants } from '../oidc/client.ts';
-import { revokeTokens } from '../oidc/revoke-tokens.ts';
+import { revokeTokens, type Revoker } from '../oidc/revoke-tokens.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { LoadedSession, Sessions } from '../session/sessions.ts';
 
@@ -14,7 +13,7 @@ export type LogoutKind = 'rp' | 'backchannel' | 'admin' | 'timeout';
 
 export class SessionEnding {
   constructor(
-    private readonly deps: { sessions: Sessions; idp: Pick<TokenGrants, 'canRevoke' | 'revoke'>; metrics: Metrics; log: Logger },
+    private readonly deps: { sessions: Sessions; idp: Revoker; metrics: Metrics; log: Logger },
   ) {}
 
   async end(session: LoadedSession, kind: LogoutKind, options: { revoke?: boolean } = {}): Promise<void> {

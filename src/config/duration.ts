@@ -1,5 +1,5 @@
 /**
- * Durations as the contract writes them: `500ms`, `30s`, `15m`, `2h`, `7d`, or a number of
+ * Durations as configuration files write them: `500ms`, `30s`, `15m`, `2h`, `7d`, or a number of
  * seconds. Parsed once at load time into milliseconds so nothing downstream guesses units.
  */
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;

@@ -1,6 +1,6 @@
 /**
- * `${VAR}` and `${VAR:-default}` substitution on the raw YAML text, before parsing, as the
- * contract says (shell semantics: an unset or empty variable takes the default). A variable
+ * `${VAR}` and `${VAR:-default}` substitution on the raw YAML text, before parsing, as
+ * docs/configuration.md says (shell semantics: an unset or empty variable takes the default). A variable
  * with neither a value nor a default becomes empty, and its name is remembered so that a
  * validation failure can point at the real cause ("SESSION_SECRET is not set").
  */

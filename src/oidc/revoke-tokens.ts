@@ -17,8 +17,11 @@ export interface TokensToRevoke {
   accessTokens: string[];
 }
 
+/** What revoking needs of the IdP client. */
+export type Revoker = Pick<TokenGrants, 'canRevoke' | 'revoke'>;
+
 /** Resolves with the number of revocations that failed (0 when the IdP cannot revoke at all). */
-export async function revokeTokens(idp: Pick<TokenGrants, 'canRevoke' | 'revoke'>, log: Logger, tokens: TokensToRevoke, logFields: Record<string, unknown>): Promise<number> {
+export async function revokeTokens(idp: Revoker, log: Logger, tokens: TokensToRevoke, logFields: Record<string, unknown>): Promise<number> {
   if (!idp.canRevoke) return 0;
   // Deferred, so even a synchronous throw becomes a settled failure rather than an escape.
   const revoke = (token: string, hint: 'refresh_token' | 'access_token') => Promise.resolve().then(() => idp.revoke(token, hint));

@@ -2,7 +2,7 @@
  * Turning token-endpoint responses into the session's token set.
  * - Expiry comes from `expires_in` at receipt; failing that, from the access token's JWT `exp`.
  * - Refresh-token rotation: a returned refresh token replaces the old one; none returned keeps
- *   the old one (contract section 5).
+ *   the old one (docs/http-interface.md#tokens-and-refresh).
  * - A refreshed ID token must describe the same user at the same IdP for the same client
  *   (OIDC Core 12.2): otherwise the refresh is rejected.
  */

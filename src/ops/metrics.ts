@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics with the contract's names (section 3). One Registry per gateway, so tests
+ * Prometheus metrics with the documented names (docs/http-interface.md#admin-listener). One Registry per gateway, so tests
  * can build several apps in one process without "metric already registered" clashes.
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -26,7 +26,7 @@ export class Metrics {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
-    // Pre-create the label sets the contract names, so they are visible before the first event.
+    // Pre-create the documented label sets, so they are visible before the first event.
     for (const result of ['success', 'invalid_grant', 'error', 'coalesced']) this.tokenRefresh.inc({ result }, 0);
     for (const result of ['success', 'failure']) this.logins.inc({ result }, 0);
     for (const kind of ['rp', 'backchannel', 'admin', 'timeout']) this.logouts.inc({ kind }, 0);

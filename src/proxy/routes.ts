@@ -68,7 +68,7 @@ export function upstreamUrl(route: RouteConfig, path: string, query: string): UR
 }
 
 /** Splits `request.url` into path and raw query (without the `?`). */
-export function splitUrl(url: string): { path: string; query: string } {
+function splitUrl(url: string): { path: string; query: string } {
   const index = url.indexOf('?');
   return index === -1 ? { path: url, query: '' } : { path: url.slice(0, index), query: url.slice(index + 1) };
 }

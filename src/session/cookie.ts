@@ -1,5 +1,5 @@
 /**
- * The session cookie (contract section 4): an opaque, HMAC-signed id and nothing else.
+ * The session cookie (docs/http-interface.md#cookies): an opaque, HMAC-signed id and nothing else.
  * `HttpOnly; Path=/; SameSite=<sameSite>`, never `Domain`, `Secure` when the public origin is
  * https or localhost. Signing uses @fastify/cookie's Signer, which verifies against every
  * secret of the ring and says when a value was signed by an older one (`renew`).

@@ -1,5 +1,5 @@
 /**
- * The admin listener (contract section 3): /healthz, /readyz (store answers and IdP metadata
+ * The admin listener (docs/http-interface.md#admin-listener): /healthz, /readyz (store answers and IdP metadata
  * loaded, else 503 naming what is missing), /metrics in Prometheus text format.
  */
 import type { AddressInfo } from 'node:net';
@@ -53,7 +53,7 @@ describe('admin listener', () => {
     expect(await readyz(adminUrl)).toEqual({ status: 200, body: expect.objectContaining({ status: 'ready' }) });
   });
 
-  it('/metrics exposes the contract metrics in Prometheus text format', async () => {
+  it('/metrics exposes the documented metrics in Prometheus text format', async () => {
     const session = await login(world.url);
     const api = await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
     expect(api.status).toBe(200);

@@ -1,5 +1,5 @@
 /**
- * GET /auth/callback against the real IdP (contract sections 3 and 4): what completes a login,
+ * GET /auth/callback against the real IdP (docs/http-interface.md#get-authcallback, #cookies): what completes a login,
  * and every way a callback must fail without creating a session.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

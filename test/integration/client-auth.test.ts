@@ -1,6 +1,6 @@
 /**
- * How the gateway authenticates to the IdP and sends the authorization request (contract
- * sections 2 and 7): client_secret_basic by default, client_secret_post, private_key_jwt with a
+ * How the gateway authenticates to the IdP and sends the authorization request
+ * (docs/configuration.md, docs/http-interface.md#route-tokens): client_secret_basic by default, client_secret_post, private_key_jwt with a
  * PEM or JWK key, and RFC 9126 pushed authorization requests — on demand (`oidc.par`) and when
  * the IdP requires them for the client. Each world logs in for real and calls the API, so the
  * code, refresh and revocation calls all authenticate the chosen way.

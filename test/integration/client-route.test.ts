@@ -1,5 +1,5 @@
 /**
- * `token: client` routes (contract section 7): the gateway's own client-credentials token,
+ * `token: client` routes (docs/http-interface.md#route-tokens): the gateway's own client-credentials token,
  * no session needed, CSRF rules still apply, one fetch at a time and cached until shortly
  * before expiry, a fresh token after an upstream 401 invalid_token.
  */

@@ -1,5 +1,5 @@
 /**
- * The session cookie (contract section 4): its attributes on 127.0.0.1 and on localhost, what it
+ * The session cookie (docs/http-interface.md#cookies): its attributes on 127.0.0.1 and on localhost, what it
  * may hold, that hostile cookie values are plain 401s, and that a Redis dump gives nothing away.
  */
 import { execFileSync } from 'node:child_process';

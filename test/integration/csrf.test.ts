@@ -31,7 +31,7 @@ const EVIL = 'https://evil.example';
 async function expectCsrfRefused(res: Response, upstreamBefore: number, method = 'GET'): Promise<void> {
   expect(res.status).toBe(403);
   const text = await res.text();
-  // HEAD has no body; every other method carries the contract's error.
+  // HEAD has no body; every other method carries the gateway's JSON error.
   if (method !== 'HEAD') expect((JSON.parse(text) as { error: string }).error).toBe('csrf_required');
   expect(res.headers.get('access-control-allow-origin')).toBeNull();
   expect(world.upstream.requests.length).toBe(upstreamBefore);

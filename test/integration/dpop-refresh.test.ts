@@ -1,7 +1,7 @@
 /**
  * RFC 9449 with refreshes: the refresh grant is DPoP-bound, so the refreshed access token is
  * still `token_type: DPoP`, bound to the gateway's key, and accepted upstream with a proof.
- * The key comes from `oidc.privateKey` here (`dpop: true`), the contract's fallback.
+ * The key comes from `oidc.privateKey` here (`dpop: true`), the documented fallback.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { calculateJwkThumbprint, decodeJwt, type JWK } from 'jose';

@@ -1,5 +1,5 @@
 /**
- * RFC 9449 DPoP (contract section 7, `oidc.dpop`) against the real oidc-provider with DPoP on:
+ * RFC 9449 DPoP (docs/http-interface.md#route-tokens, `oidc.dpop`) against the real oidc-provider with DPoP on:
  * the gateway's tokens are sender-constrained to its key, every upstream request carries
  * `Authorization: DPoP` and its own proof (verified by the test upstream: signature, htm, htu,
  * ath, iat, jti, key = token cnf.jkt), and an upstream nonce demand is met. Refreshes:

@@ -1,5 +1,5 @@
 /**
- * The error format (contract section 3): every error the gateway authors is JSON
+ * The error format (docs/http-interface.md#errors): every error the gateway authors is JSON
  * `{error, message}` with `cache-control: no-store` and no internals; and a dead session store
  * is a fast 503 on session routes while token-less routes keep working.
  */

@@ -1,5 +1,5 @@
 /**
- * The hot path (contract sections 4 and 5, design "lazy slide"): in steady state an
+ * The hot path (docs/http-interface.md#cookies, #tokens-and-refresh; the lazy idle slide in src/session/sessions.ts): in steady state an
  * authenticated proxied request costs exactly one store read and no store write. A second
  * gateway instance shares the world's real Redis through a counting wrapper.
  */

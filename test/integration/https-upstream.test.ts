@@ -1,5 +1,5 @@
 /**
- * Upstreams may be https, with certificate verification (contract section 2): a token must
+ * Upstreams may be https, with certificate verification (docs/configuration.md): a token must
  * never be handed to an upstream that cannot prove who it is. An upstream with a self-signed
  * certificate is refused with 502 bad_gateway, and the request — with its bearer token — never
  * reaches it; the same upstream over plain http works, so the route itself is fine.

@@ -1,5 +1,5 @@
 /**
- * `oidc.timeout` bounds every IdP call, sub-second values included (contract section 2): with
+ * `oidc.timeout` bounds every IdP call, sub-second values included (docs/configuration.md): with
  * a 500 ms timeout and an IdP that answers the token endpoint after 800 ms, the refresh gives up
  * — the request goes upstream with the still-valid current token and the session is kept.
  * (Rounded up to whole seconds, the refresh would have waited and succeeded.)

@@ -1,5 +1,5 @@
 /**
- * Key rotation without logging anyone out (contract section 2): `session.secret` and
+ * Key rotation without logging anyone out (docs/configuration.md): `session.secret` and
  * `session.encryptionKey` as lists, the first signs/seals, all verify/open. Three gateways share
  * one Redis: `old` (the keys sessions were created with), `rotated` ([new, old]) and `newOnly`.
  * A session from `old` keeps working on `rotated`, which re-signs its cookie and re-seals its

@@ -1,5 +1,5 @@
 /**
- * Session lifetime (contract section 4): the idle timeout slides with use, the absolute one
+ * Session lifetime (docs/http-interface.md#cookies): the idle timeout slides with use, the absolute one
  * does not, both end the session (401 and the record removed), and the Redis TTL of the record
  * is the earlier of the two. The gateway under test runs on an injected clock that the tests
  * move forward; Redis keeps real time, so a record that disappears was deleted by the gateway,

@@ -1,11 +1,11 @@
 /**
- * Pending logins in the sealed login cookie (contract sections 3 and 4): several tabs of one
+ * Pending logins in the sealed login cookie (docs/http-interface.md#get-authcallback, #cookies): several tabs of one
  * browser may log in at once, each transaction lives 10 minutes, at most 5 are kept (newest).
  *
- * What two tabs really get: every callback deletes the login cookie (contract section 4), so
+ * What two tabs really get: every callback deletes the login cookie (docs/http-interface.md#cookies), so
  * once one tab's callback has completed, a later callback from the other tab arrives without
  * the cookie and fails — but the browser is already logged in by then, with the session of the
- * callback that completed first, which is the contract's reading. Callbacks that are in flight
+ * callback that completed first, which is the documented reading. Callbacks that are in flight
  * together (both sent while the cookie still existed) both complete, whatever their order,
  * because starting the second login kept the first transaction.
  */

@@ -1,5 +1,5 @@
 /**
- * GET /auth/login and GET /auth/user against the real IdP (contract section 3). The IdP sits
+ * GET /auth/login and GET /auth/user against the real IdP (docs/http-interface.md#get-authlogin, #get-authuser). The IdP sits
  * behind a recording front, so the session's real tokens are known and can be looked for in
  * the /auth/user body.
  */

@@ -1,5 +1,5 @@
 /**
- * RP logout at an IdP that offers no revocation endpoint (contract section 3: "revokes the
+ * RP logout at an IdP that offers no revocation endpoint (docs/http-interface.md#ending-sessions: "revokes the
  * refresh token at the IdP (RFC 7009) when it offers revocation"): the session still ends, the
  * cookie is cleared, the redirect goes to the end-session endpoint, and no revocation is
  * attempted (so no failure is logged on every logout).

@@ -1,5 +1,5 @@
 /**
- * RP-initiated logout (contract section 3): GET /auth/logout?sid=… and POST /auth/logout.
+ * RP-initiated logout (docs/http-interface.md#get-and-post-authlogout): GET /auth/logout?sid=… and POST /auth/logout.
  * A logout destroys the session, revokes its refresh token at the IdP (RFC 7009: afterwards a
  * refresh_token grant with it fails, while another session's still works), clears the cookie
  * and sends the browser to the IdP's end_session_endpoint with id_token_hint, client_id and

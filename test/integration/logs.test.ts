@@ -1,5 +1,5 @@
 /**
- * Logs never carry secrets (contract section 1): every line the gateway writes (debug level)
+ * Logs never carry secrets (docs/http-interface.md#running-it): every line the gateway writes (debug level)
  * during a full login, /auth/user, API calls with token refreshes, and logout is searched for
  * the real values — tokens from the IdP's token responses, the authorization code, the client
  * secret, the session cookie and the session id.

@@ -1,5 +1,5 @@
 /**
- * The proxy's response side and failure modes (contract section 6): token scrubbing in headers
+ * The proxy's response side and failure modes (docs/http-interface.md#forwarding): token scrubbing in headers
  * and bodies (plain and gzip), upstream failures (502, 504), streaming in both directions, and
  * the request-level refusals (413, 400 on the back-channel endpoint, 405).
  */

@@ -1,5 +1,5 @@
 /**
- * The proxy's request side (contract sections 3 and 6): token modes and CSRF, what the upstream
+ * The proxy's request side (docs/http-interface.md#routes, #forwarding): token modes and CSRF, what the upstream
  * receives (Authorization, Cookie, X-Forwarded-*, hop-by-hop headers), and route matching.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

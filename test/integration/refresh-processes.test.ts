@@ -1,5 +1,5 @@
 /**
- * Contract section 5 across real gateway processes (the CLI, one YAML file each) sharing one
+ * The refresh rules (docs/http-interface.md#tokens-and-refresh) across real gateway processes (the CLI, one YAML file each) sharing one
  * redis-server: at most one refresh per session in flight across ALL instances, and a crashed
  * lock holder does not wedge the session (its lock expires, another instance refreshes).
  *

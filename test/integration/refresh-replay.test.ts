@@ -1,5 +1,5 @@
 /**
- * Contract section 5, replay on 401: an upstream 401 with `WWW-Authenticate: Bearer
+ * Replay on 401 (docs/http-interface.md#tokens-and-refresh): an upstream 401 with `WWW-Authenticate: Bearer
  * error="invalid_token"` on a replayable request (no body, or a body with a declared length of
  * at most 1 MiB) costs one refresh and one replay, and the browser sees only the replay. Never
  * more than once; never for bodies the gateway did not buffer.

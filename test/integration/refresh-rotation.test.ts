@@ -1,5 +1,5 @@
 /**
- * Refresh-token rotation under continuous load (contract section 5, design "pitfalls"): the
+ * Refresh-token rotation under continuous load (docs/http-interface.md#tokens-and-refresh; why, in src/refresh/token-refresher.ts): the
  * embedded IdP rotates the refresh token on every use and revokes the whole grant when a
  * rotated-out token comes back. Twenty expiry cycles while a steady stream of concurrent
  * requests runs through two instances sharing Redis must cost exactly twenty grants, never

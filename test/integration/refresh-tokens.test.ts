@@ -1,5 +1,5 @@
 /**
- * What a refresh response does to the session's token set (contract section 5, OIDC Core
+ * What a refresh response does to the session's token set (docs/http-interface.md#tokens-and-refresh, OIDC Core
  * 12.2). Pure functions: the embedded IdP always rotates and always re-issues an ID token, so
  * the "IdP returned no refresh token" branch can only be shown here.
  */

@@ -1,5 +1,5 @@
 /**
- * Per-route tokens through RFC 8693 token exchange (contract section 7): when discovery lists
+ * Per-route tokens through RFC 8693 token exchange (docs/http-interface.md#route-tokens): when discovery lists
  * the token-exchange grant, a route with `audience`/`scopes` gets its token by exchanging the
  * session's access token — made fresh first — and the refresh token is left alone.
  */

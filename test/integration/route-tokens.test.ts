@@ -1,5 +1,5 @@
 /**
- * Per-route tokens on session routes (contract section 7): a `token: user` route with
+ * Per-route tokens on session routes (docs/http-interface.md#route-tokens): a `token: user` route with
  * `audience`/`scopes` carries a token minted for it from the session's grant (here a
  * `refresh_token` grant with RFC 8707 `resource`, since the embedded IdP has no token exchange),
  * cached in the session, minted once per session across concurrent requests, refreshed after an

@@ -1,6 +1,6 @@
 /**
  * Security headers on what the gateway itself writes, and only there:
- * - every gateway-authored response (the /auth endpoints, the contract's JSON errors from the
+ * - every gateway-authored response (the /auth endpoints, the gateway's JSON errors from the
  *   proxy, errors for malformed HTTP) carries `x-content-type-options: nosniff`,
  *   `content-security-policy: frame-ancestors 'none'` and `x-frame-options: DENY`; /auth
  *   responses and errors are `cache-control: no-store`;

@@ -1,5 +1,5 @@
 /**
- * WebSocket upgrades (contract section 6): proxied on `none` routes as they are, on `user`
+ * WebSocket upgrades (docs/http-interface.md#websockets): proxied on `none` routes as they are, on `user`
  * routes with the session's access token, and refused (no upgrade) on `user` routes without a
  * session or from a foreign Origin.
  */
@@ -46,7 +46,7 @@ function refusedUpgrade(path: string, headers: Record<string, string>): Promise<
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.once('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
     });
-    // A socket closed without any HTTP answer is a refusal too, but the contract's JSON is expected.
+    // A socket closed without any HTTP answer is a refusal too, but the gateway's JSON error is expected.
     ws.once('error', (err) => reject(err));
   });
 }

@@ -176,7 +176,7 @@ describe('session.redis: exactly one of url, cluster, sentinel', () => {
   });
 });
 
-describe('routes: per-route audience and scopes (contract section 7)', () => {
+describe('routes: per-route audience and scopes (docs/http-interface.md#route-tokens)', () => {
   const withRoute = (route: Raw) => minimal((raw) => { raw.routes = [{ path: '/orders', upstream: 'http://orders.internal', ...route }]; });
 
   test.each(['user', 'optional', 'client'])('are accepted on token: %s routes', (token) => {

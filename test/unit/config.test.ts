@@ -64,11 +64,11 @@ describe('${VAR} interpolation', () => {
   });
 });
 
-describe('contract section 2: every key, with exactly its name', () => {
+describe('the documented configuration block (docs/configuration.md): every key, with exactly its name', () => {
   const text = readFileSync(new URL('../fixtures/contract-section2.yaml', import.meta.url), 'utf8');
   const env = { OIDC_CLIENT_SECRET: 'client-secret', SESSION_SECRET: SECRET, SESSION_KEY: KEY };
 
-  test('the contract block parses into the runtime shape', () => {
+  test('the documented block parses into the runtime shape', () => {
     const config = parseConfigText(text, env);
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(config.publicUrl).toBe('https://app.example.com');
@@ -135,7 +135,7 @@ describe('derived defaults', () => {
     ]);
   });
 
-  test('omitted sections take the contract defaults', () => {
+  test('omitted sections take the documented defaults', () => {
     const config = buildConfig(minimal());
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(config.shutdownGraceMs).toBe(10_000);

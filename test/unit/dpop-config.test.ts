@@ -1,5 +1,5 @@
 /**
- * `oidc.dpop` configuration (contract section 7): false, true (key = oidc.privateKey) or
+ * `oidc.dpop` configuration (docs/http-interface.md#route-tokens): false, true (key = oidc.privateKey) or
  * `{ key }`; a missing or unusable key is a configuration error at its path, not a crash later.
  */
 import { generateKeyPairSync } from 'node:crypto';
@@ -21,7 +21,7 @@ test('dpop is off by default and no key is derived', () => {
   expect(buildConfig(minimal((raw) => void (raw.oidc.privateKey = EC_PEM))).oidc.dpopKey).toBeUndefined();
 });
 
-test('dpop: true without any key is refused with the contract message', () => {
+test('dpop: true without any key is refused with the documented message', () => {
   expect(problems(minimal((raw) => void (raw.oidc.dpop = true)))).toEqual([NEEDS_KEY]);
 });
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { causeOf, ERROR_HEADERS, ERRORS, errorBody, errorDetail, errorLogFields, GatewayError, isGatewayError, writeRawError } from '../../src/errors.ts';
 
-/** Contract section 3: every code with its status. */
+/** Every code with its status (docs/http-interface.md#errors). */
 const CONTRACT: Record<string, number> = {
   unauthenticated: 401,
   session_expired: 401,

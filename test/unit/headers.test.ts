@@ -110,7 +110,7 @@ describe('response headers', () => {
     expect(out['content-type']).toBe('text/plain');
   });
 
-  test('every header of the contract list is dropped, plus scrub.responseHeaders', () => {
+  test('every header of the documented list is dropped, plus scrub.responseHeaders', () => {
     expect(TOKEN_RESPONSE_HEADERS).toEqual(
       expect.arrayContaining(['authorization', 'proxy-authorization', 'x-access-token', 'x-id-token', 'x-refresh-token', 'x-auth-request-access-token', 'x-amzn-oidc-accesstoken', 'x-forwarded-access-token']),
     );

@@ -6,7 +6,7 @@ test('config/schema.json is what the zod schema generates (run `npm run schema` 
   expect(readFileSync(SCHEMA_FILE, 'utf8')).toBe(renderSchema());
 });
 
-test('the JSON Schema rejects unknown keys and describes every section of the contract', () => {
+test('the JSON Schema rejects unknown keys and describes every section of the configuration', () => {
   const schema = JSON.parse(renderSchema()) as { $id: string; title: string; additionalProperties: boolean; required: string[]; properties: Record<string, { properties?: Record<string, unknown>; additionalProperties?: boolean }> };
   expect(schema.$id).toBeTruthy();
   expect(schema.title).toBe('bff-gateway configuration');
