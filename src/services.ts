@@ -68,15 +68,16 @@ export interface Services {
   close(): Promise<void>;
 }
 
-async function createStore(config: GatewayConfig): Promise<SessionStore> {
-  return config.session.store === 'memory' ? new MemoryStore() : RedisStore.connect(config.session.redis);
+async function createStore(config: GatewayConfig, log: Logger): Promise<SessionStore> {
+  // The Redis store logs its connection's state changes (connected, lost, auth failed) itself.
+  return config.session.store === 'memory' ? new MemoryStore() : RedisStore.connect(config.session.redis, { log: log.child({ component: 'session-store' }) });
 }
 
 export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {}): Promise<Services> {
   const log = deps.log ?? createLogger();
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? new Metrics({ processMetrics: true });
-  const store = deps.store ?? (await createStore(config));
+  const store = deps.store ?? (await createStore(config, log));
 
   const sealer = new Sealer(config.session.encryptionKeys);
   const claims = new OneTimeClaims(store);
