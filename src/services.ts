@@ -31,6 +31,7 @@ import { ClientTokens } from './refresh/client-tokens.ts';
 import { TokenRefresher } from './refresh/token-refresher.ts';
 import { SessionCookie } from './session/cookie.ts';
 import { MemoryStore } from './session/memory-store.ts';
+import { countStoreErrors } from './session/counted-store.ts';
 import { OneTimeClaims, OneTimeValues } from './session/one-time.ts';
 import { RedisStore } from './session/redis-store.ts';
 import { RequestSessions } from './session/request-session.ts';
@@ -77,7 +78,8 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
   const log = deps.log ?? createLogger();
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? new Metrics({ processMetrics: true });
-  const store = deps.store ?? (await createStore(config, log));
+  // Every store call goes through the error counter (bff_store_errors_total).
+  const store = countStoreErrors(deps.store ?? (await createStore(config, log)), (op) => metrics.storeErrors.inc({ op }));
 
   const sealer = new Sealer(config.session.encryptionKeys);
   const claims = new OneTimeClaims(store);
@@ -111,6 +113,7 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
     handoffs: new LogoutHandoffs(values, sealer),
     async close() {
       idp.stop();
+      refresher.pending.close();
       await store.close();
     },
   };

@@ -47,6 +47,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { RouteConfig } from '../config/load.ts';
 import { expiresWithin, type AccessToken, type LoadedSession, type SessionRecord, type Sessions } from '../session/sessions.ts';
 import type { SessionStore } from '../session/store.ts';
+import { isStoreOutage, PendingWrites } from './pending-writes.ts';
 import { mintRouteToken } from './route-tokens.ts';
 
 const POLL_INTERVAL_MS = 10;
@@ -84,9 +85,24 @@ export class TokenRefresher {
   /** handle+target -> until when an `unavailable` IdP is not asked again. */
   private readonly backoffs = new Map<string, Backoff>();
   private readonly lockTtlMs: number;
+  /** Refreshed records a store outage kept from being written (see pending-writes.ts). */
+  readonly pending: PendingWrites;
 
   constructor(private readonly deps: RefresherDeps) {
     this.lockTtlMs = deps.config.oidc.timeoutMs + LOCK_MARGIN_MS;
+    this.pending = new PendingWrites({
+      sessions: deps.sessions,
+      log: deps.log,
+      onLost: (before, record) => this.revokeUnstored(before, record, MAIN),
+      releaseLock: (handle, owner) => deps.store.releaseLock(handle, owner),
+    });
+  }
+
+  /** `session` with the record this process refreshed but could not store yet, if any. */
+  private withPending<T extends LoadedSession>(session: T): T {
+    const newer = this.pending.newer(session.handle);
+    if (newer) session.record = newer;
+    return session;
   }
 
   private tokenOf(record: SessionRecord, target: Target): AccessToken | undefined {
@@ -116,6 +132,7 @@ export class TokenRefresher {
   }
 
   private async ensure(session: LoadedSession, target: Target): Promise<SessionRecord> {
+    this.withPending(session);
     const token = this.tokenOf(session.record, target);
     if (!this.stale(token)) return session.record;
     if (this.backingOff(this.key(session.handle, target)) && !this.expiredToken(token)) return session.record;
@@ -192,11 +209,12 @@ export class TokenRefresher {
         try {
           const current = await sessions.loadHandle(session.handle);
           if (current.state !== 'active') throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
+          this.withPending(current);
           if (this.settledElsewhere(current.record, target, staleToken, force)) {
             this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
             return current.record;
           }
-          return await this.callIdp(current, target);
+          return await this.callIdp(current, target, owner);
         } finally {
           await store.releaseLock(session.handle, owner).catch(() => {});
         }
@@ -205,6 +223,7 @@ export class TokenRefresher {
       await sleep(POLL_INTERVAL_MS);
       const current = await sessions.loadHandle(session.handle);
       if (current.state !== 'active') throw new GatewayError('session_expired', { detail: 'session ended during a refresh elsewhere' });
+      this.withPending(current);
       if (this.settledElsewhere(current.record, target, staleToken, force)) {
         this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
         return current.record;
@@ -217,7 +236,7 @@ export class TokenRefresher {
   }
 
   /** With the session's lock held. */
-  private async callIdp(session: LoadedSession, target: Target): Promise<SessionRecord> {
+  private async callIdp(session: LoadedSession, target: Target, lockOwner?: string): Promise<SessionRecord> {
     const { metrics, sessions } = this.deps;
     const started = performance.now();
     let updated: SessionRecord;
@@ -225,7 +244,7 @@ export class TokenRefresher {
       if (target.route) {
         const route = target.route;
         // Token exchange presents the main access token: make it fresh first, under this lock.
-        const freshMain = async (current: LoadedSession) => (this.stale(current.record.tokens) ? this.callIdp(current, MAIN) : current.record);
+        const freshMain = async (current: LoadedSession) => (this.stale(current.record.tokens) ? this.callIdp(current, MAIN, lockOwner) : current.record);
         updated = await mintRouteToken({ idp: this.deps.idp, now: this.deps.now, route, session, freshMain });
       } else {
         const refreshed = await this.refreshMain(session);
@@ -237,13 +256,31 @@ export class TokenRefresher {
     } finally {
       metrics.refreshDuration.observe((performance.now() - started) / 1000);
     }
-    if (!(await sessions.update(session, updated))) {
+    if (!(await this.store(session, updated, lockOwner))) {
       this.revokeUnstored(session.record, updated, target);
       throw new GatewayError('session_expired', { detail: 'session ended during refresh' });
     }
     this.backoffs.delete(this.key(session.handle, target));
     metrics.tokenRefresh.inc({ result: 'success' });
     return updated;
+  }
+
+  /**
+   * Stores a refreshed record. The IdP has already rotated the refresh token, so a store outage
+   * must not lose it: the record is kept in process and written later (pending-writes.ts), and
+   * this request goes on with it. False when the session was gone.
+   */
+  private async store(session: LoadedSession, updated: SessionRecord, lockOwner: string | undefined): Promise<boolean> {
+    try {
+      const stored = await this.deps.sessions.update(session, updated);
+      if (stored) this.pending.settled(session.handle);
+      return stored;
+    } catch (err) {
+      if (!isStoreOutage(err)) throw err;
+      this.pending.hold(session, updated, lockOwner);
+      session.record = updated;
+      return true;
+    }
   }
 
   /**
