@@ -3,6 +3,7 @@
  * can build several apps in one process without "metric already registered" clashes.
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { STORE_OPS } from '../session/counted-store.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -23,6 +24,12 @@ export class Metrics {
   });
   readonly logins = new Counter({ name: 'bff_logins_total', help: 'Completed login attempts.', labelNames: ['result'], registers: [this.registry] });
   readonly logouts = new Counter({ name: 'bff_logouts_total', help: 'Sessions ended, by kind.', labelNames: ['kind'], registers: [this.registry] });
+  readonly storeErrors = new Counter({
+    name: 'bff_store_errors_total',
+    help: 'Session store calls that failed because the store could not be reached, by operation group.',
+    labelNames: ['op'],
+    registers: [this.registry],
+  });
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
@@ -30,5 +37,6 @@ export class Metrics {
     for (const result of ['success', 'invalid_grant', 'error', 'coalesced']) this.tokenRefresh.inc({ result }, 0);
     for (const result of ['success', 'failure']) this.logins.inc({ result }, 0);
     for (const kind of ['rp', 'backchannel', 'admin', 'timeout']) this.logouts.inc({ kind }, 0);
+    for (const op of STORE_OPS) this.storeErrors.inc({ op }, 0);
   }
 }

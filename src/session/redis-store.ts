@@ -270,6 +270,12 @@ export class RedisStore implements SessionStore {
     return typeof value === 'string' ? value : null;
   }
 
+  /** From the connection's state: false while it is lost, unreachable or refused. */
+  get reachable(): boolean | undefined {
+    if (!this.watch) return undefined;
+    return this.watch.state !== 'down' && this.watch.state !== 'auth_failed';
+  }
+
   async ping(): Promise<void> {
     await this.run(() => this.client.ping());
   }

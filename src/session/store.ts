@@ -66,4 +66,9 @@ export interface SessionStore {
 
   ping(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * False while the store knows it cannot answer (its connection is down or was refused), so a
+   * request can fail at once instead of half-way; undefined when the store cannot tell.
+   */
+  readonly reachable?: boolean;
 }

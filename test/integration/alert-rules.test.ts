@@ -144,7 +144,7 @@ describe('Prometheus alert rules (deploy/prometheus)', () => {
     const exprs = [...rules.map((r) => r.expr), ...dashboardExprs];
     const used = new Set(exprs.flatMap(metricNames));
     // The dashboard and rules cover the gateway's own metrics, all of them.
-    for (const own of ['bff_requests_total', 'bff_upstream_duration_seconds_bucket', 'bff_token_refresh_total', 'bff_token_refresh_duration_seconds_bucket', 'bff_logins_total', 'bff_logouts_total']) {
+    for (const own of ['bff_requests_total', 'bff_upstream_duration_seconds_bucket', 'bff_token_refresh_total', 'bff_token_refresh_duration_seconds_bucket', 'bff_logins_total', 'bff_logouts_total', 'bff_store_errors_total']) {
       expect(used, own).toContain(own);
     }
     for (const name of used) expect(names, `${name} is not in /metrics`).toContain(name);

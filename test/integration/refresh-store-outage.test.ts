@@ -69,4 +69,7 @@ test('a refresh answered while Redis refuses writes keeps its rotated refresh to
   expect(after).toEqual({ status: 200, bearer: front.tokenResponses.at(-1)?.access_token });
   expect(after.bearer).not.toBe(refreshed);
   expect(gateway.logs.some((line) => line.includes('"refresh_rejected"'))).toBe(false);
+  // The failed writes are counted for the store-error alert.
+  const errors = await gateway.gateway.services.metrics.storeErrors.get();
+  expect(errors.values.find((v) => v.labels.op === 'write')?.value).toBeGreaterThan(0);
 }, 30_000);
