@@ -13,7 +13,8 @@
  *   claims (iss, aud, azp, exp, iat, nonce): an unknown `kid` triggers one refetch, at once.
  *   Only the IdP can put an ID token in a token response, so no one else can make us refetch.
  * - Discovery must name exactly the configured issuer (openid-client checks it); until it
- *   does, the gateway is not ready and every login answers 503 idp_unavailable.
+ *   does, the gateway is not ready, and a call that needs the metadata waits for discovery in
+ *   flight (at most `oidc.timeout`), then answers 503 idp_unavailable.
  * - Every IdP call has the configured timeout.
  * - Every failure leaves this class as an IdpError (idp-error.ts), classified once by status
  *   and OAuth error code, never by message text. Callers never see the library's errors.
@@ -151,6 +152,23 @@ export class IdpClient {
     return this.configuration;
   }
 
+  /**
+   * The configuration, waiting for discovery in flight for at most `oidc.timeout`: a login
+   * sent in the first milliseconds after start would otherwise fail although the metadata is
+   * about to arrive. Without discovery running (never started, or stopped) it fails at once.
+   */
+  private async configured(): Promise<client.Configuration> {
+    if (this.configuration) return this.configuration;
+    if (this.loading && !this.stopped) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.config.oidc.timeoutMs);
+      });
+      await Promise.race([this.loading, timeout]).finally(() => clearTimeout(timer));
+    }
+    return this.loaded;
+  }
+
   /** Runs one call to the IdP; whatever fails leaves as an IdpError. */
   private async call<T>(operation: () => Promise<T>): Promise<T> {
     try {
@@ -180,7 +198,7 @@ export class IdpClient {
       state: request.state,
       nonce: request.nonce,
     };
-    const configuration = this.loaded;
+    const configuration = await this.configured();
     if (this.dpop) parameters.dpop_jkt = this.dpop.thumbprint;
     if (oidc.par || configuration.serverMetadata().require_pushed_authorization_requests) {
       return client.buildAuthorizationUrlWithPAR(configuration, parameters, this.dpopOptions(configuration));
@@ -191,7 +209,7 @@ export class IdpClient {
   /** Validates the authorization response (state, RFC 9207 iss) and redeems the code. */
   async exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
     return this.call(async () => {
-      const configuration = this.loaded;
+      const configuration = await this.configured();
       const checkOptions = { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true };
       const response = await client.authorizationCodeGrant(configuration, callbackUrl, checkOptions, undefined, this.dpopOptions(configuration));
       return this.verifyIdTokenSignature(response);
@@ -200,8 +218,8 @@ export class IdpClient {
 
   /** `parameters` narrow the new access token (RFC 8707 `resource`, `scope`) for a route token. */
   async refresh(refreshToken: string, parameters?: Record<string, string>): Promise<TokenResponse> {
-    const response = await this.call(() => {
-      const configuration = this.loaded;
+    const response = await this.call(async () => {
+      const configuration = await this.configured();
       return client.refreshTokenGrant(configuration, refreshToken, parameters, this.dpopOptions(configuration));
     });
     try {
@@ -228,7 +246,7 @@ export class IdpClient {
   /** RFC 8693: a token for another audience or narrower scopes, in exchange for `subjectToken`. */
   async tokenExchange(subjectToken: string, parameters: Record<string, string>): Promise<TokenResponse> {
     return this.call(async () => {
-      const configuration = this.loaded;
+      const configuration = await this.configured();
       const body = { ...parameters, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE };
       return this.verifyIdTokenSignature(await client.genericGrantRequest(configuration, TOKEN_EXCHANGE, body, this.dpopOptions(configuration)));
     });
@@ -237,7 +255,7 @@ export class IdpClient {
   /** RFC 6749 4.4: a token for the gateway itself (routes with `token: client`). */
   async clientCredentials(parameters: Record<string, string>): Promise<TokenResponse> {
     return this.call(async () => {
-      const configuration = this.loaded;
+      const configuration = await this.configured();
       return this.verifyIdTokenSignature(await client.clientCredentialsGrant(configuration, parameters, this.dpopOptions(configuration)));
     });
   }
@@ -261,7 +279,7 @@ export class IdpClient {
 
   async userinfo(accessToken: string, sub: string): Promise<Record<string, unknown>> {
     return this.call(async () => {
-      const configuration = this.loaded;
+      const configuration = await this.configured();
       return (await client.fetchUserInfo(configuration, accessToken, sub, this.dpopOptions(configuration))) as Record<string, unknown>;
     });
   }
@@ -271,7 +289,7 @@ export class IdpClient {
   }
 
   revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<void> {
-    return this.call(() => client.tokenRevocation(this.loaded, token, { token_type_hint: hint }));
+    return this.call(async () => client.tokenRevocation(await this.configured(), token, { token_type_hint: hint }));
   }
 
   /** The RP-initiated logout URL, or undefined when the IdP has no end-session endpoint. */

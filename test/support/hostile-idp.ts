@@ -63,6 +63,8 @@ export interface HostileIdp {
   jwksFetches: number;
   /** When false, the JWKS endpoint answers 503 (the IdP's keys cannot be fetched). */
   jwksAvailable: boolean;
+  /** While set, discovery requests wait for it before they are relayed (an IdP slow to answer). */
+  holdDiscovery: Promise<void> | undefined;
   /**
    * A broken IdP that honours an authorization code twice: a code seen before gets the first
    * answer again (200) instead of invalid_grant. Proves the gateway's own single-use rules.
@@ -114,6 +116,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     requests: [],
     jwksFetches: 0,
     jwksAvailable: true,
+    holdDiscovery: undefined,
     honourReusedCodes: false,
     rotateKey: async () => {
       const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -202,6 +205,7 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
   async function relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', issuer).pathname;
     front.requests.push({ method: req.method ?? 'GET', path });
+    if (path === '/.well-known/openid-configuration' && front.holdDiscovery) await front.holdDiscovery;
     if (path === '/jwks' && !front.jwksAvailable) {
       res.writeHead(503, { 'content-type': 'text/plain' }).end('unavailable');
       return;
