@@ -5,12 +5,22 @@
  * deps)` builds the services first. Plugins are wired in flow order: request guards -> /auth
  * endpoints -> proxy scope (everything else) -> error mapping. Each adapter gets only the
  * services it uses.
+ *
+ * Proxied requests do not go through fastify: the public HTTP server hands a request to fastify
+ * only when its path starts with the first segment of a fastify route (`/auth`), and serves
+ * everything else with the raw proxy pipeline (src/proxy/pipeline.ts), which applies the same
+ * listener rules itself (drain, refused methods, URL length, one access line and one
+ * `bff_requests_total` per request). `app.inject` and anything the dispatch is unsure about
+ * (an encoded path, a method fastify does not route) still reach the proxy through fastify's
+ * catch-all route, so both doors lead to the same handler.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
-import { GatewayError, SECURITY_HEADERS, rawHttpError } from './errors.ts';
+import type { Logger } from './log.ts';
+import { errorLogFields, GatewayError, SECURITY_HEADERS, rawHttpError, writeRawError } from './errors.ts';
 import { sendError, setErrorHandlers } from './listener/error-handlers.ts';
 import { maskUrl } from './log.ts';
 import { buildAdminApp } from './ops/health.ts';
@@ -22,10 +32,18 @@ import { registerLogout } from './auth/logout.ts';
 import { registerBackchannel } from './auth/backchannel.ts';
 import { Forwarder } from './proxy/forward.ts';
 import { createProxyHandler } from './proxy/handler.ts';
+import { newExchange, type ProxyStep } from './proxy/pipeline.ts';
 import { RouteTable } from './proxy/routes.ts';
 import { createUpgradeHandler } from './proxy/websocket.ts';
 import { bodyIdleGuard, listenerDeadlines } from './listener/deadlines.ts';
 import { Drain } from './listener/drain.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The matched route's path, for the request metric (set by the proxy's fastify door). */
+    bffRoute: string | undefined;
+  }
+}
 
 export type GatewayDeps = ServiceDeps;
 
@@ -41,6 +59,9 @@ export interface Gateway {
 const MAX_URL_LENGTH = 8192;
 
 const REFUSED_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
+
+/** The routes the proxy itself registers on fastify (the catch-all), as opposed to the gateway's own endpoints. */
+const PROXY_ROUTES = new Set(['/', '/*']);
 
 /** Seconds a client refused during shutdown should wait: another instance can answer at once. */
 const SHUTDOWN_RETRY_AFTER = '1';
@@ -61,7 +82,35 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
 
 export async function createGateway(services: Services): Promise<Gateway> {
   const { config, log, now, metrics, cookie, idp, sessions, requestSessions, ending, credentials } = services;
+  // One request-id sequence for both doors (fastify's own format: req-<base36>).
+  let lastRequestId = 0;
+  const nextRequestId = () => `req-${(lastRequestId++).toString(36)}`;
+  // Set once the routes are registered: until then every request goes to fastify.
+  let serveProxy: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  /** First path segments of the gateway's own (fastify) routes, e.g. `/auth`; methods fastify routes. */
+  const fastifyPrefixes = new Set<string>();
+  const fastifyMethods = new Set<string>();
+  const toFastify = (req: IncomingMessage): boolean => {
+    const url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47 /* / */ || !fastifyMethods.has(req.method ?? '')) return true;
+    const end = url.indexOf('?');
+    const path = end === -1 ? url : url.slice(0, end);
+    // fastify's router decodes percent-escapes before matching: let it decide those paths.
+    if (path.includes('%')) return true;
+    const second = path.indexOf('/', 1);
+    return fastifyPrefixes.has(second === -1 ? path : path.slice(0, second));
+  };
   const app: FastifyInstance = Fastify({
+    genReqId: nextRequestId,
+    serverFactory: (fastifyHandler, options) => {
+      const server = createServer(options.http ?? {}, (req, res) => {
+        if (serveProxy === undefined || toFastify(req)) fastifyHandler(req, res);
+        else serveProxy(req, res);
+      });
+      server.keepAliveTimeout = config.limits.keepAliveTimeoutMs;
+      server.requestTimeout = config.limits.requestTimeoutMs;
+      return server;
+    },
     loggerInstance: log as unknown as FastifyBaseLogger,
     // One access line per request is written by the onRequest hook below (with masked URLs).
     logController: new LogController({ disableRequestLogging: true }),
@@ -95,6 +144,12 @@ export async function createGateway(services: Services): Promise<Gateway> {
   });
   // The matched route, for the request metric (set by the proxy handler).
   app.decorateRequest('bffRoute', undefined);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) fastifyMethods.add(method);
+    if (PROXY_ROUTES.has(route.url)) return;
+    const second = route.url.indexOf('/', 1);
+    fastifyPrefixes.add(second === -1 ? route.url : route.url.slice(0, second));
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     const started = performance.now();
@@ -131,14 +186,53 @@ export async function createGateway(services: Services): Promise<Gateway> {
 
   const routes = new RouteTable(config.routes);
   const forwarder = new Forwarder({ connections: config.limits.upstreamConnections });
+  // Per-request steps of the proxy pipeline, in order (see src/proxy/pipeline.ts): route rules,
+  // identity headers, request ids and trace spans are registered here, once.
+  const proxySteps: ProxyStep[] = [];
+  const proxy = createProxyHandler({ config, cookie, requestSessions, credentials, idp, metrics, routes, forwarder, steps: proxySteps });
   await app.register(async (proxyScope) => {
     // Bodies stream to the upstream untouched: no parser may consume them.
     proxyScope.removeAllContentTypeParsers();
     proxyScope.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    const handler = createProxyHandler({ config, cookie, requestSessions, credentials, idp, metrics, routes, forwarder });
+    const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+      reply.hijack();
+      const exchange = newExchange(request.raw, reply.raw, request.id, request.log as unknown as Logger, true);
+      const done = proxy(exchange);
+      // The route is matched synchronously, before the handler's first await.
+      request.bffRoute = exchange.route?.path;
+      await done;
+    };
     proxyScope.all('/', handler);
     proxyScope.all('/*', handler);
   });
+
+  /**
+   * The proxy's own door: a raw request, the listener rules fastify's onRequest hook applies on
+   * the other door, then the pipeline. One access line and one metric increment per request,
+   * written when the response finishes, on the shared logger (no child logger per request).
+   */
+  serveProxy = (req, res) => {
+    const exchange = newExchange(req, res, nextRequestId(), log);
+    res.once('finish', () => {
+      const status = res.statusCode;
+      metrics.requests.inc({ route: exchange.route?.path ?? '/*', status: `${Math.floor(status / 100)}xx` });
+      log.info({ reqId: exchange.id, ...exchange.logFields, method: req.method, url: maskUrl(req.url), status, ms: Math.round(performance.now() - exchange.started) }, 'request');
+    });
+    let refused: GatewayError | undefined;
+    const headers: Record<string, string> = {};
+    if (drain.active) {
+      refused = new GatewayError('shutting_down');
+      headers['retry-after'] = SHUTDOWN_RETRY_AFTER;
+    } else if (REFUSED_METHODS.has(req.method ?? '')) refused = new GatewayError('method_not_allowed');
+    else if ((req.url ?? '').length > MAX_URL_LENGTH) refused = new GatewayError('uri_too_long');
+    if (refused) {
+      log[refused.status >= 500 ? 'warn' : 'info']({ reqId: exchange.id, ...errorLogFields(refused) }, refused.status >= 500 ? 'request failed' : 'request refused');
+      exchange.error = refused;
+      writeRawError(res, refused, headers);
+      return;
+    }
+    void proxy(exchange);
+  };
   const watch = { session: config.session, store: services.store, sessions, requestSessions, now };
   const upgrades = createUpgradeHandler({ config, cookie, credentials, watch, routes });
   app.server.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));

@@ -1,17 +1,18 @@
 /**
  * Every request that is not an /auth endpoint: the proxy's data flow, in order.
  *
- *   normalise path -> match route -> method rule -> per-client limit -> CSRF (token routes) ->
- *   framing rule -> session (one store read) -> fresh token (refresh/ when needed) -> forward ->
+ *   normalise path -> match route -> method rule -> per-client limit -> [steps: onRoute] ->
+ *   CSRF (token routes) -> framing rule -> session (one store read) -> fresh token (refresh
+ *   when needed) -> [steps: onCredentials] -> forward ->
  *   [401 use_dpop_nonce: replay once with the nonce] -> [401 invalid_token: refresh once,
  *   replay once] -> header hygiene + body scrubbing -> browser
  *
  * Bodies stream through untouched, except when a replay may be needed: then a body of at most
  * 1 MiB with a declared length is buffered first, within the shared buffer budget. The framing
- * rule and body deadlines are in request-body.ts. The fastify reply is hijacked before
- * forwarding, so everything after that point writes the raw response itself.
+ * rule and body deadlines are in request-body.ts. The handler works on Node's raw request and
+ * response (pipeline.ts says where per-request steps plug in) and answers every failure itself
+ * with the gateway's JSON error.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from '../config/load.ts';
 import { errorLogFields, GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
@@ -24,15 +25,9 @@ import type { CredentialSource } from './credentials.ts';
 import type { Forwarder, UpstreamResponse } from './forward.ts';
 import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
+import type { ProxyExchange, ProxyStep } from './pipeline.ts';
 import { respond } from './respond.ts';
 import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The matched route's path, for the request metric (decorated in server.ts). */
-    bffRoute: string | undefined;
-  }
-}
 
 const INVALID_TOKEN = /\b(?:bearer|dpop)\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
 // RFC 9449 section 9: the resource server wants a nonce in the proof.
@@ -51,6 +46,8 @@ export interface ProxyDeps {
   metrics: Metrics;
   routes: RouteTable;
   forwarder: Forwarder;
+  /** Per-request steps (pipeline.ts), in order. */
+  steps?: readonly ProxyStep[];
 }
 
 /** Only encodings the scrubber can decode may be offered upstream when a body will be scrubbed. */
@@ -69,46 +66,86 @@ function closesConnection(error: GatewayError): boolean {
   return error.code === 'invalid_request' || error.code === 'request_timeout' || error.code === 'payload_too_large';
 }
 
-export function createProxyHandler({ config, cookie, requestSessions, credentials: source, idp, metrics, routes, forwarder }: ProxyDeps) {
+export interface ProxyHandler {
+  /** Serves one proxied request on raw Node objects; answers every failure itself, never throws. */
+  (exchange: ProxyExchange): Promise<void>;
+}
+
+export function createProxyHandler({ config, cookie, requestSessions, credentials: source, idp, metrics, routes, forwarder, steps = [] }: ProxyDeps): ProxyHandler {
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
   const gatewayCookies = new Set([cookie.name, cookie.loginName]);
   const publicUrl = new URL(config.publicUrl);
   const clients = new ClientLimit(config.limits.perClientRequests);
   const bufferBudget = new BufferBudget(config.limits.maxBufferedBytes);
+  // Only the steps that have something to do at each stage are called at all.
+  const onRoute = steps.filter((step) => step.onRoute);
+  const onCredentials = steps.filter((step) => step.onCredentials);
+  const onDone = steps.filter((step) => step.onDone);
 
-  return async function proxy(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const { route, path, query } = resolveRoute(routes, request.raw.url ?? '/');
-    request.bffRoute = route.path;
-    if (route.methods && !route.methods.includes(request.method)) throw new GatewayError('method_not_allowed');
-    const client = clientAddress(request.raw, config.trustProxy);
-    if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientRequests` });
-    const res = reply.raw;
+  function fail(exchange: ProxyExchange, err: unknown, message: string): void {
+    const { req, res } = exchange;
+    const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
+    exchange.error = error;
+    if (!req.destroyed || error.code !== 'bad_gateway') {
+      const fields = { ...errorLogFields(error), ...(exchange.route ? { route: exchange.route.path } : {}), ...logBinding(exchange) };
+      exchange.log[error.status >= 500 ? 'warn' : 'info'](fields, message);
+    }
+    const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': cookie.sessionClearCookie() } : {};
+    if (closesConnection(error)) extra.connection = 'close';
+    if (!writeRawError(res, error, extra)) res.destroy();
+  }
+
+  return async function proxy(exchange: ProxyExchange): Promise<void> {
+    const { req, res } = exchange;
+    const method = req.method ?? 'GET';
+    if (onDone.length > 0) res.once('close', () => runDone(onDone, exchange));
+    let client: string;
+    let query = '';
+    try {
+      const resolved = resolveRoute(routes, req.url ?? '/');
+      const route = resolved.route;
+      exchange.route = route;
+      exchange.path = resolved.path;
+      query = resolved.query;
+      if (route.methods && !route.methods.includes(method)) throw new GatewayError('method_not_allowed');
+      client = clientAddress(req, config.trustProxy);
+      if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientRequests` });
+    } catch (err) {
+      fail(exchange, err, isGatewayError(err) && err.status < 500 ? 'request refused' : 'request failed');
+      return;
+    }
     res.once('close', () => clients.release(client));
-    reply.hijack();
+    const route = exchange.route;
+    const { path } = exchange;
 
     let buffered = 0;
     try {
+      // Per-request steps (request ids, trace spans, cheap route rules): see pipeline.ts.
+      for (const step of onRoute) await step.onRoute?.(exchange);
       const tokenRoute = route.token !== 'none';
-      if (tokenRoute && !passesCsrf(request.headers, config)) throw new GatewayError('csrf_required');
-      const framing = requestFraming(request.method, request.headers);
-      const credentials = await source.for(route, request.headers);
+      if (tokenRoute && !passesCsrf(req.headers, config)) throw new GatewayError('csrf_required');
+      const framing = requestFraming(method, req.headers);
+      const credentials = await source.for(route, req.headers);
+      exchange.credentials = credentials;
+      // Per-request steps that need the session (authorization rules, identity headers).
+      for (const step of onCredentials) await step.onCredentials?.(exchange);
 
       // A 401 can be answered with a replay only if the body can be sent twice: buffer it when
       // it is small, of declared length and fits the shared budget; anything else streams.
       const replayable = credentials.accessToken !== undefined && config.tokens.retryOn401;
       if (replayable && framing.kind === 'sized' && framing.length <= REPLAY_BODY_LIMIT && bufferBudget.reserve(framing.length)) buffered = framing.length;
       const canReplay = replayable && (framing.kind === 'none' || buffered > 0);
-      const body = buffered > 0 ? await readBody(request.raw, config.limits.bodyIdleTimeoutMs) : framing.kind === 'none' ? undefined : bodyWithIdleDeadline(request.raw, config.limits.bodyIdleTimeoutMs);
+      const body = buffered > 0 ? await readBody(req, config.limits.bodyIdleTimeoutMs) : framing.kind === 'none' ? undefined : bodyWithIdleDeadline(req, config.limits.bodyIdleTimeoutMs);
       const contentLength = framing.kind === 'sized' && !Buffer.isBuffer(body) ? framing.length : undefined;
 
       const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
-      const target = upstreamUrl(route, path, query);
+      const target = upstreamUrl(route, path as string, query);
       const headersFor = async () => {
-        const auth = await source.authHeaders(credentials, request.method, target);
-        const headers = upstreamRequestHeaders(request.headers, {
+        const auth = await source.authHeaders(credentials, method, target);
+        const headers = upstreamRequestHeaders(req.headers, {
           trustProxy: config.trustProxy,
           removeCookies: gatewayCookies,
-          remoteAddress: request.raw.socket.remoteAddress,
+          remoteAddress: req.socket.remoteAddress,
           publicUrl,
           tokenRoute,
           authorization: auth.authorization,
@@ -116,17 +153,19 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
         if (tokenRoute) delete headers.dpop;
         if (auth.dpop) headers.dpop = auth.dpop;
         if (scrubbing) {
-          const accept = scrubbableAcceptEncoding(request.headers['accept-encoding']);
+          const accept = scrubbableAcceptEncoding(req.headers['accept-encoding']);
           if (accept) headers['accept-encoding'] = accept;
           else delete headers['accept-encoding'];
         }
+        // Headers the steps set are the gateway's own: they replace whatever the browser sent.
+        for (const name in exchange.upstreamHeaders) headers[name] = exchange.upstreamHeaders[name] as string;
         return headers;
       };
       const send = async (): Promise<UpstreamResponse> => {
         const headers = await headersFor();
         const started = performance.now();
-        const resendable = framing.kind === 'none' || Buffer.isBuffer(body) ? IDEMPOTENT.has(request.method) : false;
-        return forwarder.send(res, { method: request.method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable }).finally(() => {
+        const resendable = framing.kind === 'none' || Buffer.isBuffer(body) ? IDEMPOTENT.has(method) : false;
+        return forwarder.send(res, { method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable }).finally(() => {
           metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
         });
       };
@@ -146,17 +185,26 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       if (credentials.dpop) idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
-      respond(res, request.method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
+      respond(res, method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
     } catch (err) {
-      const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
-      if (!request.raw.destroyed || error.code !== 'bad_gateway') {
-        request.log[error.status >= 500 ? 'warn' : 'info']({ ...errorLogFields(error), route: route.path }, 'proxy request failed');
-      }
-      const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': cookie.sessionClearCookie() } : {};
-      if (closesConnection(error)) extra.connection = 'close';
-      if (!writeRawError(res, error, extra)) res.destroy();
+      fail(exchange, err, 'proxy request failed');
     } finally {
       if (buffered > 0) bufferBudget.release(buffered);
     }
   };
+}
+
+/** The `reqId` field for lines written on the shared logger (a fastify request logger binds it already). */
+export function logBinding(exchange: ProxyExchange): { reqId?: string } {
+  return exchange.bound ? {} : { reqId: exchange.id };
+}
+
+function runDone(onDone: readonly ProxyStep[], exchange: ProxyExchange): void {
+  for (const step of onDone) {
+    try {
+      step.onDone?.(exchange);
+    } catch {
+      // A step's own failure never reaches the browser or the other steps.
+    }
+  }
 }
