@@ -11,6 +11,7 @@ export const ERRORS = {
   unauthenticated: { status: 401, message: 'No valid session: log in first.' },
   session_expired: { status: 401, message: 'The session has ended: log in again.' },
   csrf_required: { status: 403, message: 'This request needs the anti-forgery header and a same-origin Origin.' },
+  forbidden: { status: 403, message: 'You are not allowed to use this route.' },
   invalid_return_to: { status: 400, message: 'returnTo must be a same-origin relative path.' },
   login_failed: { status: 400, message: 'The login could not be completed.' },
   invalid_request: { status: 400, message: 'The request is malformed.' },

@@ -12,6 +12,8 @@
  */
 import { z } from 'zod';
 import { parsePrivateKey } from '../util/private-key.ts';
+import { allowSchema, claimHeadersSchema, forwardAuthSchema, identitySchema, routeAssertionSchema } from '../authz/config.ts';
+import { identityConfigProblems } from '../authz/config-rules.ts';
 import { parseDuration } from './duration.ts';
 
 const DURATION_MESSAGE = 'must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds';
@@ -135,6 +137,11 @@ const routeSchema = z
     // For `token: client` routes and per-route tokens: the scope and resource (RFC 8707).
     scopes: z.array(z.string().min(1)).optional(),
     audience: z.string().min(1).optional(),
+    // Who may use the route and what the upstream learns about the user (docs/authorization.md).
+    allow: allowSchema.optional(),
+    claimHeaders: claimHeadersSchema.optional(),
+    identityAssertion: routeAssertionSchema,
+    forwardAuthToken: z.boolean().optional(),
   })
   .transform(({ upstream, timeout, ...route }) => ({ ...route, upstream: new URL(upstream), timeoutMs: timeout }));
 
@@ -387,10 +394,13 @@ export const configSchema = z
       .prefault({})
       .transform((scrub) => ({ responseHeaders: scrub.responseHeaders.map((name) => name.toLowerCase()), bodies: scrub.bodies })),
     routes: routesSchema,
+    identity: identitySchema,
+    forwardAuth: forwardAuthSchema,
   })
   // Runs once the whole file is otherwise valid: the session cookie's names and Secure flag
   // follow from publicUrl.
   .transform(({ shutdownGrace, session, ...config }, ctx) => {
+    for (const { path, message } of identityConfigProblems(config)) ctx.addIssue({ code: 'custom', path, message });
     const secureCookie = isSecureCookieOrigin(config.publicUrl);
     if (!secureCookie && session.cookieName && PREFIXED_COOKIE.test(session.cookieName)) {
       ctx.addIssue({ code: 'custom', path: ['session', 'cookieName'], message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)' });

@@ -168,7 +168,7 @@ describe('defaults never make an explicit setting invalid', () => {
 describe('one runtime shape, derived by the schema', () => {
   test('renamed and derived keys replace the spelling of the file', () => {
     const config = buildConfig(minimal((raw) => Object.assign(raw, { admin: { port: 9091 }, limits: { requestTimeout: '1m' } })));
-    expect(Object.keys(config).sort()).toEqual(['admin', 'csrf', 'limits', 'listen', 'oidc', 'publicUrl', 'routes', 'scrub', 'session', 'shutdownGraceMs', 'tokens', 'trustProxy']);
+    expect(Object.keys(config).sort()).toEqual(['admin', 'csrf', 'forwardAuth', 'identity', 'limits', 'listen', 'oidc', 'publicUrl', 'routes', 'scrub', 'session', 'shutdownGraceMs', 'tokens', 'trustProxy']);
     expect(Object.keys(config.limits).sort()).toEqual([
       'bodyIdleTimeoutMs',
       'headersTimeoutMs',

@@ -8,6 +8,7 @@ const CONTRACT: Record<string, number> = {
   unauthenticated: 401,
   session_expired: 401,
   csrf_required: 403,
+  forbidden: 403,
   invalid_return_to: 400,
   login_failed: 400,
   invalid_request: 400,
