@@ -30,7 +30,6 @@ import { registerCallback } from './auth/callback.ts';
 import { registerUser } from './auth/user.ts';
 import { registerLogout } from './auth/logout.ts';
 import { registerBackchannel } from './auth/backchannel.ts';
-import { registerSelfSessions } from './auth/self-sessions.ts';
 import { Forwarder } from './proxy/forward.ts';
 import { createProxyHandler } from './proxy/handler.ts';
 import { newExchange, type ProxyStep } from './proxy/pipeline.ts';
@@ -183,7 +182,6 @@ export async function createGateway(services: Services): Promise<Gateway> {
     registerUser(auth, { config, cookie, sessions, requestSessions });
     registerLogout(auth, { config, cookie, idp, requestSessions, ending, handoffs: services.handoffs });
     registerBackchannel(auth, { logoutTokens: services.logoutTokens, sessions, ending });
-    registerSelfSessions(auth, { config, sessions, requestSessions, ending });
   });
 
   const routes = new RouteTable(config.routes);
