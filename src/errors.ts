@@ -9,6 +9,7 @@ import type { ServerResponse } from 'node:http';
 
 export const ERRORS = {
   unauthenticated: { status: 401, message: 'No valid session: log in first.' },
+  step_up_required: { status: 401, message: 'This needs a stronger or more recent login: log in again with loginUrl.' },
   session_expired: { status: 401, message: 'The session has ended: log in again.' },
   csrf_required: { status: 403, message: 'This request needs the anti-forgery header and a same-origin Origin.' },
   forbidden: { status: 403, message: 'You are not allowed to use this route.' },
@@ -40,17 +41,20 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly detail: string;
-  constructor(code: ErrorCode, options: { message?: string; detail?: string; cause?: unknown } = {}) {
+  /** Public fields added to the body after `error` and `message` (step_up_required's `loginUrl`). */
+  readonly fields: Readonly<Record<string, string>> | undefined;
+  constructor(code: ErrorCode, options: { message?: string; detail?: string; cause?: unknown; fields?: Record<string, string> } = {}) {
     super(options.message ?? ERRORS[code].message, { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
     this.status = ERRORS[code].status;
     this.detail = options.detail ?? code;
+    this.fields = options.fields;
   }
 
   /** What `JSON.stringify` (and any serializer built on it) sees: the public body only. */
-  toJSON(): { error: ErrorCode; message: string } {
-    return { error: this.code, message: this.message };
+  toJSON(): { error: ErrorCode; message: string } & Record<string, string> {
+    return { error: this.code, message: this.message, ...this.fields };
   }
 }
 
@@ -72,8 +76,8 @@ export const ERROR_HEADERS = {
   ...SECURITY_HEADERS,
 } as const;
 
-export function errorBody(code: ErrorCode, message?: string): string {
-  return JSON.stringify({ error: code, message: message ?? ERRORS[code].message });
+export function errorBody(code: ErrorCode, message?: string, fields?: Readonly<Record<string, string>>): string {
+  return JSON.stringify({ error: code, message: message ?? ERRORS[code].message, ...fields });
 }
 
 /**
@@ -82,7 +86,7 @@ export function errorBody(code: ErrorCode, message?: string): string {
  */
 export function writeRawError(res: ServerResponse, err: GatewayError, extraHeaders: Record<string, string | string[]> = {}): boolean {
   if (res.headersSent || res.destroyed) return false;
-  const body = errorBody(err.code, err.message);
+  const body = errorBody(err.code, err.message, err.fields);
   res.writeHead(err.status, { ...ERROR_HEADERS, ...extraHeaders, 'content-length': Buffer.byteLength(body) });
   res.end(body);
   return true;
@@ -93,7 +97,7 @@ export function writeRawError(res: ServerResponse, err: GatewayError, extraHeade
  * object: refused WebSocket upgrades and requests the HTTP parser rejected. Always closes.
  */
 export function rawHttpError(err: GatewayError): string {
-  const body = errorBody(err.code, err.message);
+  const body = errorBody(err.code, err.message, err.fields);
   const headers = Object.entries(ERROR_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   const reason = err.code.replace(/_/g, ' ');
   return `HTTP/1.1 ${err.status} ${reason}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;

@@ -30,6 +30,8 @@ import { registerCallback } from './auth/callback.ts';
 import { registerUser } from './auth/user.ts';
 import { registerLogout } from './auth/logout.ts';
 import { registerBackchannel } from './auth/backchannel.ts';
+import { registerSelfSessions } from './auth/self-sessions.ts';
+import { stepUpStep } from './auth/step-up-step.ts';
 import { Forwarder } from './proxy/forward.ts';
 import { createProxyHandler } from './proxy/handler.ts';
 import { newExchange, type ProxyStep } from './proxy/pipeline.ts';
@@ -177,18 +179,19 @@ export async function createGateway(services: Services): Promise<Gateway> {
     auth.addHook('preParsing', bodyIdleGuard(config.limits.bodyIdleTimeoutMs));
     await auth.register(formbody, { bodyLimit: 64 * 1024 });
     const { transactions } = services;
-    registerLogin(auth, { idp, cookie, requestSessions, transactions, now });
+    registerLogin(auth, { oidc: config.oidc, idp, cookie, requestSessions, transactions, now });
     registerCallback(auth, { config, cookie, idp, sessions, requestSessions, ending, transactions, metrics, log, now });
     registerUser(auth, { config, cookie, sessions, requestSessions });
     registerLogout(auth, { config, cookie, idp, requestSessions, ending, handoffs: services.handoffs });
     registerBackchannel(auth, { logoutTokens: services.logoutTokens, sessions, ending });
+    registerSelfSessions(auth, { config, sessions, requestSessions, ending });
   });
 
   const routes = new RouteTable(config.routes);
   const forwarder = new Forwarder({ connections: config.limits.upstreamConnections });
   // Per-request steps of the proxy pipeline, in order (see src/proxy/pipeline.ts): route rules,
   // identity headers, request ids and trace spans are registered here, once.
-  const proxySteps: ProxyStep[] = [];
+  const proxySteps: ProxyStep[] = [stepUpStep(now)];
   const proxy = createProxyHandler({ config, cookie, requestSessions, credentials, idp, metrics, routes, forwarder, steps: proxySteps });
   await app.register(async (proxyScope) => {
     // Bodies stream to the upstream untouched: no parser may consume them.

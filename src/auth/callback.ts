@@ -3,10 +3,15 @@
  * - `code`, `state`, `iss`, `error` each appear at most once;
  * - `state` matches a pending transaction in this browser's login cookie (login CSRF), and is
  *   claimed once in the store, so a replayed callback fails even with the cookie copied;
- * - an IdP `error=` ends here: 400 login_failed naming the IdP's code;
+ * - an IdP `error=` for a known transaction goes back to the app: 302 to returnTo with
+ *   `error=<code>` appended (a token-charset code only; any other becomes `unknown_error`), and
+ *   the browser's session, if any, is left as it was (docs/frontend.md#errors);
  * - openid-client checks RFC 9207 `iss` (when advertised) before redeeming the code, then PKCE
  *   and the ID token's iss, aud, azp, sub, exp, iat, nonce; IdpClient checks its signature
  *   against the JWKS with the asymmetric allowlist (oidc/client.ts);
+ * - when the login asked for `acr_values`/`max_age`, the ID token's `acr`/`auth_time` must meet
+ *   them (step-up.ts), else 302 to returnTo with `error=unmet_authentication_requirements`, the
+ *   existing session again untouched;
  * - a brand-new session id, then 302 to returnTo. The browser's previous session is ended: the
  *   one its cookie names, if the cookie came along, and the one named in the login transaction
  *   (with SameSite=Strict the cookie stays behind on the IdP's cross-site redirect).
@@ -28,6 +33,9 @@ import type { LoadedSession, Sessions } from '../session/sessions.ts';
 import type { SessionEnding } from './end-session.ts';
 import type { LoginTransactions } from './login-transactions.ts';
 import { hasDuplicates, queryOf } from './query.ts';
+import { withError } from './return-to-error.ts';
+import { unmetRequirement } from './step-up.ts';
+import { userAgentSummary } from './user-agent.ts';
 
 /** Claims that describe the login mechanics rather than the user. */
 const NON_USER_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'sid']);
@@ -70,8 +78,10 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
 
     const idpError = params.get('error');
     if (idpError !== null) {
-      const code = idpError.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 64) || 'unknown_error';
-      fail(`identity provider returned error ${code}`, `The identity provider answered: ${code}.`);
+      const code = /^[A-Za-z0-9_.-]{1,64}$/.test(idpError) ? idpError : 'unknown_error';
+      metrics.logins.inc({ result: 'failure' });
+      request.log.info({ event: 'login_idp_error', code }, 'identity provider answered the login with an error');
+      return reply.redirect(`${config.publicUrl}${withError(transaction.returnTo, code)}`, 302);
     }
 
     const callbackUrl = new URL(`${config.publicUrl}/auth/callback`);
@@ -89,6 +99,14 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
 
     const idClaims = response.claims();
     if (!idClaims?.sub) fail('ID token without sub');
+    const asked = { acr: transaction.acrValues, maxAgeS: transaction.maxAge };
+    if (unmetRequirement(idClaims, asked, deps.now())) {
+      // The new tokens are dropped unrevoked: the IdP may have issued them under the grant the
+      // browser's existing session still uses (see endPreviousSessions).
+      metrics.logins.inc({ result: 'failure' });
+      request.log.info({ event: 'login_requirements_unmet', acr: String(idClaims.acr ?? ''), authTime: idClaims.auth_time ?? null }, 'login does not meet the requested acr/max_age');
+      return reply.redirect(`${config.publicUrl}${withError(transaction.returnTo, 'unmet_authentication_requirements')}`, 302);
+    }
     let claims: Record<string, unknown> = { ...idClaims };
     if (config.oidc.fetchUserinfo && idp.metadata.userinfo_endpoint) {
       // Best effort: some IdPs put profile claims only in userinfo, others refuse API-audience tokens there.
@@ -103,6 +121,7 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
         idpSid: typeof idClaims.sid === 'string' ? idClaims.sid : undefined,
         claims: userClaims(claims),
         tokens: tokensFromResponse(response, deps.now()),
+        device: userAgentSummary(request.headers['user-agent']),
       },
       refreshLifetimeMs(response),
     );

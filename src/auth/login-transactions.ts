@@ -22,6 +22,9 @@ export interface LoginTransaction {
    * redirect back, so the callback cannot see that session itself.
    */
   previousHandle?: string;
+  /** What this login asked for (`acr_values`, `max_age`): the ID token must satisfy it. */
+  acrValues?: string[];
+  maxAge?: number;
 }
 
 export const LOGIN_TTL_MS = 10 * 60_000;

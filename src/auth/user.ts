@@ -1,5 +1,6 @@
 /**
- * GET /auth/user (x-csrf) — who is logged in: `sub`, the ID-token/userinfo claims, the
+ * GET /auth/user (x-csrf) — who is logged in: `sub`, the ID-token/userinfo claims, how and
+ * when the user authenticated (`acr`, `auth_time`: null when the IdP did not say), the
  * session's expiry times and the logout URL. Never a token: the SPA has no use for one.
  */
 import type { FastifyInstance } from 'fastify';
@@ -34,6 +35,8 @@ export function registerUser(app: FastifyInstance, { config, cookie, sessions, r
     return {
       sub: record.sub,
       claims: record.claims,
+      acr: typeof record.claims.acr === 'string' ? record.claims.acr : null,
+      auth_time: typeof record.claims.auth_time === 'number' ? record.claims.auth_time : null,
       session: {
         expiresAt: new Date(record.absoluteExpiresAt).toISOString(),
         idleExpiresAt: new Date(sessions.idleExpiresAt(record)).toISOString(),

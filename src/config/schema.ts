@@ -119,6 +119,21 @@ const routePath = z
 
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name');
 
+/** An `acr` value: printable, no space (a space separates values in `acr_values`). */
+const acrValue = z.string().regex(/^[\x21-\x7e]{1,256}$/, 'must be an acr value without spaces');
+
+/** A route's step-up requirement; `maxAge` becomes whole seconds, as `max_age` and `auth_time` count. */
+const requirementSchema = z
+  .strictObject({ acr: z.array(acrValue).min(1, 'must list at least one value').optional(), maxAge: optionalDuration })
+  .refine((require) => require.acr !== undefined || require.maxAge !== undefined, 'must set acr, maxAge or both')
+  .transform(({ acr, maxAge }): { acr?: string[]; maxAgeS?: number } => ({
+    ...(acr ? { acr } : {}),
+    ...(maxAge === undefined ? {} : { maxAgeS: Math.floor(maxAge / 1000) }),
+  }));
+
+/** Login parameters the browser may pass to GET /auth/login (docs/frontend.md). */
+export const LOGIN_PARAMS = ['prompt', 'max_age', 'acr_values', 'login_hint', 'ui_locales'] as const;
+
 const routeSchema = z
   .strictObject({
     path: routePath,
@@ -142,6 +157,8 @@ const routeSchema = z
     claimHeaders: claimHeadersSchema.optional(),
     identityAssertion: routeAssertionSchema,
     forwardAuthToken: z.boolean().optional(),
+    // Step-up: the session's login must have one of these `acr` values and/or be this recent.
+    require: requirementSchema.optional(),
   })
   .transform(({ upstream, timeout, ...route }) => ({ ...route, upstream: new URL(upstream), timeoutMs: timeout }));
 
@@ -278,6 +295,9 @@ const oidcSchema = z
       .union([z.boolean(), z.strictObject({ key: z.string().min(1, 'must not be empty') })], { error: 'must be true, false or { key: <PEM or JWK> }' })
       .default(false),
     fetchUserinfo: z.boolean().default(true),
+    loginParams: z.array(z.enum(LOGIN_PARAMS, { error: `must be one of ${LOGIN_PARAMS.join(', ')}` })).default([...LOGIN_PARAMS]),
+    // The acr values a login may ask for (`acr_values`), and routes and upstreams may demand.
+    acrValues: z.array(acrValue).default([]),
   })
   .superRefine((oidc, ctx) => {
     const keyProblem = (text: string, path: string[], use: string) => {
@@ -356,6 +376,8 @@ const routesSchema = z
       if (route.token === 'none' && (route.audience !== undefined || route.scopes !== undefined)) {
         ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'has no effect on token: none routes' });
       }
+      // Only a user route always has a session whose login can be judged.
+      if (route.require && route.token !== 'user') ctx.addIssue({ code: 'custom', path: [index, 'require'], message: 'needs token: user' });
     });
   });
 
@@ -401,6 +423,12 @@ export const configSchema = z
   // follow from publicUrl.
   .transform(({ shutdownGrace, session, ...config }, ctx) => {
     for (const { path, message } of identityConfigProblems(config)) ctx.addIssue({ code: 'custom', path, message });
+    // A route's required acr must be one a login may ask for, or its step-up could never succeed.
+    config.routes.forEach((route, index) => {
+      const unknown = route.require?.acr?.find((acr) => !config.oidc.acrValues.includes(acr));
+      if (unknown !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', index, 'require', 'acr'], message: `${unknown} is not listed in oidc.acrValues` });
+    });
+    if (ctx.issues.length > 0) return z.NEVER;
     const secureCookie = isSecureCookieOrigin(config.publicUrl);
     if (!secureCookie && session.cookieName && PREFIXED_COOKIE.test(session.cookieName)) {
       ctx.addIssue({ code: 'custom', path: ['session', 'cookieName'], message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)' });

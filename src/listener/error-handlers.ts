@@ -20,7 +20,7 @@ export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
   if (error.status >= 500) request.log.warn(errorLogFields(error), 'request failed');
   else request.log.info(errorLogFields(error), 'request refused');
-  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.message));
+  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.message, error.fields));
 }
 
 /**

@@ -61,6 +61,8 @@ export interface AuthorizationRequest {
   state: string;
   nonce: string;
   codeChallenge: string;
+  /** Validated per-request login parameters (prompt, max_age, ...): they override `authParams`. */
+  loginParams?: Readonly<Record<string, string>>;
 }
 
 export class IdpClient {
@@ -190,6 +192,7 @@ export class IdpClient {
     const { oidc } = this.config;
     const parameters: Record<string, string> = {
       ...oidc.authParams,
+      ...request.loginParams,
       redirect_uri: this.redirectUri,
       scope: oidc.scopes.join(' '),
       response_type: 'code',

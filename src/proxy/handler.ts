@@ -27,6 +27,7 @@ import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
 import type { ProxyExchange, ProxyStep } from './pipeline.ts';
 import { respond } from './respond.ts';
+import { upstreamStepUp } from '../auth/step-up-step.ts';
 import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
 
 const INVALID_TOKEN = /\b(?:bearer|dpop)\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
@@ -183,6 +184,12 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       }
       // A resource server may rotate its nonce on any answer (RFC 9449 section 9).
       if (credentials.dpop) idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
+      // RFC 9470: the upstream wants a stronger or fresher login; the app gets step_up_required.
+      const stepUp = upstream.statusCode === 401 && credentials.session ? upstreamStepUp(config.oidc, upstream.headers, req.url ?? '/') : undefined;
+      if (stepUp) {
+        upstream.body.resume();
+        throw stepUp;
+      }
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
       respond(res, method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });

@@ -20,6 +20,7 @@ import type { GatewayConfig } from '../config/load.ts';
 import { GatewayError, isGatewayError, rawHttpError } from '../errors.ts';
 import type { SessionCookie } from '../session/cookie.ts';
 import type { CredentialSource } from './credentials.ts';
+import { routeStepUp } from '../auth/step-up-step.ts';
 import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
 import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
 import { messageRedactor } from './ws-redact.ts';
@@ -72,6 +73,9 @@ export function createUpgradeHandler({ config, cookie, credentials: source, watc
       if (tokenRoute && req.headers.origin !== config.publicUrl) throw new GatewayError('csrf_required');
       const target = upstreamUrl(route, path, query);
       const credentials = await source.for(route, req.headers);
+      // A route's `require` holds for its WebSockets too (the proxy pipeline's step-up step).
+      const stepUp = routeStepUp(route, credentials.session?.record, req.url ?? '/', watchDeps.now());
+      if (stepUp) throw stepUp;
       const auth = await source.authHeaders(credentials, 'GET', target);
       const carriesToken = credentials.accessToken !== undefined;
       const headers = upstreamRequestHeaders(req.headers, {

@@ -61,6 +61,8 @@ export interface SessionRecord {
   lastSeenAt: number;
   /** Random value in `logoutUrl`: proves a GET logout came from the app, not a cross-site link. */
   logoutSid: string;
+  /** A summary of the browser that logged in ("Chrome on Linux"), for the user's session list. */
+  device?: string;
 }
 
 export interface LoadedSession {
@@ -109,7 +111,7 @@ export class Sessions {
   }
 
   /** Creates and stores a brand-new session. Returns the browser-side id. */
-  async create(data: Pick<SessionRecord, 'sub' | 'idpSid' | 'claims' | 'tokens'>, lifetimeCapMs?: number): Promise<{ id: string } & LoadedSession> {
+  async create(data: Pick<SessionRecord, 'sub' | 'idpSid' | 'claims' | 'tokens' | 'device'>, lifetimeCapMs?: number): Promise<{ id: string } & LoadedSession> {
     const now = this.now();
     const id = Sessions.newId();
     const handle = Sessions.handleOf(id);
