@@ -7,6 +7,7 @@
  *   full login + API call + logout and search them for the real values).
  */
 import pino, { type Logger, type DestinationStream } from 'pino';
+import { instanceId } from './telemetry/instance.ts';
 
 const SENSITIVE_QUERY = /([?&](?:code|state|sid|session_state|id_token_hint|logout_token|access_token|refresh_token|id_token|token|handoff)=)[^&#]*/gi;
 
@@ -53,7 +54,8 @@ export function createLogger(options: { level?: string; destination?: Destinatio
   return pino(
     {
       level: options.level ?? process.env.LOG_LEVEL ?? 'info',
-      base: { service: 'bff-gateway' },
+      // `instance` tells the lines of several gateways apart (src/telemetry/instance.ts).
+      base: { service: 'bff-gateway', instance: instanceId() },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       serializers: {
         err: pino.stdSerializers.err,

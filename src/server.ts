@@ -39,6 +39,10 @@ import { RouteTable } from './proxy/routes.ts';
 import { createUpgradeHandler } from './proxy/websocket.ts';
 import { bodyIdleGuard, listenerDeadlines } from './listener/deadlines.ts';
 import { Drain } from './listener/drain.ts';
+import { clientAddress } from './proxy/client-limit.ts';
+import { requestIdStep, tracedRouteOf, upstreamSpanStep } from './telemetry/proxy-steps.ts';
+import { assignRequestId, requestIdFor } from './telemetry/request-id.ts';
+import { endServerSpan, startServerSpan, tracingOn, withServerSpan } from './telemetry/tracing.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -84,9 +88,9 @@ export async function buildGateway(config: GatewayConfig, deps: GatewayDeps = {}
 
 export async function createGateway(services: Services): Promise<Gateway> {
   const { config, log, now, metrics, cookie, idp, sessions, requestSessions, ending, credentials } = services;
-  // One request-id sequence for both doors (fastify's own format: req-<base36>).
-  let lastRequestId = 0;
-  const nextRequestId = () => `req-${(lastRequestId++).toString(36)}`;
+  // One request id for both doors, decided when the request reaches the listener: a trusted
+  // front's X-Request-Id or a new one (src/telemetry/request-id.ts), answered on every response.
+  const { trustProxy } = config;
   // Set once the routes are registered: until then every request goes to fastify.
   let serveProxy: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   /** First path segments of the gateway's own (fastify) routes, e.g. `/auth`; methods fastify routes. */
@@ -103,11 +107,19 @@ export async function createGateway(services: Services): Promise<Gateway> {
     return fastifyPrefixes.has(second === -1 ? path : path.slice(0, second));
   };
   const app: FastifyInstance = Fastify({
-    genReqId: nextRequestId,
+    genReqId: (req) => requestIdFor(req, trustProxy),
     serverFactory: (fastifyHandler, options) => {
-      const server = createServer(options.http ?? {}, (req, res) => {
+      const dispatch = (req: IncomingMessage, res: ServerResponse) => {
         if (serveProxy === undefined || toFastify(req)) fastifyHandler(req, res);
         else serveProxy(req, res);
+      };
+      const server = createServer(options.http ?? {}, (req, res) => {
+        assignRequestId(req, res, trustProxy);
+        if (!tracingOn()) return dispatch(req, res);
+        // The request's span is the current one for everything it causes (session, refresh, IdP).
+        const serverTrace = startServerSpan(req.method ?? 'GET', req.url ?? '/', req.headers, trustProxy);
+        res.once('close', () => endServerSpan(serverTrace, tracedRouteOf(req) ?? (req.url ?? '/').split('?')[0], res.statusCode));
+        withServerSpan(serverTrace, () => dispatch(req, res));
       });
       server.keepAliveTimeout = config.limits.keepAliveTimeoutMs;
       server.requestTimeout = config.limits.requestTimeoutMs;
@@ -159,7 +171,7 @@ export async function createGateway(services: Services): Promise<Gateway> {
       const route = request.bffRoute ?? request.routeOptions.url ?? 'unmatched';
       const status = reply.raw.statusCode;
       metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
-      request.log.info({ method: request.method, url: maskUrl(request.url), status, ms: Math.round(performance.now() - started) }, 'request');
+      request.log.info({ method: request.method, url: maskUrl(request.url), client: request.ip, status, ms: Math.round(performance.now() - started) }, 'request');
     });
     if (drain.active) {
       reply.header('retry-after', SHUTDOWN_RETRY_AFTER);
@@ -179,7 +191,7 @@ export async function createGateway(services: Services): Promise<Gateway> {
     auth.addHook('preParsing', bodyIdleGuard(config.limits.bodyIdleTimeoutMs));
     await auth.register(formbody, { bodyLimit: 64 * 1024 });
     const { transactions } = services;
-    registerLogin(auth, { oidc: config.oidc, idp, cookie, requestSessions, transactions, now });
+    registerLogin(auth, { storeReachable: () => services.store.reachable !== false, oidc: config.oidc, idp, cookie, requestSessions, transactions, now });
     registerCallback(auth, { config, cookie, idp, sessions, requestSessions, ending, transactions, metrics, log, now });
     registerUser(auth, { config, cookie, sessions, requestSessions });
     registerLogout(auth, { config, cookie, idp, requestSessions, ending, handoffs: services.handoffs });
@@ -192,6 +204,9 @@ export async function createGateway(services: Services): Promise<Gateway> {
   // Per-request steps of the proxy pipeline, in order (see src/proxy/pipeline.ts): route rules,
   // identity headers, request ids and trace spans are registered here, once.
   const proxySteps: ProxyStep[] = [stepUpStep(now)];
+  // Telemetry: the request id goes upstream; the upstream hop's span only while tracing is on.
+  proxySteps.push(requestIdStep);
+  if (tracingOn()) proxySteps.push(upstreamSpanStep());
   const proxy = createProxyHandler({ config, cookie, requestSessions, credentials, idp, metrics, routes, forwarder, steps: proxySteps });
   await app.register(async (proxyScope) => {
     // Bodies stream to the upstream untouched: no parser may consume them.
@@ -215,11 +230,12 @@ export async function createGateway(services: Services): Promise<Gateway> {
    * written when the response finishes, on the shared logger (no child logger per request).
    */
   serveProxy = (req, res) => {
-    const exchange = newExchange(req, res, nextRequestId(), log);
+    const exchange = newExchange(req, res, requestIdFor(req, trustProxy), log);
     res.once('finish', () => {
       const status = res.statusCode;
       metrics.requests.inc({ route: exchange.route?.path ?? '/*', status: `${Math.floor(status / 100)}xx` });
-      log.info({ reqId: exchange.id, ...exchange.logFields, method: req.method, url: maskUrl(req.url), status, ms: Math.round(performance.now() - exchange.started) }, 'request');
+      const client = clientAddress(req, trustProxy);
+      log.info({ reqId: exchange.id, ...exchange.logFields, method: req.method, url: maskUrl(req.url), client, status, ms: Math.round(performance.now() - exchange.started) }, 'request');
     });
     let refused: GatewayError | undefined;
     const headers: Record<string, string> = {};

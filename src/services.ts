@@ -37,6 +37,8 @@ import { RedisStore } from './session/redis-store.ts';
 import { RequestSessions } from './session/request-session.ts';
 import { Sealer } from './session/seal.ts';
 import { Sessions } from './session/sessions.ts';
+import { instanceId } from './telemetry/instance.ts';
+import { startTracing } from './telemetry/tracing.ts';
 import type { SessionStore } from './session/store.ts';
 
 export interface ServiceDeps {
@@ -76,6 +78,8 @@ async function createStore(config: GatewayConfig, log: Logger): Promise<SessionS
 
 export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {}): Promise<Services> {
   const log = deps.log ?? createLogger();
+  // Off unless the OTEL_* environment asks for it (src/telemetry/tracing.ts).
+  if (startTracing({ instanceId: instanceId() })) log.info({ event: 'tracing_on' }, 'OpenTelemetry tracing on (OTLP/HTTP)');
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? new Metrics({ processMetrics: true });
   // Every store call goes through the error counter (bff_store_errors_total).

@@ -19,6 +19,8 @@ import { loginParamsFrom } from './login-params.ts';
 import { queryOf, singleQueryValue } from './query.ts';
 
 export interface LoginDeps {
+  /** False while the session store is known to be down (its connection state): refuse at once. */
+  storeReachable?: () => boolean;
   oidc: GatewayConfig['oidc'];
   idp: IdpClient;
   cookie: SessionCookie;
@@ -27,8 +29,10 @@ export interface LoginDeps {
   now: () => number;
 }
 
-export function registerLogin(app: FastifyInstance, { oidc, idp, cookie, requestSessions, transactions, now }: LoginDeps): void {
+export function registerLogin(app: FastifyInstance, { storeReachable, oidc, idp, cookie, requestSessions, transactions, now }: LoginDeps): void {
   app.get('/auth/login', async (request, reply) => {
+    // The callback could not store the session: say so now, not after the user has logged in.
+    if (storeReachable?.() === false) throw new GatewayError('session_store_unavailable', { detail: 'session store unreachable' });
     const raw = singleQueryValue(request.url, 'returnTo');
     const returnTo = raw === null ? undefined : safeReturnTo(raw);
     if (returnTo === undefined) throw new GatewayError('invalid_return_to');

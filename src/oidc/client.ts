@@ -29,6 +29,7 @@ import type { GatewayConfig } from '../config/load.ts';
 import { DpopKey } from './dpop.ts';
 import { classifyIdpFailure, IdpError, InvalidIdTokenSignature } from './idp-error.ts';
 import { importPrivateKey, parsePrivateKey } from './keys.ts';
+import { tracedFetch, tracingOn } from '../telemetry/tracing.ts';
 
 export const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
@@ -145,6 +146,8 @@ export class IdpClient {
     const configuration = new client.Configuration(metadata, oidc.clientId, clientMetadata, this.clientAuth(metadata));
     if (insecure) client.allowInsecureRequests(configuration);
     configuration.timeout = timeout;
+    // With tracing on, every IdP call is a client span that carries `traceparent` to the IdP.
+    if (tracingOn()) configuration[client.customFetch] = tracedFetch as client.CustomFetch;
     return configuration;
   }
 

@@ -77,6 +77,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: R
     if (name.includes('_') && isIdentityName(name.replace(/_/g, '-'))) continue;
     if (name !== 'authorization' && isIdentityName(name)) continue;
     if (name === 'authorization' && options.tokenRoute) continue;
+    // A browser must not pick the trace an upstream joins: only a trusted front's pass.
+    if (!options.trustProxy && (name === 'traceparent' || name === 'tracestate')) continue;
     out[name] = value;
   }
   if (options.keepUpgrade && incoming.upgrade) {

@@ -49,6 +49,7 @@ import { expiresWithin, type AccessToken, type LoadedSession, type SessionRecord
 import type { SessionStore } from '../session/store.ts';
 import { isStoreOutage, PendingWrites } from './pending-writes.ts';
 import { mintRouteToken } from './route-tokens.ts';
+import { inSpan } from '../telemetry/tracing.ts';
 
 const POLL_INTERVAL_MS = 10;
 const LOCK_MARGIN_MS = 5_000;
@@ -183,7 +184,9 @@ export class TokenRefresher {
     if (this.backingOff(key)?.asked) {
       return Promise.reject(new GatewayError('idp_unavailable', { detail: 'the identity provider asked to wait before the next refresh (Retry-After)' }));
     }
-    const promise = this.refreshAcrossInstances(session, target, staleToken, force).finally(() => this.inflight.delete(key));
+    const attributes = { 'bff.refresh.target': target.route ? 'route' : 'main' };
+    const refreshing = () => this.refreshAcrossInstances(session, target, staleToken, force);
+    const promise = inSpan('bff.token_refresh', attributes, refreshing, () => ({ 'bff.refresh.result': 'success' })).finally(() => this.inflight.delete(key));
     this.inflight.set(key, promise);
     return promise;
   }
