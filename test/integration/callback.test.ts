@@ -121,23 +121,45 @@ describe('refused callbacks', () => {
     await expectLoginFailed(await callback(url.href, pending.gatewayCookieHeader));
   });
 
-  it('reports an IdP error=access_denied as login_failed naming the IdP code', async () => {
+  it('an IdP error=access_denied for a known transaction goes back to returnTo with error=, no session', async () => {
     const jar = new CookieJar();
-    const start = await fetchWithJar(`${world.url}/auth/login`, jar);
+    const start = await fetchWithJar(`${world.url}/auth/login?returnTo=${encodeURIComponent('/orders?page=2#list')}`, jar);
     const state = new URL(start.headers.get('location') ?? '').searchParams.get('state') as string;
     const url = new URL(`${world.url}/auth/callback`);
     url.search = new URLSearchParams({ error: 'access_denied', error_description: 'The user said no', state, iss: world.idp.issuer }).toString();
     const res = await callback(url.href, jar.header(world.url));
-    const body = await expectLoginFailed(res);
-    expect(body.message).toContain('access_denied');
+    expect(res.status).toBe(302);
+    // The IdP's free-text description never reaches the app's URL.
+    expect(res.headers.get('location')).toBe(`${world.url}/orders?page=2&error=access_denied#list`);
+    expect(setsSession(res)).toBe(false);
     expect(cookieLines(res, LOGIN).every((line) => isClearingCookie(line))).toBe(true);
+    // The state is used up: the same answer again is a plain 400.
+    await expectLoginFailed(await callback(url.href, jar.header(world.url)));
   });
 
-  it('reports the real IdP refusing a prompt=none login (login_required)', async () => {
-    const pending = await loginUpToCallback(promptNone.url);
+  it('an error code outside the token charset comes back as unknown_error', async () => {
+    const jar = new CookieJar();
+    const start = await fetchWithJar(`${world.url}/auth/login?returnTo=/x`, jar);
+    const state = new URL(start.headers.get('location') ?? '').searchParams.get('state') as string;
+    const url = new URL(`${world.url}/auth/callback`);
+    url.search = new URLSearchParams({ error: 'x"><script>alert(1)</script>', state }).toString();
+    const res = await callback(url.href, jar.header(world.url));
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe(`${world.url}/x?error=unknown_error`);
+  });
+
+  it('an IdP error= without a known transaction stays 400 login_failed', async () => {
+    const url = `${world.url}/auth/callback?error=access_denied&state=unknown-state-0123456789`;
+    await expectLoginFailed(await callback(url, ''));
+  });
+
+  it('the real IdP refusing a prompt=none login (login_required) lands on returnTo with error=login_required', async () => {
+    const pending = await loginUpToCallback(promptNone.url, { returnTo: '/app' });
     expect(new URL(pending.callbackUrl).searchParams.get('error')).toBe('login_required');
-    const body = await expectLoginFailed(await callback(pending.callbackUrl, pending.gatewayCookieHeader));
-    expect(body.message).toContain('login_required');
+    const res = await callback(pending.callbackUrl, pending.gatewayCookieHeader);
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe(`${promptNone.url}/app?error=login_required`);
+    expect(setsSession(res)).toBe(false);
   });
 
   it('an IdP that cannot be reached at the code exchange is still 400 login_failed, saying so', async () => {

@@ -7,6 +7,7 @@ import { causeOf, ERROR_HEADERS, ERRORS, errorBody, errorDetail, errorLogFields,
 const CONTRACT: Record<string, number> = {
   unauthenticated: 401,
   session_expired: 401,
+  step_up_required: 401,
   csrf_required: 403,
   forbidden: 403,
   invalid_return_to: 400,
@@ -56,6 +57,14 @@ describe('error registry', () => {
     expect(String(err)).not.toContain('Connection is closed');
     // fastify's default error serializer reads `message` (and `code`, `statusCode`) off the error.
     expect(err.message).not.toContain('Connection is closed');
+  });
+
+  test('public fields (step_up_required loginUrl) follow error and message in every serialisation', () => {
+    const err = new GatewayError('step_up_required', { detail: 'route /pay', fields: { loginUrl: '/auth/login?returnTo=%2Fpay&acr_values=mfa' } });
+    const expected = `{"error":"step_up_required","message":"${ERRORS.step_up_required.message}","loginUrl":"/auth/login?returnTo=%2Fpay&acr_values=mfa"}`;
+    expect(JSON.stringify(err)).toBe(expected);
+    expect(errorBody(err.code, err.message, err.fields)).toBe(expected);
+    expect(expected).not.toContain('route /pay');
   });
 
   test('a custom public message replaces the registry one; detail defaults to the code', () => {
