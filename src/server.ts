@@ -30,6 +30,10 @@ import { registerCallback } from './auth/callback.ts';
 import { registerUser } from './auth/user.ts';
 import { registerLogout } from './auth/logout.ts';
 import { registerBackchannel } from './auth/backchannel.ts';
+import { registerForwardAuth } from './auth/check.ts';
+import { registerJwks } from './authz/jwks-route.ts';
+import { identityStep } from './authz/proxy-step.ts';
+import { upgradeGuard } from './authz/upgrade-guard.ts';
 import { registerSelfSessions } from './auth/self-sessions.ts';
 import { stepUpStep } from './auth/step-up-step.ts';
 import { Forwarder } from './proxy/forward.ts';
@@ -196,6 +200,12 @@ export async function createGateway(services: Services): Promise<Gateway> {
     registerUser(auth, { config, cookie, sessions, requestSessions });
     registerLogout(auth, { config, cookie, idp, requestSessions, ending, handoffs: services.handoffs });
     registerBackchannel(auth, { logoutTokens: services.logoutTokens, sessions, ending });
+    const { identity, assertions } = services;
+    if (config.forwardAuth.enabled) {
+      registerForwardAuth(auth, { config, identity, routes: new RouteTable(config.routes), credentials, requestSessions, sessions });
+    }
+    const jwksPath = config.identity.assertion?.jwksPath;
+    if (assertions && jwksPath) registerJwks(auth, [jwksPath], assertions);
     registerSelfSessions(auth, { config, sessions, requestSessions, ending });
   });
 
@@ -207,6 +217,8 @@ export async function createGateway(services: Services): Promise<Gateway> {
   // Telemetry: the request id goes upstream; the upstream hop's span only while tracing is on.
   proxySteps.push(requestIdStep);
   if (tracingOn()) proxySteps.push(upstreamSpanStep());
+  // Route rules and identity headers (docs/authorization.md).
+  proxySteps.push(identityStep(services.identity, requestSessions));
   const proxy = createProxyHandler({ config, cookie, requestSessions, credentials, idp, metrics, routes, forwarder, steps: proxySteps });
   await app.register(async (proxyScope) => {
     // Bodies stream to the upstream untouched: no parser may consume them.
@@ -254,7 +266,9 @@ export async function createGateway(services: Services): Promise<Gateway> {
   };
   const watch = { session: config.session, store: services.store, sessions, requestSessions, now };
   const upgrades = createUpgradeHandler({ config, cookie, credentials, watch, routes });
-  app.server.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
+  // WebSocket handshakes get the same identity-header stripping and route rules first.
+  const guard = upgradeGuard({ identity: services.identity, routes, requestSessions });
+  app.server.on('upgrade', (req, socket, head) => void guard(req, socket).then((pass) => (pass ? upgrades.handle(req, socket, head) : undefined)));
   // Node hands CONNECT to a separate event; without a listener it drops the socket unanswered.
   app.server.on('connect', (_req, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
@@ -262,7 +276,7 @@ export async function createGateway(services: Services): Promise<Gateway> {
   });
 
   const adminDeps = { config, log, metrics, store: services.store, idp, sessions, ending };
-  const admin = config.admin ? buildAdminApp(adminDeps, { draining: () => drain.active }) : undefined;
+  const admin = config.admin ? buildAdminApp(adminDeps, { draining: () => drain.active, jwks: services.assertions }) : undefined;
   return {
     app,
     admin,

@@ -37,6 +37,8 @@ import { RedisStore } from './session/redis-store.ts';
 import { RequestSessions } from './session/request-session.ts';
 import { Sealer } from './session/seal.ts';
 import { Sessions } from './session/sessions.ts';
+import { AssertionSigner } from './authz/assertion.ts';
+import { RouteIdentity } from './authz/route-identity.ts';
 import { instanceId } from './telemetry/instance.ts';
 import { startTracing } from './telemetry/tracing.ts';
 import type { SessionStore } from './session/store.ts';
@@ -67,6 +69,10 @@ export interface Services {
   credentials: CredentialSource;
   transactions: LoginTransactions;
   handoffs: LogoutHandoffs;
+  /** Route rules, claim headers and identity assertions (docs/authorization.md). */
+  identity: RouteIdentity;
+  /** Signs identity assertions; undefined without `identity.assertion`. */
+  assertions: AssertionSigner | undefined;
   /** Stops IdP discovery and closes the store. */
   close(): Promise<void>;
 }
@@ -97,6 +103,12 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
   const refresher = new TokenRefresher({ config, store, sessions, idp, metrics, log, now });
   const clientTokens = new ClientTokens(config, idp, now);
 
+  const assertionConfig = config.identity.assertion;
+  const assertions = assertionConfig
+    ? await AssertionSigner.create({ ...assertionConfig, issuer: assertionConfig.issuer ?? config.publicUrl }, now)
+    : undefined;
+  const identity = new RouteIdentity({ routes: config.routes, signer: assertions, assertionHeader: assertionConfig?.header });
+
   return {
     config,
     log,
@@ -115,6 +127,8 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
     credentials: new CredentialSource({ requestSessions, sessions, refresher, clientTokens, idp }),
     transactions: new LoginTransactions(sealer, now, claims),
     handoffs: new LogoutHandoffs(values, sealer),
+    identity,
+    assertions,
     async close() {
       idp.stop();
       refresher.pending.close();

@@ -64,6 +64,11 @@ export class RouteIdentity {
     return !!compiled && (compiled.rule !== undefined || compiled.claimHeaders.length > 0 || compiled.assertion !== undefined);
   }
 
+  /** Whether the route has `allow` rules. */
+  hasRules(route: RouteConfig): boolean {
+    return this.of(route)?.rule !== undefined;
+  }
+
   /**
    * Throws 401 `unauthenticated` when the route has rules and there is no session, 403
    * `forbidden` when the user's claims fail them. The log detail names the route, never a claim.

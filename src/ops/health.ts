@@ -12,6 +12,8 @@ import type { Logger } from '../log.ts';
 import type { IdpClient } from '../oidc/client.ts';
 import type { SessionStore } from '../session/store.ts';
 import { registerAdminSessions, type AdminSessionsDeps } from './admin-sessions.ts';
+import type { AssertionSigner } from '../authz/assertion.ts';
+import { ADMIN_JWKS_PATHS, registerJwks } from '../authz/jwks-route.ts';
 import type { Metrics } from './metrics.ts';
 
 const PING_TIMEOUT_MS = 1000;
@@ -43,6 +45,8 @@ export interface AdminDeps extends AdminSessionsDeps {
 export interface AdminOptions {
   /** True once the public listener drains: load balancers must stop sending (readyz 503). */
   draining?: () => boolean;
+  /** The identity assertions' keys, published at /jwks and /.well-known/jwks.json. */
+  jwks?: Pick<AssertionSigner, 'jwks'> | undefined;
 }
 
 export function buildAdminApp(deps: AdminDeps, options: AdminOptions = {}): FastifyInstance {
@@ -69,5 +73,6 @@ export function buildAdminApp(deps: AdminDeps, options: AdminOptions = {}): Fast
     return reply.header('content-type', metrics.registry.contentType).send(body);
   });
   if (config.admin?.token) registerAdminSessions(app, deps, config.admin.token);
+  if (options.jwks) registerJwks(app, ADMIN_JWKS_PATHS, options.jwks);
   return app;
 }
