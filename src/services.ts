@@ -36,6 +36,7 @@ import { OneTimeClaims, OneTimeValues } from './session/one-time.ts';
 import { RedisStore } from './session/redis-store.ts';
 import { RequestSessions } from './session/request-session.ts';
 import { Sealer } from './session/seal.ts';
+import { SessionCache } from './session/session-cache.ts';
 import { Sessions } from './session/sessions.ts';
 import { AssertionSigner } from './authz/assertion.ts';
 import { RouteIdentity } from './authz/route-identity.ts';
@@ -95,7 +96,9 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
   const claims = new OneTimeClaims(store);
   const values = new OneTimeValues(store);
   const cookie = new SessionCookie(config.session);
-  const sessions = new Sessions(store, sealer, config.session, now, claims);
+  // Only a store with a change feed (Redis) can keep an in-process cache coherent.
+  const sessionCache = config.session.cache.enabled ? SessionCache.attach(store, config.session.cache, now) : undefined;
+  const sessions = new Sessions(store, sealer, config.session, now, claims, sessionCache);
   const requestSessions = new RequestSessions(cookie, sessions, now, () => metrics.logouts.inc({ kind: 'timeout' }));
 
   const idp = new IdpClient(config, log);
@@ -132,6 +135,7 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
     async close() {
       idp.stop();
       refresher.pending.close();
+      sessionCache?.close();
       await store.close();
     },
   };

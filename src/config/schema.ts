@@ -346,6 +346,13 @@ const sessionSchema = z
     // Default 2h, capped at absoluteTimeout: a default never makes an explicit setting invalid.
     idleTimeout: optionalDuration.meta({ description: 'Default 2h, or absoluteTimeout when that is shorter.' }),
     absoluteTimeout: duration('12h'),
+    cache: z
+      .strictObject({
+        enabled: z.boolean().default(true).meta({ description: 'Keep opened sessions in process, kept coherent across instances by the Redis change feed; off without Redis.' }),
+        maxEntries: z.number().int().min(1).default(100_000),
+        maxAge: duration('60s').meta({ description: 'Upper bound on how long an entry is used without a store read, whatever the feed says.' }),
+      })
+      .prefault({}),
   })
   .superRefine((session, ctx) => {
     if (session.idleTimeout !== undefined && session.idleTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['idleTimeout'], message: 'must be at least 1s' });
@@ -354,8 +361,9 @@ const sessionSchema = z
       ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
     }
   })
-  .transform(({ secret, encryptionKey: keys, idleTimeout, absoluteTimeout, ...session }) => ({
+  .transform(({ secret, encryptionKey: keys, idleTimeout, absoluteTimeout, cache, ...session }) => ({
     ...session,
+    cache: { enabled: cache.enabled, maxEntries: cache.maxEntries, maxAgeMs: cache.maxAge },
     secrets: secret,
     encryptionKeys: keys,
     idleTimeoutMs: idleTimeout ?? Math.min(DEFAULT_IDLE_TIMEOUT_MS, absoluteTimeout),

@@ -28,6 +28,8 @@ export function countStoreErrors(store: SessionStore, onError: (op: StoreOp) => 
     replace: (handle, expected, sealed, ttlMs) => counted('write', store.replace(handle, expected, sealed, ttlMs)),
     destroy: (handle) => counted('delete', store.destroy(handle)),
     onEnded: (listener) => store.onEnded(listener),
+    // The change feed is not a store call: passed through as is (absent when the store has none).
+    ...(store.watchChanges ? { watchChanges: (listener: (handle: string | null) => void) => (store.watchChanges as NonNullable<SessionStore['watchChanges']>).call(store, listener) } : {}),
     indexAdd: (index, handle, ttlMs) => counted('index', store.indexAdd(index, handle, ttlMs)),
     indexMembers: (index) => counted('index', store.indexMembers(index)),
     indexRemove: (index, handles) => counted('index', store.indexRemove(index, handles)),

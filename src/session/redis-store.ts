@@ -16,11 +16,16 @@
  * subscriber of a standalone server, of a Sentinel-managed primary, and on a cluster every
  * node's subscribers (cluster buses forward it). The subscriber re-subscribes whenever it
  * reconnects; what is published while it is down is lost, which listeners allow for.
+ *
+ * Record writes (set, update, replace) are announced on `<prefix>changed` the same way, for
+ * the in-process session caches of every instance (session-cache.ts). The change feed is live
+ * only while both channels are subscribed on a connected subscriber; every loss of that state
+ * (and every recovery) is told to the watchers as "anything may have changed".
  */
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
 import { GatewayError } from '../errors.ts';
 import type { RedisConfig } from '../config/load.ts';
-import type { SessionStore } from './store.ts';
+import type { ChangeFeed, SessionStore } from './store.ts';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { causeOf, describeTarget, redisSecrets, watchConnection, type ConnectionWatch } from './redis-state.ts';
@@ -105,6 +110,10 @@ export class RedisStore implements SessionStore {
   private readonly prefix: string;
   private readonly endedChannel: string;
   private readonly endedListeners = new Set<(handle: string) => void>();
+  private readonly changedChannel: string;
+  private readonly changeListeners = new Set<(handle: string | null) => void>();
+  /** Both channels subscribed on a connected subscriber: announcements will be heard. */
+  private feedLive = false;
   private subscriber: Client | undefined;
 
   private readonly log: Logger | undefined;
@@ -117,6 +126,7 @@ export class RedisStore implements SessionStore {
   constructor(private readonly client: Client, keyPrefix: string, options: { log?: Logger | undefined; watch?: ConnectionWatch | undefined } = {}) {
     this.prefix = keyPrefix;
     this.endedChannel = `${keyPrefix}ended`;
+    this.changedChannel = `${keyPrefix}changed`;
     this.log = options.log;
     this.watch = options.watch;
     if (!this.watch) client.on('error', () => {});
@@ -157,20 +167,61 @@ export class RedisStore implements SessionStore {
 
   async set(handle: string, sealed: string, ttlMs: number): Promise<void> {
     await this.run(() => this.client.set(this.key('s', handle), sealed, 'PX', Math.max(1, Math.ceil(ttlMs))));
+    await this.announceChange(handle);
   }
 
   async update(handle: string, sealed: string, ttlMs: number): Promise<boolean> {
     const result = await this.run(() => this.client.set(this.key('s', handle), sealed, 'PX', Math.max(1, Math.ceil(ttlMs)), 'XX'));
+    if (result === 'OK') await this.announceChange(handle);
     return result === 'OK';
   }
 
   async replace(handle: string, expected: string, sealed: string, ttlMs: number): Promise<boolean> {
     const result = await this.run(() => this.client.eval(REPLACE, 1, this.key('s', handle), expected, sealed, String(Math.max(1, Math.ceil(ttlMs)))));
+    if (result === 1) await this.announceChange(handle);
     return result === 1;
+  }
+
+  /** After the write, so a cache that drops its copy and re-reads finds the new record. */
+  private async announceChange(handle: string): Promise<void> {
+    this.notifyChange(handle);
+    await this.client.publish(this.changedChannel, handle).catch(() => 0);
+  }
+
+  private notifyChange(handle: string | null): void {
+    for (const listener of this.changeListeners) {
+      try {
+        listener(handle);
+      } catch {
+        // The listener's own business.
+      }
+    }
+  }
+
+  watchChanges(listener: (handle: string | null) => void): ChangeFeed {
+    this.changeListeners.add(listener);
+    this.subscribe();
+    const store = this;
+    return {
+      get live() {
+        return store.feedLive && store.changeListeners.has(listener);
+      },
+      close: () => {
+        this.changeListeners.delete(listener);
+      },
+    };
+  }
+
+  private setFeedLive(live: boolean): void {
+    if (this.feedLive === live) return;
+    this.feedLive = live;
+    // Going down: drop everything now. Coming back: whatever was announced meanwhile is lost.
+    this.notifyChange(null);
   }
 
   async destroy(handle: string): Promise<void> {
     await this.run(() => this.client.del(this.key('s', handle), this.key('l', handle)));
+    this.notifyChange(handle);
     // After the delete, so a listener that re-reads the record finds it gone. A failed publish
     // does not undo the logout: listeners re-check records by themselves.
     await this.client.publish(this.endedChannel, handle).catch(() => 0);
@@ -190,10 +241,32 @@ export class RedisStore implements SessionStore {
     // 'ready' comes after every (re)connect; subscribing twice to one channel is harmless. A
     // refusal (an ACL without the channel) is told once: it persists until someone fixes it.
     let refusal: string | undefined;
+    let changeRefusal: string | undefined;
+    // Any sign of the connection going away: the change feed is no longer certain.
+    for (const event of ['close', 'end', 'reconnecting', 'error']) subscriber.on(event, () => this.setFeedLive(false));
     subscriber.on('ready', () => {
+      this.setFeedLive(false);
+      let subscribed = 0;
+      const both = () => {
+        subscribed += 1;
+        if (subscribed === 2 && subscriber.status === 'ready') this.setFeedLive(true);
+      };
+      subscriber.subscribe(this.changedChannel).then(
+        () => {
+          changeRefusal = undefined;
+          both();
+        },
+        (err: unknown) => {
+          const cause = causeOf(err, []);
+          if (cause.message === changeRefusal) return;
+          changeRefusal = cause.message;
+          this.log?.warn({ channel: this.changedChannel, cause }, 'redis: cannot subscribe to session-change announcements; the in-process session cache stays off');
+        },
+      );
       subscriber.subscribe(this.endedChannel).then(
         () => {
           refusal = undefined;
+          both();
         },
         (err: unknown) => {
           const cause = causeOf(err, []);
@@ -204,7 +277,12 @@ export class RedisStore implements SessionStore {
       );
     });
     subscriber.on('message', (channel: string, handle: string) => {
+      if (channel === this.changedChannel) {
+        this.notifyChange(handle);
+        return;
+      }
       if (channel !== this.endedChannel) return;
+      this.notifyChange(handle);
       for (const listener of [...this.endedListeners]) {
         try {
           listener(handle);
@@ -283,6 +361,8 @@ export class RedisStore implements SessionStore {
   async close(): Promise<void> {
     this.watch?.stop();
     this.endedListeners.clear();
+    this.setFeedLive(false);
+    this.changeListeners.clear();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     await Promise.all([this.client.quit().catch(() => this.client.disconnect()), subscriber?.quit().catch(() => subscriber.disconnect())]);

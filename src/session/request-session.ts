@@ -1,5 +1,6 @@
 /**
- * The session behind a request's cookie: one store read. Sessions past their idle or absolute
+ * The session behind a request's cookie: one store read, or none while the in-process session
+ * cache holds it (session-cache.ts). Sessions past their idle or absolute
  * timeout are reported to `onTimeout` once each: those found expired (removed by
  * `Sessions.load`) and those the store already forgot by TTL (`Sessions.markEnded`). What
  * counts them (a metric) is the composition root's business, not the session layer's.
@@ -26,7 +27,7 @@ export class RequestSessions {
   async fromHeaders(headers: IncomingHttpHeaders): Promise<RequestSession | undefined> {
     const cookie = this.cookie.read(headers.cookie);
     if (!cookie) return undefined;
-    const result = await this.read(Sessions.handleOf(cookie.id), false);
+    const result = await this.read(Sessions.handleOf(cookie.id), false, true);
     if (result.state !== 'active') return undefined;
     return { id: cookie.id, handle: result.handle, record: result.record, sealed: result.sealed, renewCookie: cookie.renew };
   }
@@ -40,8 +41,8 @@ export class RequestSessions {
     return this.read(handle, true);
   }
 
-  private async read(handle: string, tolerateMarkerFailure: boolean): Promise<LoadResult> {
-    const result = await this.sessions.loadHandle(handle);
+  private async read(handle: string, tolerateMarkerFailure: boolean, cached = false): Promise<LoadResult> {
+    const result = cached ? await this.sessions.loadCached(handle) : await this.sessions.loadHandle(handle);
     if (result.state === 'ended') this.onTimeout();
     else if (result.state === 'none') {
       const claim = this.sessions.markEnded(handle);

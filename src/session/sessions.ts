@@ -19,6 +19,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { GatewayConfig } from '../config/load.ts';
 import { OneTimeClaims } from './one-time.ts';
 import type { Sealer } from './seal.ts';
+import type { SessionCache } from './session-cache.ts';
 import type { SessionStore } from './store.ts';
 
 /** An access token as the gateway keeps it: the session's main one, a route's, the client's. */
@@ -85,6 +86,8 @@ export class Sessions {
     private readonly config: GatewayConfig['session'],
     private readonly now: () => number,
     private readonly claims: OneTimeClaims = new OneTimeClaims(store),
+    /** The in-process cache of opened records, when the store can keep it coherent (session-cache.ts). */
+    private readonly cache?: SessionCache,
   ) {
     this.slideEveryMs = Math.min(config.idleTimeoutMs / 10, MAX_SLIDE_INTERVAL_MS);
   }
@@ -143,6 +146,22 @@ export class Sessions {
   /** Reads a session by its browser-side id; ends it (and says so) when a timeout has passed. */
   async load(id: string): Promise<LoadResult> {
     return this.loadHandle(Sessions.handleOf(id));
+  }
+
+  /**
+   * The read behind a request's cookie: from the in-process cache while it is usable, else from
+   * the store (and then cached). Never used by the refresh protocol, which reads the store.
+   */
+  async loadCached(handle: string): Promise<LoadResult> {
+    const cache = this.cache;
+    if (!cache?.usable) return this.loadHandle(handle);
+    const hit = cache.get(handle);
+    // An idle-expired record is ended by the store path, which also says so.
+    if (hit && this.now() < this.idleExpiresAt(hit.record)) return { state: 'active', handle, record: hit.record, sealed: hit.sealed };
+    const ticket = cache.ticket();
+    const result = await this.loadHandle(handle);
+    if (result.state === 'active') cache.put(handle, ticket, result);
+    return result;
   }
 
   async loadHandle(handle: string): Promise<LoadResult> {

@@ -39,6 +39,13 @@ export interface SessionStore {
    * Returns a function that removes the listener.
    */
   onEnded(listener: (handle: string) => void): () => void;
+  /**
+   * Follows every change of a session record, on any instance: `listener(handle)` after each
+   * successful set/update/replace/destroy, `listener(null)` whenever the feed goes down or comes
+   * back (anything may have changed meanwhile). `live` is true only while announcements are
+   * certain to arrive. Optional: a store without it gets no in-process session cache.
+   */
+  watchChanges?(listener: (handle: string | null) => void): ChangeFeed;
 
   /** Adds a handle to an index set (by IdP sid or sub), kept for at least `ttlMs`. */
   indexAdd(index: string, handle: string, ttlMs: number): Promise<void>;
@@ -71,4 +78,11 @@ export interface SessionStore {
    * request can fail at once instead of half-way; undefined when the store cannot tell.
    */
   readonly reachable?: boolean;
+}
+
+/** A subscription to record changes (SessionStore.watchChanges). */
+export interface ChangeFeed {
+  /** True while subscribed and connected: announcements made now will be heard. */
+  readonly live: boolean;
+  close(): void;
 }

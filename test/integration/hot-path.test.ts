@@ -1,6 +1,7 @@
 /**
  * The hot path (docs/http-interface.md#cookies, #tokens-and-refresh; the lazy idle slide in src/session/sessions.ts): in steady state an
- * authenticated proxied request costs exactly one store read and no store write. A second
+ * authenticated proxied request costs no store call with the in-process session cache warm,
+ * and exactly one store read and no store write without it. A second
  * gateway instance shares the world's real Redis through a counting wrapper.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -29,25 +30,44 @@ function counting(store: SessionStore): { store: SessionStore; calls: string[] }
 let world: World;
 let counted: { store: SessionStore; calls: string[] };
 let second: RunningGateway;
+/** The same, with the in-process session cache off. */
+let third: RunningGateway;
 
 beforeAll(async () => {
   world = await startWorld({ store: 'redis' });
   counted = counting(await RedisStore.connect(world.gateway.config.session.redis));
   second = await world.startGateway({ store: counted.store });
+  third = await world.startGateway({ store: counted.store }, { session: { cache: { enabled: false } } });
 });
 afterAll(() => world?.close());
 
-it('an authenticated proxied request costs one store read and no write', async () => {
+it('with a warm session cache, an authenticated proxied request costs no store call at all', async () => {
+  const session = await login(world.url);
+  // Warm-up on the counted instance: the first read fills its cache.
+  const warm = await fetch(`${second.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+  expect(warm.status).toBe(200);
+  await warm.body?.cancel();
+
+  counted.calls.length = 0;
+  for (let i = 0; i < 20; i++) {
+    const res = await fetch(`${second.url}/api/echo?i=${i}`, { headers: apiHeaders(session.cookieHeader) });
+    expect(res.status).toBe(200);
+    await res.body?.cancel();
+  }
+  expect(counted.calls).toEqual([]);
+});
+
+it('without the session cache, an authenticated proxied request costs one store read and no write', async () => {
   const session = await login(world.url);
   // Warm-up on the counted instance (first use may slide the idle timeout).
-  const warm = await fetch(`${second.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+  const warm = await fetch(`${third.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
   expect(warm.status).toBe(200);
   await warm.body?.cancel();
 
   counted.calls.length = 0;
   const requests = 5;
   for (let i = 0; i < requests; i++) {
-    const res = await fetch(`${second.url}/api/echo?i=${i}`, { headers: apiHeaders(session.cookieHeader) });
+    const res = await fetch(`${third.url}/api/echo?i=${i}`, { headers: apiHeaders(session.cookieHeader) });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { auth: { ok: boolean } }).auth.ok).toBe(true);
   }

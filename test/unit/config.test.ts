@@ -183,6 +183,7 @@ describe('one runtime shape, derived by the schema', () => {
     expect(Object.keys(config.oidc)).not.toContain('dpop');
     expect(Object.keys(config.session).sort()).toEqual([
       'absoluteTimeoutMs',
+      'cache',
       'cookieName',
       'encryptionKeys',
       'idleTimeoutMs',
