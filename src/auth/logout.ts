@@ -2,7 +2,8 @@
  * RP-initiated logout.
  * GET /auth/logout?sid=…  — the `sid` from `logoutUrl` proves the link came from the app (a
  *   cross-site `<img src=/auth/logout>` cannot know it). 302 to the IdP's end-session endpoint
- *   (id_token_hint, client_id, post_logout_redirect_uri) or to postLogoutRedirect.
+ *   (id_token_hint, client_id, post_logout_redirect_uri) or to postLogoutRedirect. Only for a
+ *   top-level navigation, like the hand-off: page script can read the `sid` too.
  * POST /auth/logout (x-csrf) — same effect, 200 `{"logoutUrl": …}` for SPAs that navigate
  *   themselves. Page script reads that answer, so it never holds the ID token: `logoutUrl` is
  *   the one-time hand-off URL (logout-handoff.ts), or postLogoutRedirect without an end-session
@@ -27,15 +28,20 @@ import { LOGOUT_CONTINUE_PATH, type LogoutHandoffs } from './logout-handoff.ts';
 import { singleQueryValue } from './query.ts';
 
 /**
- * A script's fetch() that follows the hand-off's redirect could read the final URL (and so the
- * hint) from `response.url` if the IdP answered with CORS headers. Browsers say what a request
- * is for in Sec-Fetch-*: only a top-level document navigation is redirected. Clients that send
- * no Sec-Fetch headers (older browsers) are navigations as far as we can tell.
+ * A script's fetch() that follows a redirect carrying the hint (the hand-off's, or GET
+ * /auth/logout's: page script can read `sid` from /auth/user) could read the final URL, and so
+ * the hint, from `response.url` if the IdP answered with CORS headers. Browsers say what a
+ * request is for in Sec-Fetch-*: only a top-level document navigation is redirected. Clients
+ * that send no Sec-Fetch headers (older browsers) are navigations as far as we can tell.
  */
 function isTopLevelNavigation(headers: IncomingHttpHeaders): boolean {
   const mode = headers['sec-fetch-mode'];
   const dest = headers['sec-fetch-dest'];
   return (mode === undefined || mode === 'navigate') && (dest === undefined || dest === 'document');
+}
+
+function notANavigation(): GatewayError {
+  return new GatewayError('invalid_request', { message: 'Open the logout URL by navigating to it, not from a script.' });
 }
 
 export interface LogoutDeps {
@@ -53,6 +59,8 @@ export function registerLogout(app: FastifyInstance, { config, cookie, idp, requ
 
   app.get('/auth/logout', async (request, reply) => {
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
+    // Refused before the session is even read: a script's request ends nothing.
+    if (!isTopLevelNavigation(request.headers)) throw notANavigation();
     const session = await requestSessions.fromHeaders(request.headers);
     if (!session) return reply.header('set-cookie', cookie.sessionClearCookie()).redirect(postLogoutUrl, 302);
     if (!sameSecret(session.record.logoutSid, singleQueryValue(request.url, 'sid'))) {
@@ -82,9 +90,7 @@ export function registerLogout(app: FastifyInstance, { config, cookie, idp, requ
 
   app.get(LOGOUT_CONTINUE_PATH, async (request, reply) => {
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
-    if (!isTopLevelNavigation(request.headers)) {
-      throw new GatewayError('invalid_request', { message: 'Open the logout URL by navigating to it, not from a script.' });
-    }
+    if (!isTopLevelNavigation(request.headers)) throw notANavigation();
     const handoff = await handoffs.redeem(singleQueryValue(request.url, 'handoff'));
     const target = handoff ? (idp.endSessionUrl(handoff.idToken, postLogoutUrl) ?? postLogoutUrl) : postLogoutUrl;
     return reply.header('set-cookie', cookie.sessionClearCookie()).redirect(target, 302);

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { withoutEndSession } from '../support/idp-rewrite.ts';
+import { navigate } from '../support/raw-http.ts';
 import { loginAt, recordOf } from '../support/session-probe.ts';
 import { apiHeaders, startWorld, type RunningGateway, type World } from '../support/world.ts';
 
@@ -36,7 +37,7 @@ test('GET /auth/logout?sid: session ended and tokens revoked, 302 to postLogoutR
   const { cookie, logoutUrl } = await loggedIn();
   const revocationsBefore = world.idp.counters.revocations;
   expect(await recordOf(gateway, cookie)).toBeDefined();
-  const res = await fetch(logoutUrl, { headers: { cookie }, redirect: 'manual' });
+  const res = await navigate(logoutUrl, { cookie });
   expect(res.status).toBe(302);
   expect(res.headers.get('location')).toBe(`${world.url}/bye`);
   expect(res.headers.getSetCookie().some((l) => /Max-Age=0/.test(l))).toBe(true);

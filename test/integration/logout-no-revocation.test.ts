@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startWorldBehindFront } from '../support/hostile-idp.ts';
 import { login } from '../support/login.ts';
+import { navigate } from '../support/raw-http.ts';
 import { apiHeaders, type World } from '../support/world.ts';
 
 let world: World;
@@ -18,7 +19,7 @@ afterAll(() => world?.close());
 test('logout ends the session and attempts no revocation', async () => {
   const session = await login(world.url);
   const user = (await (await fetch(`${world.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) })).json()) as { logoutUrl: string };
-  const logout = await fetch(user.logoutUrl, { headers: { cookie: session.cookieHeader }, redirect: 'manual' });
+  const logout = await navigate(user.logoutUrl, { cookie: session.cookieHeader });
   expect(logout.status).toBe(302);
   expect(logout.headers.get('location')).toContain('/session/end');
   expect(logout.headers.getSetCookie().some((line) => /Max-Age=0/.test(line))).toBe(true);

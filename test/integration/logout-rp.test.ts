@@ -8,6 +8,7 @@
 import { afterAll, afterEach, beforeAll, expect, test, vi } from 'vitest';
 import { decodeJwt } from 'jose';
 import { login } from '../support/login.ts';
+import { navigate, rawRequest } from '../support/raw-http.ts';
 import { logoutsOf, recordOf } from '../support/session-probe.ts';
 import { CLIENT_ID, CLIENT_SECRET, apiHeaders, startWorld, type World } from '../support/world.ts';
 
@@ -66,7 +67,7 @@ test('GET /auth/logout?sid: session destroyed, refresh token revoked, cookie cle
   const revocationsBefore = world.idp.counters.revocations;
   const logsBefore = world.gateway.logs.length;
 
-  const res = await fetch(alice.logoutUrl, { headers: { cookie: alice.cookie }, redirect: 'manual' });
+  const res = await navigate(alice.logoutUrl, { cookie: alice.cookie });
   expect(res.status).toBe(302);
   expect(res.headers.get('cache-control')).toBe('no-store');
   expectEndSessionRedirect(res.headers.get('location')!, alice.tokens.idToken);
@@ -93,7 +94,7 @@ test('the id_token_hint is sent even when the ID token has expired', async () =>
   const exp = decodeJwt(alice.tokens.idToken!).exp! * 1000;
   await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(exp + 1_000), { timeout: 6_000, interval: 200 });
 
-  const res = await fetch(alice.logoutUrl, { headers: { cookie: alice.cookie }, redirect: 'manual' });
+  const res = await navigate(alice.logoutUrl, { cookie: alice.cookie });
   expect(res.status).toBe(302);
   expectEndSessionRedirect(res.headers.get('location')!, alice.tokens.idToken);
   const page = await fetch(res.headers.get('location')!, { redirect: 'manual' });
@@ -113,7 +114,7 @@ test('GET with a session but a missing or wrong sid: 400 invalid_request and the
   doubled.searchParams.append('sid', doubled.searchParams.get('sid')!);
 
   for (const url of [wrong, missing, doubled]) {
-    const res = await fetch(url, { headers: { cookie: alice.cookie }, redirect: 'manual' });
+    const res = await navigate(url, { cookie: alice.cookie });
     expect(res.status).toBe(400);
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(await res.json()).toMatchObject({ error: 'invalid_request' });
@@ -121,6 +122,50 @@ test('GET with a session but a missing or wrong sid: 400 invalid_request and the
   }
   expect((await userOf(alice.cookie)).status).toBe(200);
   expect(world.idp.counters.revocations).toBe(revocationsBefore);
+});
+
+test('GET /auth/logout?sid from a script (not a top-level navigation): 400 invalid_request, no hint, the session lives on', async () => {
+  const alice = await loggedIn();
+  const revocationsBefore = world.idp.counters.revocations;
+  const rpBefore = await logoutsOf(world.gateway, 'rp');
+  // What page script that read `sid` from /auth/user would send with fetch(), or in a frame.
+  for (const headers of [
+    { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty', 'sec-fetch-site': 'same-origin' },
+    { 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'empty', 'sec-fetch-site': 'same-origin' },
+    { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'same-origin' },
+  ]) {
+    const res = await rawRequest(alice.logoutUrl, { headers: { ...headers, cookie: alice.cookie } });
+    const where = JSON.stringify(headers);
+    expect(res.status, where).toBe(400);
+    expect(res.headers.location, where).toBeUndefined();
+    expect(res.headers['cache-control'], where).toBe('no-store');
+    expect(JSON.parse(res.body.toString('utf8')), where).toMatchObject({ error: 'invalid_request' });
+    expect(res.body.toString('utf8'), where).not.toContain(alice.tokens.idToken!);
+    expect(res.headers['set-cookie'], where).toBeUndefined();
+  }
+  // Node's own fetch() says `Sec-Fetch-Mode: cors` like a browser's.
+  const scripted = await fetch(alice.logoutUrl, { headers: { cookie: alice.cookie }, redirect: 'manual' });
+  expect(scripted.status).toBe(400);
+  expect(scripted.headers.get('location')).toBeNull();
+  await scripted.body?.cancel();
+
+  expect((await userOf(alice.cookie)).status).toBe(200);
+  expect(world.idp.counters.revocations).toBe(revocationsBefore);
+  expect(await logoutsOf(world.gateway, 'rp')).toBe(rpBefore);
+
+  // The same link, followed by the browser: the logout happens as before.
+  const navigation = await navigate(alice.logoutUrl, { cookie: alice.cookie });
+  expect(navigation.status).toBe(302);
+  expectEndSessionRedirect(navigation.headers.get('location')!, alice.tokens.idToken);
+  expect((await userOf(alice.cookie)).status).toBe(401);
+});
+
+test('GET /auth/logout?sid from a client that sends no Sec-Fetch headers (an older browser) still logs out', async () => {
+  const alice = await loggedIn();
+  const res = await rawRequest(alice.logoutUrl, { headers: { cookie: alice.cookie } });
+  expect(res.status).toBe(302);
+  expectEndSessionRedirect(res.headers.location!, alice.tokens.idToken);
+  expect((await userOf(alice.cookie)).status).toBe(401);
 });
 
 test('a cross-site style GET (an <img> on another site, no sid) does not log out', async () => {
@@ -134,14 +179,14 @@ test('a cross-site style GET (an <img> on another site, no sid) does not log out
 });
 
 test('GET without a session: 302 to postLogoutRedirect', async () => {
-  const res = await fetch(`${world.url}/auth/logout?sid=anything`, { redirect: 'manual' });
+  const res = await navigate(`${world.url}/auth/logout?sid=anything`);
   expect(res.status).toBe(302);
   expect(res.headers.get('location')).toBe(`${world.url}/`);
 
   const alice = await loggedIn();
-  await (await fetch(alice.logoutUrl, { headers: { cookie: alice.cookie }, redirect: 'manual' })).body?.cancel();
+  await (await navigate(alice.logoutUrl, { cookie: alice.cookie })).body?.cancel();
   // The ended session's cookie is as good as none.
-  const again = await fetch(alice.logoutUrl, { headers: { cookie: alice.cookie }, redirect: 'manual' });
+  const again = await navigate(alice.logoutUrl, { cookie: alice.cookie });
   expect(again.status).toBe(302);
   expect(again.headers.get('location')).toBe(`${world.url}/`);
 });
@@ -185,7 +230,7 @@ test.each(['http503', 'reset'] as const)('revocation endpoint failing (%s): the 
   world.idp.faults.revocation = fault;
   const revocationsBefore = world.idp.counters.revocations;
   const logsBefore = world.gateway.logs.length;
-  const res = await fetch(alice.logoutUrl, { headers: { cookie: alice.cookie }, redirect: 'manual' });
+  const res = await navigate(alice.logoutUrl, { cookie: alice.cookie });
   expect(res.status).toBe(302);
   expectEndSessionRedirect(res.headers.get('location')!, alice.tokens.idToken);
   expectClearedCookie(res);

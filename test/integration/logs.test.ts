@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startWorldBehindFront, type HostileIdp } from '../support/hostile-idp.ts';
 import { completeCallback, login, loginUpToCallback } from '../support/login.ts';
 import { hmacLogoutToken } from '../support/logout-tokens.ts';
+import { navigate } from '../support/raw-http.ts';
 import { apiHeaders, CLIENT_ID, CLIENT_SECRET, SESSION_KEY, SESSION_SECRET, type World } from '../support/world.ts';
 
 let world: World;
@@ -41,7 +42,7 @@ it('no log line contains a token, the code, the client secret, the cookie or the
     await api.text();
   }
   expect(world.idp.counters.refreshGrants).toBeGreaterThanOrEqual(2);
-  const logout = await fetch(logoutUrl, { headers: { cookie: session.cookieHeader }, redirect: 'manual' });
+  const logout = await navigate(logoutUrl, { cookie: session.cookieHeader });
   expect(logout.status).toBe(302);
   await logout.body?.cancel();
   // The IdP's end-session redirect carries the ID token: a request log of it would leak.

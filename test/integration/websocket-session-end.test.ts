@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { login, type LoginResult } from '../support/login.ts';
 import { postLogoutToken, signLogoutToken } from '../support/logout-tokens.ts';
+import { navigate } from '../support/raw-http.ts';
 import { redisCommand } from '../support/redis.ts';
 import { handleOf, redisKey } from '../support/session-probe.ts';
 import { apiHeaders, CLIENT_ID, startWorld, type RunningGateway, type World } from '../support/world.ts';
@@ -95,7 +96,7 @@ describe('a session ended on one instance closes its sockets on another', () => 
     const upstreamOpen = live.open();
     const user = await fetch(`${first.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) });
     const { logoutUrl } = (await user.json()) as { logoutUrl: string };
-    const logout = await fetch(logoutUrl.replace(world.url, first.url), { headers: { cookie: session.cookieHeader }, redirect: 'manual' });
+    const logout = await navigate(logoutUrl.replace(world.url, first.url), { cookie: session.cookieHeader });
     expect(logout.status).toBe(302);
     expect(await closedWithin(socket, ANNOUNCED_WITHIN_MS)).toEqual(SESSION_ENDED);
     // The gateway's leg to the upstream is closed too.
@@ -178,7 +179,7 @@ describe('one instance on the memory store', () => {
     const socket = await open(single.gateway, session, single.url);
     const user = await fetch(`${single.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) });
     const { logoutUrl } = (await user.json()) as { logoutUrl: string };
-    const logout = await fetch(logoutUrl, { headers: { cookie: session.cookieHeader }, redirect: 'manual' });
+    const logout = await navigate(logoutUrl, { cookie: session.cookieHeader });
     expect(logout.status).toBe(302);
     expect(await closedWithin(socket, ANNOUNCED_WITHIN_MS)).toEqual(SESSION_ENDED);
   });

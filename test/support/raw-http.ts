@@ -23,3 +23,20 @@ export function rawRequest(url: string, options: { method?: string; headers?: Ou
     req.end(options.body);
   });
 }
+
+/** What a browser sends for a top-level navigation (a link followed, `location.assign`). */
+export const NAVIGATION_HEADERS = { 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'sec-fetch-site': 'same-origin' } as const;
+
+/**
+ * A GET as a browser's top-level navigation, answered as a fetch `Response` (redirects not
+ * followed). fetch() cannot stand in for a navigation: it always sends `Sec-Fetch-Mode: cors`.
+ */
+export async function navigate(url: string | URL, headers: OutgoingHttpHeaders = {}): Promise<Response> {
+  const answer = await rawRequest(String(url), { headers: { ...NAVIGATION_HEADERS, ...headers } });
+  const out = new Headers();
+  for (const [name, value] of Object.entries(answer.headers)) {
+    for (const line of [value ?? []].flat()) out.append(name, line);
+  }
+  const noBody = answer.status === 204 || answer.status === 205 || answer.status === 304;
+  return new Response(noBody ? null : new Uint8Array(answer.body), { status: answer.status, headers: out });
+}
