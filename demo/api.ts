@@ -3,6 +3,7 @@
  * accepts only a bearer JWT signed by the IdP (checked against the IdP's JWKS, with issuer and
  * audience), which is exactly what the gateway attaches on `token: user` routes.
  *   GET /api/hello  -> 200 { message: "hello <sub>", claims, time }
+ *   GET /api/sensitive -> the same; the gateway lets it through only after a step-up (acr mfa)
  *   anything else   -> 404; no or bad token -> 401 with WWW-Authenticate: Bearer error="invalid_token"
  */
 import { createServer, type ServerResponse } from 'node:http';
@@ -41,7 +42,7 @@ export async function startApi(opts: ApiOptions): Promise<SampleApi> {
   const server = createServer((req, res) => {
     void (async () => {
       const path = new URL(req.url ?? '/', 'http://api.invalid').pathname;
-      if (req.method !== 'GET' || path !== '/api/hello') {
+      if (req.method !== 'GET' || (path !== '/api/hello' && path !== '/api/sensitive')) {
         send(res, 404, { error: 'not_found', message: 'try GET /api/hello' });
         return;
       }
@@ -53,7 +54,8 @@ export async function startApi(opts: ApiOptions): Promise<SampleApi> {
       try {
         const { payload } = await jwtVerify(token, jwks, { issuer: opts.issuer, audience: opts.audience });
         acceptedTokens.push(token);
-        send(res, 200, { message: `hello ${payload.sub}`, claims: payload, time: new Date().toISOString() });
+        const message = path === '/api/sensitive' ? `sensitive data for ${payload.sub}` : `hello ${payload.sub}`;
+        send(res, 200, { message, claims: payload, time: new Date().toISOString() });
       } catch (err) {
         send(res, 401, { error: 'invalid_token', message: (err as Error).message }, { 'www-authenticate': 'Bearer error="invalid_token"' });
       }

@@ -13,6 +13,8 @@ const FILES: Record<string, { file: string; type: string }> = {
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
+  // The package's own client module, served as it ships (client/bff-client.js).
+  '/bff-client.js': { file: '../../client/bff-client.js', type: 'text/javascript; charset=utf-8' },
 };
 
 const SECURITY_HEADERS = {
