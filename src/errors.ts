@@ -21,6 +21,7 @@ export const ERRORS = {
   request_timeout: { status: 408, message: 'The request did not arrive in time.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   uri_too_long: { status: 414, message: 'The request URL is too long.' },
+  expectation_failed: { status: 417, message: 'The Expect header asks for something the gateway does not do; only 100-continue is supported.' },
   too_many_requests: { status: 429, message: 'Too many requests in flight from this client; try again shortly.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   bad_gateway: { status: 502, message: 'The upstream service could not be reached.' },

@@ -43,6 +43,7 @@ import { RouteTable } from './proxy/routes.ts';
 import { createUpgradeHandler } from './proxy/websocket.ts';
 import { bodyIdleGuard, listenerDeadlines } from './listener/deadlines.ts';
 import { Drain } from './listener/drain.ts';
+import { answerExpectationFailed } from './listener/expectation.ts';
 import { clientAddress } from './proxy/client-limit.ts';
 import { requestIdStep, tracedRouteOf, upstreamSpanStep } from './telemetry/proxy-steps.ts';
 import { assignRequestId, requestIdFor } from './telemetry/request-id.ts';
@@ -127,6 +128,8 @@ export async function createGateway(services: Services): Promise<Gateway> {
       });
       server.keepAliveTimeout = config.limits.keepAliveTimeoutMs;
       server.requestTimeout = config.limits.requestTimeoutMs;
+      // `Expect: <anything but 100-continue>`: the gateway's JSON 417, not Node's bare one.
+      answerExpectationFailed(server, (req, res) => void assignRequestId(req, res, trustProxy));
       return server;
     },
     loggerInstance: log as unknown as FastifyBaseLogger,

@@ -8,6 +8,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { GatewayConfig } from '../config/load.ts';
 import { setErrorHandlers } from '../listener/error-handlers.ts';
+import { answerExpectationFailed } from '../listener/expectation.ts';
 import type { Logger } from '../log.ts';
 import type { IdpClient } from '../oidc/client.ts';
 import type { SessionStore } from '../session/store.ts';
@@ -58,6 +59,7 @@ export function buildAdminApp(deps: AdminDeps, options: AdminOptions = {}): Fast
     logController: new LogController({ disableRequestLogging: true }),
   });
   setErrorHandlers(app);
+  answerExpectationFailed(app.server);
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     reply.header('cache-control', 'no-store');

@@ -20,6 +20,7 @@ const CONTRACT: Record<string, number> = {
   idp_unavailable: 503,
   session_store_unavailable: 503,
   request_timeout: 408,
+  expectation_failed: 417,
   too_many_requests: 429,
   shutting_down: 503,
 };
