@@ -4,7 +4,7 @@
  * prompt=login, acr/max_age verified at the callback, routes' `require` and the RFC 9470
  * challenge of an upstream answered with 401 step_up_required.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startProcessWorld, type ProcessWorld } from '../support/processes.ts';
@@ -184,6 +184,27 @@ describe('step-up on routes and from upstreams', () => {
     const fresh = await loginFlow(world.publicUrl, Object.fromEntries(new URL(stale.loginUrl as string, world.publicUrl).searchParams), { jar: first.jar });
     expect(fresh).toMatchObject({ interactions: 0, location: '/api/fresh' });
     expect((await api401(world.publicUrl, '/api/fresh', first.jar)).status).toBe(200);
+  });
+
+  test('require holds for WebSocket upgrades on the route too', async () => {
+    const first = await loginFlow(world.publicUrl, { returnTo: '/' });
+    const seenBefore = api.seen.length;
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${world.publicUrl}/api/sensitive/feed`, {
+        headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', origin: world.publicUrl, cookie: first.jar.header(world.publicUrl) },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('upgrade', () => reject(new Error('upgraded without the step-up')));
+      req.on('error', reject);
+      req.end();
+    });
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'step_up_required', loginUrl: '/auth/login?returnTo=%2Fapi%2Fsensitive%2Ffeed&acr_values=mfa' });
+    expect(api.seen.length).toBe(seenBefore);
   });
 
   test("an upstream's RFC 9470 challenge becomes step_up_required with its acr_values and max_age", async () => {
