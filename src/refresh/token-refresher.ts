@@ -29,12 +29,14 @@
  * refresh token, so it must never overlap a main refresh of the same session.
  *
  * After an `unavailable` outcome with a still-valid token, this process leaves the session alone
- * for UNAVAILABLE_BACKOFF_MS: otherwise a slow IdP would add its whole timeout to every request
- * of that session while the token is still perfectly usable. An expired token (nothing to fall
- * back on) and an upstream rejection (the token is useless) always try again — unless the IdP
- * said when to come back (`Retry-After` on a 429 or 503, bounded by MAX_RETRY_AFTER_MS): then no
- * call for that session and target goes out before that time, and a request that cannot do
- * without one answers 503 idp_unavailable at once.
+ * for UNAVAILABLE_BACKOFF_MS, or for the IdP's `Retry-After` when that is longer: otherwise a slow
+ * IdP would add its whole timeout to every request of that session while the token is still
+ * perfectly usable. A shorter `Retry-After` (0, a date in the past, a skewed clock) never
+ * shortens that floor. An expired token (nothing to fall back on) and an upstream rejection (the
+ * token is useless) always try again — unless the IdP said when to come back (a positive
+ * `Retry-After` on a 429 or 503, bounded by MAX_RETRY_AFTER_MS): then no call for that session
+ * and target goes out before that time, and a request that cannot do without one answers 503
+ * idp_unavailable at once.
  */
 import type { GatewayConfig } from '../config/load.ts';
 import { errorDetail, GatewayError, isGatewayError } from '../errors.ts';
@@ -54,15 +56,21 @@ import { inSpan } from '../telemetry/tracing.ts';
 const POLL_INTERVAL_MS = 10;
 const LOCK_MARGIN_MS = 5_000;
 export const UNAVAILABLE_BACKOFF_MS = 5_000;
-/** Above this many entries, expired backoff entries are pruned on insert (bounds memory). */
+/**
+ * From this many entries on, expired backoff entries are pruned on insert (bounds memory). The
+ * next prune waits until the map has doubled again, so each insert costs O(1) amortised.
+ */
 const BACKOFF_PRUNE_AT = 10_000;
 /** OAuth errors that say the route's `audience`/`scopes` are wrong (RFC 8707 section 2, RFC 6749 section 5.2). */
 const ROUTE_CONFIGURATION_ERRORS = new Set(['invalid_target', 'invalid_scope']);
 
-/** Until when the IdP is left alone; `asked`: the IdP said so (Retry-After), so even an expired token waits. */
+/**
+ * Until when the IdP is left alone for a still-valid token (`until`), and until when even an
+ * expired token waits because the IdP said so with `Retry-After` (`askedUntil`, never after `until`).
+ */
 interface Backoff {
   until: number;
-  asked: boolean;
+  askedUntil: number;
 }
 
 /** Whose token a refresh produces: the session's main token, or the token of one route. */
@@ -85,6 +93,8 @@ export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<SessionRecord>>();
   /** handle+target -> until when an `unavailable` IdP is not asked again. */
   private readonly backoffs = new Map<string, Backoff>();
+  /** The map size at which the next prune of expired backoffs runs. */
+  private pruneAt = BACKOFF_PRUNE_AT;
   private readonly lockTtlMs: number;
   /** Refreshed records a store outage kept from being written (see pending-writes.ts). */
   readonly pending: PendingWrites;
@@ -153,12 +163,18 @@ export class TokenRefresher {
     return undefined;
   }
 
-  private startBackoff(key: string, ms: number, asked: boolean): void {
+  /**
+   * After an `unavailable` outcome: valid tokens wait at least UNAVAILABLE_BACKOFF_MS (longer when
+   * the IdP asked for longer); expired ones only for what the IdP asked (`retryAfterMs` > 0).
+   */
+  private startBackoff(key: string, retryAfterMs: number | undefined): void {
     const now = this.deps.now();
-    if (this.backoffs.size >= BACKOFF_PRUNE_AT) {
+    if (this.backoffs.size >= this.pruneAt) {
       for (const [entry, backoff] of this.backoffs) if (backoff.until <= now) this.backoffs.delete(entry);
+      this.pruneAt = Math.max(BACKOFF_PRUNE_AT, 2 * this.backoffs.size);
     }
-    this.backoffs.set(key, { until: now + ms, asked });
+    const asked = retryAfterMs ?? 0;
+    this.backoffs.set(key, { until: now + Math.max(asked, UNAVAILABLE_BACKOFF_MS), askedUntil: now + asked });
   }
 
   /**
@@ -181,7 +197,8 @@ export class TokenRefresher {
       this.deps.metrics.tokenRefresh.inc({ result: 'coalesced' });
       return running;
     }
-    if (this.backingOff(key)?.asked) {
+    const backoff = this.backingOff(key);
+    if (backoff && backoff.askedUntil > this.deps.now()) {
       return Promise.reject(new GatewayError('idp_unavailable', { detail: 'the identity provider asked to wait before the next refresh (Retry-After)' }));
     }
     const attributes = { 'bff.refresh.target': target.route ? 'route' : 'main' };
@@ -302,8 +319,12 @@ export class TokenRefresher {
     };
     if (!unstored.refreshToken && unstored.accessTokens.length === 0) return;
     const { idp, log } = this.deps;
+    const count = (unstored.refreshToken ? 1 : 0) + unstored.accessTokens.length;
     void revokeTokens(idp, log, unstored, { kind: 'refresh_lost_race', route: target.route?.path }).then((failed) => {
-      log.info({ event: 'lost_race_tokens_revoked', route: target.route?.path, failed }, 'tokens from a refresh that finished after the session ended were revoked');
+      const fields = { route: target.route?.path, tokens: count, failed };
+      if (!idp.canRevoke) log.info({ event: 'lost_race_tokens_not_revoked', ...fields }, 'tokens from a refresh that finished after the session ended were dropped; the identity provider offers no revocation');
+      else if (failed === 0) log.info({ event: 'lost_race_tokens_revoked', ...fields }, 'tokens from a refresh that finished after the session ended were revoked');
+      else log.warn({ event: 'lost_race_tokens_revoke_failed', ...fields }, `${failed} of ${count} tokens from a refresh that finished after the session ended could not be revoked`);
     });
   }
 
@@ -338,13 +359,8 @@ export class TokenRefresher {
     if (failure === undefined || failure.kind === 'unavailable') {
       metrics.tokenRefresh.inc({ result: 'error' });
       log.warn({ event: 'refresh_unavailable', route, detail: errorDetail(err) }, 'token refresh failed; session kept');
-      const key = this.key(session.handle, target);
-      const retryAfterMs = failure?.retryAfterMs;
-      if (retryAfterMs !== undefined) this.startBackoff(key, retryAfterMs, true);
-      if (!this.expired(record, target)) {
-        if (retryAfterMs === undefined) this.startBackoff(key, UNAVAILABLE_BACKOFF_MS, false);
-        return record;
-      }
+      this.startBackoff(this.key(session.handle, target), failure?.retryAfterMs);
+      if (!this.expired(record, target)) return record;
       throw new GatewayError('idp_unavailable', { detail: 'refresh failed and the access token has expired', cause: err });
     }
     if (target.route && failure.kind === 'rejected' && ROUTE_CONFIGURATION_ERRORS.has(failure.reason)) {

@@ -70,6 +70,8 @@ test('an IdpError passes through unchanged', () => {
   expect(classifyIdpFailure(err)).toBe(err);
 });
 
+// What the IdP said, parsed as it is: a past date is 0. The refresher never waits less than its
+// own backoff for a still-valid token whatever this says (test/unit/token-refresher.test.ts).
 test('parseRetryAfter: delay-seconds, HTTP-dates (past ones are 0), nonsense ignored', () => {
   expect(parseRetryAfter('0', NOW)).toBe(0);
   expect(parseRetryAfter(' 12 ', NOW)).toBe(12_000);

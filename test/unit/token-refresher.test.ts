@@ -7,7 +7,9 @@
 import { expect, test, vi } from 'vitest';
 import { GatewayError } from '../../src/errors.ts';
 import { MAX_RETRY_AFTER_MS } from '../../src/oidc/idp-error.ts';
-import { UNAVAILABLE_BACKOFF_MS } from '../../src/refresh/token-refresher.ts';
+import { TokenRefresher, UNAVAILABLE_BACKOFF_MS } from '../../src/refresh/token-refresher.ts';
+import { createLogger } from '../../src/log.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
 import { rejected, unavailable } from '../support/fake-idp.ts';
 import { ACCESS_TTL_MS, tokenWorld } from '../support/token-world.ts';
 import { IdpError } from '../../src/oidc/idp-error.ts';
@@ -212,3 +214,60 @@ async function loaded(w: ReturnType<typeof tokenWorld>, handle: string) {
   if (result.state !== 'active') throw new Error(`session ${result.state}`);
   return result;
 }
+
+test.each([0, 1_000])('a Retry-After shorter than the default backoff (%i ms) never shortens it: a valid token is used without asking the IdP again', async (retryAfterMs) => {
+  const w = tokenWorld();
+  const s = await w.session();
+  w.clock.advance(DUE_MS);
+  w.idp.script.push(unavailable(retryAfterMs));
+  for (let i = 0; i < 5; i++) expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-0');
+  expect(w.idp.calls).toHaveLength(1);
+  w.clock.advance(UNAVAILABLE_BACKOFF_MS + 1);
+  expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-1');
+  expect(w.idp.calls).toHaveLength(2);
+});
+
+test('a Retry-After of 0 with an expired token: retried at once, like no Retry-After', async () => {
+  const w = tokenWorld();
+  const s = await w.session();
+  w.clock.advance(EXPIRED_MS);
+  w.idp.script.push(unavailable(0));
+  expect((await failure(w.main.refresher.ensureFresh(s))).code).toBe('idp_unavailable');
+  expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-1');
+});
+
+test('a short Retry-After holds an expired token only for what the IdP asked', async () => {
+  const w = tokenWorld();
+  const s = await w.session();
+  w.clock.advance(DUE_MS);
+  w.idp.script.push(unavailable(1_000));
+  expect((await w.main.refresher.ensureFresh(s)).tokens.accessToken).toBe('at-0');
+  // The token expires meanwhile: after the IdP's 1 s (not the 5 s default) it is tried again.
+  w.clock.advance(EXPIRED_MS - DUE_MS);
+  expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-1');
+  expect(w.idp.calls).toHaveLength(2);
+});
+
+test('a lost race whose revocation partly fails is logged as such, never as "revoked"', async () => {
+  const w = tokenWorld();
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const refresher = new TokenRefresher({ config: w.config, store: w.store, sessions: w.main.sessions, idp: w.idp, metrics: new Metrics(), log, now: w.clock.now });
+  w.idp.revoke = async (token: string) => {
+    if (token.startsWith('rt-')) throw unavailable();
+    w.idp.revoked.push(token);
+  };
+  const s = await w.session();
+  w.clock.advance(DUE_MS);
+  let open!: () => void;
+  w.idp.gate = new Promise((resolve) => (open = resolve));
+  const refreshing = refresher.ensureFresh(s);
+  await vi.waitFor(() => expect(w.idp.calls).toHaveLength(1));
+  await w.main.sessions.destroy(s.handle, s.record);
+  open();
+  expect((await failure(refreshing)).code).toBe('session_expired');
+  await vi.waitFor(() => expect(lines.some((line) => String(line.event).startsWith('lost_race_tokens'))).toBe(true));
+  const outcome = lines.find((line) => String(line.event).startsWith('lost_race_tokens'));
+  expect(outcome).toMatchObject({ event: 'lost_race_tokens_revoke_failed', tokens: 2, failed: 1 });
+  expect(String(outcome?.msg)).not.toMatch(/were revoked/);
+});
