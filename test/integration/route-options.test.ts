@@ -1,8 +1,9 @@
 /**
- * Behaviour driven by configuration keys, end to end: `scrub.responseHeaders` (section 2),
- * redaction of the refresh and ID tokens as well as the access token (section 6), a route's
- * `methods` (section 7), a renamed `csrf.header` (section 2), and a client route's `audience`
- * sent as the RFC 8707 `resource` (section 7), `scrub.bodies: false`, and client tokens fetched again
+ * Behaviour driven by configuration keys, end to end: `scrub.responseHeaders`
+ * (docs/configuration.md#scrub), redaction of the refresh and ID tokens as well as the access
+ * token (docs/http-interface.md#forwarding), a route's `methods` (docs/configuration.md#routes),
+ * a renamed `csrf.header` (docs/configuration.md#csrf), and a client route's `audience` sent as
+ * the RFC 8707 `resource` (docs/http-interface.md#route-tokens), `scrub.bodies: false`, and client tokens fetched again
  * inside the refresh window.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';

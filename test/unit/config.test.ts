@@ -65,7 +65,7 @@ describe('${VAR} interpolation', () => {
 });
 
 describe('the documented configuration block (docs/configuration.md): every key, with exactly its name', () => {
-  const text = readFileSync(new URL('../fixtures/contract-section2.yaml', import.meta.url), 'utf8');
+  const text = readFileSync(new URL('../fixtures/reference-config.yaml', import.meta.url), 'utf8');
   const env = { OIDC_CLIENT_SECRET: 'client-secret', SESSION_SECRET: SECRET, SESSION_KEY: KEY };
 
   test('the documented block parses into the runtime shape', () => {
