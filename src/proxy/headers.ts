@@ -7,9 +7,12 @@
  * headers are the gateway's own, built from `publicUrl` and what it observed: `X-Forwarded-Host`
  * is publicUrl's host, `X-Forwarded-Proto` its scheme (never the client's `Host` or claims),
  * `X-Forwarded-For` the peer — after the chain a trusted front (`trustProxy`) sent. Client-sent
- * `Forwarded`, `X-Real-IP`, `X-Forwarded-Host/-Prefix/-Port/...` never pass, trusted or not.
- * Other identity headers (`X-Access-Token`, `X-Auth-Request-*`, `X-Amzn-Oidc-*`, `X-User`, ...)
- * never come from a browser; underscore spellings of any of them (`X_Forwarded_For`,
+ * `Forwarded`, `X-Real-IP`, `X-Forwarded-Host/-Prefix/-Port/...` never pass, trusted or not, and
+ * neither do the other client-address, scheme, host and URL claims stacks commonly trust
+ * (`True-Client-IP`, `CF-Connecting-IP`, `X-Original-URL`, `Front-End-Https`, ... see
+ * CLIENT_CLAIMED) nor method overrides (`X-HTTP-Method-Override`, ...), which would bypass a
+ * route's `methods`. Other identity headers (`X-Access-Token`, `X-Auth-Request-*`,
+ * `X-Amzn-Oidc-*`, `X-User`, ...) never come from a browser; underscore spellings of any of them (`X_Forwarded_For`,
  * `x_access_token`), which some upstream stacks fold into the real name, are dropped; the
  * gateway's cookies are cut from `Cookie`; on token routes the browser's `Authorization` never
  * passes.
@@ -28,9 +31,23 @@ const FRAMING = new Set(['content-length', 'transfer-encoding', 'expect', 'host'
 
 const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip']);
 
-/** Headers some upstreams treat as identity; nobody but the gateway may set them. */
+/**
+ * What frameworks, servers and CDNs commonly trust as the client's address, scheme, host or URL
+ * when it comes from "their" front: client IPs (Akamai, Cloudflare, Fastly, Rack, ...), scheme
+ * flags (`Front-End-Https`, `X-Url-Scheme`), host and URL overrides (`X-Host`, IIS/Symfony
+ * `X-Original-URL`/`X-Rewrite-URL`, nginx `X-Original-URI`). The gateway is that front, and it
+ * sets none of them, so none may pass.
+ */
+const CLIENT_CLAIMED = [
+  'x-forwarded', 'true-client-ip', 'x-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-original-forwarded-for', 'x-remote-ip', 'x-remote-addr', 'x-originating-ip',
+  'front-end-https', 'x-url-scheme', 'x-scheme', 'x-host', 'x-original-host', 'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-method',
+];
+/** Method overrides: not identity, but they would let a request bypass a route's `methods` rule. */
+const METHOD_OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
+/** Headers some upstreams treat as identity (or routing); nobody but the gateway may set them. */
 const IDENTITY_PREFIXES = ['x-forwarded-', 'x-auth-request-', 'x-amzn-oidc-'];
-const IDENTITY = new Set([...FORWARDING, 'authorization', 'x-access-token', 'x-id-token', 'x-refresh-token', 'x-real-ip', 'x-user', 'x-email']);
+const IDENTITY = new Set([...FORWARDING, ...CLIENT_CLAIMED, ...METHOD_OVERRIDES, 'authorization', 'x-access-token', 'x-id-token', 'x-refresh-token', 'x-real-ip', 'x-user', 'x-email']);
 
 export const TOKEN_RESPONSE_HEADERS = [
   'authorization',

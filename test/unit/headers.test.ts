@@ -77,6 +77,30 @@ describe('request headers', () => {
     }
   });
 
+  // Client-address, scheme, host and URL overrides that common frameworks and servers trust
+  // (IIS/Symfony X-Original-URL, Akamai/Cloudflare/Fastly client IPs, Rails/Rack X-Forwarded-Ssl,
+  // WebLogic/IIS Front-End-Https), and method overrides, which bypass a route's `methods`.
+  const TRUSTED_ELSEWHERE = [
+    'true-client-ip', 'x-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-original-forwarded-for', 'x-forwarded', 'x-forwarded-server', 'x-forwarded-ssl',
+    'x-remote-ip', 'x-remote-addr', 'x-originating-ip', 'x-host', 'x-original-host', 'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-method', 'front-end-https', 'x-url-scheme', 'x-scheme',
+    'x-http-method-override', 'x-http-method', 'x-method-override',
+  ];
+  test.each(TRUSTED_ELSEWHERE)('%s never comes from the browser, trusted front or not, on any route, in any spelling', (name) => {
+    for (const tokenRoute of [true, false]) {
+      for (const trustProxy of [true, false]) {
+        const out = request({ [name]: 'spoofed', [name.replace(/-/g, '_')]: 'spoofed', accept: '*/*' }, { tokenRoute, trustProxy });
+        expect(out).not.toHaveProperty(name);
+        expect(out).not.toHaveProperty(name.replace(/-/g, '_'));
+        expect(out.accept).toBe('*/*');
+      }
+    }
+  });
+
+  test('names that only begin like an identity header pass', () => {
+    const out = request({ 'x-hostname': 'a', 'x-forwarded-looking': 'b', 'x-client-ipsum': 'c', 'x-http-methods': 'd' }, { tokenRoute: false });
+    expect(out).toMatchObject({ 'x-hostname': 'a', 'x-client-ipsum': 'c', 'x-http-methods': 'd' });
+  });
+
   test('the gateway cookies are cut from Cookie; other cookies pass in order', () => {
     const out = request({ cookie: 'a=1; __Host-Http-bff-session=s%3Asigned; b=2;__Host-bff-login=x ; c="q"' });
     expect(out.cookie).toBe('a=1; b=2; c="q"');
