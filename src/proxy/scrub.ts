@@ -9,6 +9,17 @@
  *
  * Compressed bodies (gzip, deflate, br) are decoded first and sent identity-encoded; the
  * length changes, so `content-length` is removed and the body goes out chunked.
+ *
+ * A token is looked for in the forms a body really carries it in, not only verbatim:
+ * - JSON that escapes `/` as `\/` (an opaque token with a slash, as PHP or Java serialisers
+ *   write it): replaced by `[redacted]`;
+ * - base64 (`application/grpc-web-text`, a base64-wrapped JSON or protobuf payload): the token
+ *   may start at any of the three byte positions of a base64 group, so the stable middle of its
+ *   encoding at each alignment is searched — the characters that depend on the neighbouring
+ *   bytes are left out. Those are replaced by a base64 placeholder of the same length (it
+ *   decodes to `[redacted][redacted]…`), so the body stays decodable and any length prefix
+ *   inside it stays true. At most two bytes of the token at each end survive in the boundary
+ *   characters: nothing a bearer of the rest could use.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
@@ -16,6 +27,8 @@ import zlib from 'node:zlib';
 const REPLACEMENT = Buffer.from('[redacted]');
 /** Bytes that can appear in an OAuth token (RFC 6750 b64token, JWTs, opaque tokens). */
 const B64TOKEN = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=';
+/** Shorter base64 runs than this (6 token bytes) are not searched: too likely to hit by chance. */
+const MIN_BASE64_NEEDLE = 8;
 
 /** A decoder for the body's `content-encoding`: null for none, undefined for one it cannot undo. */
 export function decoderFor(encoding: string | string[] | undefined): Transform | null | undefined {
@@ -27,48 +40,119 @@ export function decoderFor(encoding: string | string[] | undefined): Transform |
   return undefined;
 }
 
-export class TokenRedactor extends Transform {
-  private readonly needles: Buffer[];
+interface Needle {
+  bytes: Buffer;
+  replacement: Buffer;
+}
+
+/** A base64 run of `length` characters that decodes to `[redacted]` repeated. */
+function base64Placeholder(length: number): Buffer {
+  const raw = Buffer.alloc((length / 4) * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = REPLACEMENT[i % REPLACEMENT.length] as number;
+  return Buffer.from(raw.toString('base64'));
+}
+
+/** Every form of `token` the redactor looks for, with what replaces it. */
+export function needlesFor(token: string): Needle[] {
+  const bytes = Buffer.from(token);
+  const needles: Needle[] = [{ bytes, replacement: REPLACEMENT }];
+  if (token.includes('/')) needles.push({ bytes: Buffer.from(token.replaceAll('/', '\\/')), replacement: REPLACEMENT });
+  // The token at byte offset 0, 1 or 2 of a base64 group: skip the 0, 2 or 1 bytes that share a
+  // group with unknown neighbours, encode whole groups only.
+  for (const skip of [0, 1, 2]) {
+    const whole = Math.floor((bytes.length - skip) / 3) * 3;
+    if (whole <= 0) continue;
+    const encoded = Buffer.from(bytes.subarray(skip, skip + whole).toString('base64'));
+    if (encoded.length >= MIN_BASE64_NEEDLE) needles.push({ bytes: encoded, replacement: base64Placeholder(encoded.length) });
+  }
+  return needles;
+}
+
+/**
+ * The redactor itself, push-based: `write` returns what may be sent now, `end` the rest. No
+ * stream machinery, so it can run inside the upstream client's data callback.
+ */
+export class Redactor {
+  private readonly needles: Needle[];
   private readonly holdBack: number;
-  /** Bytes a token may contain: the b64token alphabet plus any byte of the actual tokens. */
+  /** Bytes a token may contain: the b64token alphabet plus any byte of the needles. */
   private readonly tokenByte = new Uint8Array(256);
-  private carry: Buffer = Buffer.alloc(0);
+  /** Where each needle was last found (or -1: not in the rest of the buffer). */
+  private readonly next: Int32Array;
+  private carry: Buffer | undefined;
 
   constructor(tokens: readonly string[]) {
-    super();
-    this.needles = [...new Set(tokens.filter((t) => t.length > 0))].map((t) => Buffer.from(t)).sort((a, b) => b.length - a.length);
-    this.holdBack = Math.max(0, ...this.needles.map((n) => n.length - 1));
+    const seen = new Set<string>();
+    const needles: Needle[] = [];
+    for (const token of tokens) {
+      if (token.length === 0) continue;
+      for (const needle of needlesFor(token)) {
+        const key = needle.bytes.toString('latin1');
+        if (seen.has(key)) continue;
+        seen.add(key);
+        needles.push(needle);
+      }
+    }
+    this.needles = needles.sort((a, b) => b.bytes.length - a.bytes.length);
+    this.next = new Int32Array(this.needles.length);
+    this.holdBack = Math.max(0, ...this.needles.map((n) => n.bytes.length - 1));
     for (const ch of B64TOKEN) this.tokenByte[ch.charCodeAt(0)] = 1;
     // RFC 6749 allows any printable ASCII in refresh tokens; a token byte must never end a hold.
-    for (const needle of this.needles) for (const byte of needle) this.tokenByte[byte] = 1;
+    for (const needle of this.needles) for (const byte of needle.bytes) this.tokenByte[byte] = 1;
+  }
+
+  /** Whether there is anything to look for. */
+  get active(): boolean {
+    return this.needles.length > 0;
+  }
+
+  /** The pieces of `chunk` that can be sent now (some bytes may be held back until more come). */
+  write(chunk: Buffer): Buffer[] {
+    const buffer = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
+    const output: Buffer[] = [];
+    const consumed = this.replaceAll(buffer, false, output);
+    this.carry = consumed < buffer.length ? Buffer.from(buffer.subarray(consumed)) : undefined;
+    return output;
+  }
+
+  /** Whatever was held back, redacted. */
+  end(): Buffer[] {
+    const output: Buffer[] = [];
+    if (this.carry) this.replaceAll(this.carry, true, output);
+    this.carry = undefined;
+    return output;
   }
 
   /**
-   * A complete match at the end of the buffer may be the start of a longer token (one token a
-   * prefix of another): wait for more input before deciding, or the longer token's tail leaks.
+   * A complete match at the end of the buffer may be the start of a longer needle (one token a
+   * prefix of another): wait for more input before deciding, or the longer one's tail leaks.
    */
   private couldGrow(buffer: Buffer, at: number, length: number): boolean {
     const rest = buffer.length - at;
-    return this.needles.some((needle) => needle.length > length && needle.length > rest && needle.subarray(0, rest).equals(buffer.subarray(at)));
+    return this.needles.some(({ bytes }) => bytes.length > length && bytes.length > rest && bytes.subarray(0, rest).equals(buffer.subarray(at)));
   }
 
-  /** Replaces every complete token in `buffer`; returns output and the index it consumed up to. */
-  private replaceAll(buffer: Buffer, final: boolean): { output: Buffer[]; consumed: number } {
-    const output: Buffer[] = [];
+  /** Appends `buffer` with every complete needle replaced to `output`; returns the index consumed up to. */
+  private replaceAll(buffer: Buffer, final: boolean, output: Buffer[]): number {
+    const { needles, next } = this;
+    for (let i = 0; i < needles.length; i++) next[i] = buffer.indexOf((needles[i] as Needle).bytes);
     let position = 0;
     for (;;) {
-      let at = -1;
-      let length = 0;
-      for (const needle of this.needles) {
-        const index = buffer.indexOf(needle, position);
-        if (index !== -1 && (at === -1 || index < at)) {
-          at = index;
-          length = needle.length;
-        }
+      let best = -1;
+      for (let i = 0; i < needles.length; i++) {
+        let index = next[i] as number;
+        // Overlapped by the previous replacement: look again from where it ended.
+        if (index !== -1 && index < position) next[i] = index = buffer.indexOf((needles[i] as Needle).bytes, position);
+        // Needles are sorted longest first: at one position the longest wins.
+        if (index !== -1 && (best === -1 || index < (next[best] as number))) best = i;
       }
-      if (at === -1 || (!final && this.couldGrow(buffer, at, length))) break;
-      output.push(buffer.subarray(position, at), REPLACEMENT);
-      position = at + length;
+      if (best === -1) break;
+      const at = next[best] as number;
+      const needle = needles[best] as Needle;
+      if (!final && this.couldGrow(buffer, at, needle.bytes.length)) break;
+      if (at > position) output.push(buffer.subarray(position, at));
+      output.push(needle.replacement);
+      position = at + needle.bytes.length;
     }
     let safeEnd = buffer.length;
     if (!final) {
@@ -81,25 +165,27 @@ export class TokenRedactor extends Transform {
         }
       }
     }
-    output.push(buffer.subarray(position, safeEnd));
-    return { output, consumed: safeEnd };
+    if (safeEnd > position) output.push(buffer.subarray(position, safeEnd));
+    return safeEnd;
+  }
+}
+
+/** The redactor as a Transform stream. */
+export class TokenRedactor extends Transform {
+  private readonly redactor: Redactor;
+
+  constructor(tokens: readonly string[]) {
+    super();
+    this.redactor = new Redactor(tokens);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const buffer = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
-    const { output, consumed } = this.replaceAll(buffer, false);
-    this.carry = Buffer.from(buffer.subarray(consumed));
-    this.pushAll(output);
+    for (const piece of this.redactor.write(chunk)) this.push(piece);
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    this.pushAll(this.replaceAll(this.carry, true).output);
+    for (const piece of this.redactor.end()) this.push(piece);
     callback();
-  }
-
-  /** Pieces go out as they are: concatenating them first would copy every body once more. */
-  private pushAll(pieces: Buffer[]): void {
-    for (const piece of pieces) if (piece.length > 0) this.push(piece);
   }
 }

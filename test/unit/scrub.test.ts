@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, test, vi } from 'vitest';
-import { decoderFor, TokenRedactor } from '../../src/proxy/scrub.ts';
+import { decoderFor, needlesFor, TokenRedactor } from '../../src/proxy/scrub.ts';
 
 const ACCESS = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz';
 const REFRESH = 'rt_9f8e7d6c5b4a3210-ZYXWVUTSRQ';
@@ -117,10 +117,56 @@ describe('TokenRedactor', () => {
     const seen: Buffer[] = [];
     redactor.on('data', (chunk: Buffer) => seen.push(chunk));
     redactor.write('x'.repeat(1000));
-    await vi.waitFor(() => expect(Buffer.concat(seen).length).toBe(1000 - (ACCESS.length - 1)));
+    // The longest form looked for is the token's base64 encoding.
+    const longest = Math.max(...needlesFor(ACCESS).map((needle) => needle.bytes.length));
+    await vi.waitFor(() => expect(Buffer.concat(seen).length).toBe(1000 - (longest - 1)));
     redactor.end();
     await new Promise((resolve) => redactor.once('end', resolve));
     expect(Buffer.concat(seen).toString()).toBe('x'.repeat(1000));
+  });
+});
+
+describe('encoded tokens', () => {
+  const OPAQUE = 'op/aque+Token/with/slashes-0123456789abcdefghij';
+
+  /** A grpc-web-text body as it is sent: base64 of length-prefixed frames, the token in a protobuf string. */
+  function grpcWebText(token: string, prefix: number): string {
+    const t = Buffer.from(token);
+    const message = Buffer.concat([Buffer.alloc(prefix, 7), Buffer.from([0x0a, t.length]), t, Buffer.from([0x10, 0x96, 0x01])]);
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(message.length, 1);
+    const trailer = Buffer.from('grpc-status:0\r\n');
+    const trailerHeader = Buffer.from([0x80, 0, 0, 0, trailer.length]);
+    return Buffer.concat([header, message, trailerHeader, trailer]).toString('base64');
+  }
+
+  test.each([0, 1, 2, 3, 4, 5])('base64 (grpc-web-text) with the token at byte offset %i: no form of it survives, the body still decodes with the same length', async (prefix) => {
+    for (const token of [ACCESS, OPAQUE]) {
+      const body = grpcWebText(token, prefix);
+      expect(Buffer.from(body, 'base64').includes(token)).toBe(true);
+      for (const split of [[], [7], [body.length >> 1, body.length - 3]]) {
+        const out = await redact([token, REFRESH], splitAt(body, split));
+        expect(out.length).toBe(body.length);
+        expect(out).toMatch(/^[A-Za-z0-9+/=]+$/);
+        const decoded = Buffer.from(out, 'base64');
+        // Two bytes at each end of the token may share a base64 group with its neighbours.
+        expect(decoded.includes(token.slice(2, -2))).toBe(false);
+        expect(decoded.toString('latin1')).toContain('[redacted]');
+        expect(decoded.subarray(decoded.length - 15).toString()).toBe('grpc-status:0\r\n');
+      }
+    }
+  });
+
+  test('JSON with the slash escaped: replaced', async () => {
+    const escaped = OPAQUE.replaceAll('/', '\\/');
+    const body = `{"a":"${escaped}","b":"${OPAQUE}"}`;
+    expect(await redact([OPAQUE], [body])).toBe('{"a":"[redacted]","b":"[redacted]"}');
+    expect(await redact([OPAQUE], splitAt(body, [9, 20, 40]))).toBe('{"a":"[redacted]","b":"[redacted]"}');
+  });
+
+  test('plain base64 text that does not hold the token passes byte for byte', async () => {
+    const body = Buffer.from('an unrelated payload of some length, '.repeat(20)).toString('base64');
+    expect(await redact([ACCESS, OPAQUE], splitAt(body, [100, 300]))).toBe(body);
   });
 });
 
