@@ -7,10 +7,12 @@
  *
  * - `Transfer-Encoding` is accepted only as exactly `chunked`: any other coding would change
  *   the meaning of the bytes the gateway forwards de-chunked.
- * - GET, HEAD, DELETE and OPTIONS have no defined body semantics, and many origins ignore a body
- *   there: a body of unknown length on them is refused (400) rather than streamed, because an
- *   origin that reads no body would parse the rest of the bytes as a second request. With a
- *   declared length it is forwarded with that length (on a connection undici then closes).
+ * - GET, HEAD, DELETE and OPTIONS have no defined body semantics, and many origins ignore a
+ *   body there — even one of declared length (a "CL.0" desync): such an origin would parse the
+ *   body as a second request, one the gateway never routed. Browsers never send a body on GET,
+ *   HEAD or OPTIONS (fetch refuses to), so any body on them is refused (400, connection closed).
+ *   APIs do use DELETE bodies: there a declared length is forwarded with that length (on a
+ *   connection undici then closes), and a body of unknown length (chunked) is refused.
  * - A body must keep arriving: a pause longer than `limits.bodyIdleTimeout` between two pieces
  *   fails the request with 408, so a slow client cannot hold a connection or a buffer forever.
  * - Buffering (for a 401 replay) is bounded per request (`REPLAY_BODY_LIMIT`) and for all
@@ -25,6 +27,8 @@ export const REPLAY_BODY_LIMIT = 1024 * 1024;
 
 /** Methods whose requests have no defined body semantics (RFC 9110 sections 9.3.1, 9.3.2, 9.3.5, 9.3.7). */
 const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
+/** Of those, the ones no browser ever sends a body with: any body is refused. */
+const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export type Framing = { kind: 'none' } | { kind: 'sized'; length: number } | { kind: 'chunked' };
 
@@ -35,7 +39,8 @@ export function requestFraming(method: string, headers: IncomingHttpHeaders): Fr
       throw new GatewayError('invalid_request', { message: 'Only chunked transfer coding is accepted.', detail: `transfer-encoding ${transferEncoding}` });
     }
     if (BODYLESS_METHODS.has(method)) {
-      throw new GatewayError('invalid_request', { message: `A ${method} request body needs a Content-Length.`, detail: `chunked body on ${method}` });
+      const message = NO_BODY_METHODS.has(method) ? `A ${method} request cannot have a body.` : `A ${method} request body needs a Content-Length.`;
+      throw new GatewayError('invalid_request', { message, detail: `chunked body on ${method}` });
     }
     return { kind: 'chunked' };
   }
@@ -43,7 +48,11 @@ export function requestFraming(method: string, headers: IncomingHttpHeaders): Fr
   if (declared === undefined) return { kind: 'none' };
   // Node's parser has already refused anything but one run of digits.
   const length = Number(declared);
-  return length === 0 ? { kind: 'none' } : { kind: 'sized', length };
+  if (length === 0) return { kind: 'none' };
+  if (NO_BODY_METHODS.has(method)) {
+    throw new GatewayError('invalid_request', { message: `A ${method} request cannot have a body.`, detail: `body of ${length} bytes on ${method}` });
+  }
+  return { kind: 'sized', length };
 }
 
 /**

@@ -109,6 +109,39 @@ describe('request smuggling and malformed framing', () => {
   });
 });
 
+describe('bodies on methods without body semantics', () => {
+  // An upstream that ignores a declared length on these methods (CL.0) would parse the body as a
+  // second request; browsers never send one (fetch forbids it), so the gateway refuses it.
+  it.each(['GET', 'HEAD', 'OPTIONS'])('%s with a Content-Length body: 400 invalid_request, connection closed, nothing forwarded', async (method) => {
+    const before = seen.length;
+    const inner = 'GET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n';
+    const res = await exchange(`${method} /raw/cl HTTP/1.1\r\nhost: x\r\ncontent-length: ${inner.length}\r\n\r\n${inner}`);
+    expect(res.status).toBe(400);
+    if (method !== 'HEAD') expect(jsonError(res.raw)).toBe('invalid_request');
+    expect(res.raw.toLowerCase()).toContain('connection: close');
+    expect(res.closed).toBe(true);
+    expect(seen.slice(before)).toEqual([]);
+  });
+
+  it.each(['GET', 'HEAD', 'OPTIONS'])('%s with Content-Length: 0 is forwarded', async (method) => {
+    const before = seen.length;
+    const res = await exchange(`${method} /raw/empty HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    expect(res.status).toBe(200);
+    expect(seen.slice(before).map((s) => `${s.method} ${s.url}`)).toEqual([`${method} /raw/empty`]);
+  });
+
+  it('DELETE with a Content-Length body is forwarded with it; chunked is refused', async () => {
+    const before = seen.length;
+    const sized = await exchange('DELETE /raw/del HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ids":[1]}');
+    expect(sized.status).toBe(200);
+    expect(seen.slice(before).map((s) => [s.method, s.url, s.headers['content-length']])).toEqual([['DELETE', '/raw/del', '11']]);
+    const chunked = await exchange('DELETE /raw/del2 HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    expect(chunked.status).toBe(400);
+    expect(jsonError(chunked.raw)).toBe('invalid_request');
+    expect(seen.slice(before).map((s) => s.url)).toEqual(['/raw/del']);
+  });
+});
+
 describe('oversized input and refused methods', () => {
   it('a 20 KB header: 431 headers_too_large, connection closed', async () => {
     const before = seen.length;
