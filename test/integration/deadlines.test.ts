@@ -8,7 +8,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startWorld, type RunningGateway, type World } from '../support/world.ts';
-import { sleep } from '../support/time.ts';
+import { sleep, until } from '../support/time.ts';
 
 
 /** A raw connection that records every byte the server writes and whether it closed. */
@@ -38,15 +38,6 @@ class RawClient {
 
   write(text: string): void {
     if (!this.closed && this.socket.writable) this.socket.write(text);
-  }
-
-  /** Polls `condition` every 20 ms, at most `boundMs`; true when it came true. */
-  async until(condition: () => boolean, boundMs: number): Promise<boolean> {
-    for (let waited = 0; waited < boundMs; waited += 20) {
-      if (condition()) return true;
-      await sleep(20);
-    }
-    return condition();
   }
 
   /** Writes `piece` every `everyMs` until the server answers or closes, at most `times` times. */
@@ -112,7 +103,7 @@ describe('public listener deadlines', () => {
       client.write(`GET /slow-headers HTTP/1.1\r\nHost: 127.0.0.1:${tight.port}\r\n`);
       // Never idle (a header line every 200 ms), never finished.
       await client.trickle('x-pad: 1\r\n', 200, BOUND_MS / 200);
-      expect(await client.until(() => client.closed, 2_000)).toBe(true);
+      await until(() => client.closed, 'the connection closed', 2_000);
       expectRequestTimeout(client);
     } finally {
       client.close();
@@ -126,7 +117,7 @@ describe('public listener deadlines', () => {
         `POST /auth/backchannel-logout HTTP/1.1\r\nHost: 127.0.0.1:${tight.port}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nlogout_token=`,
       );
       await client.trickle('a', 200, BOUND_MS / 200);
-      expect(await client.until(() => client.closed, 2_000)).toBe(true);
+      await until(() => client.closed, 'the connection closed', 2_000);
       expectRequestTimeout(client);
     } finally {
       client.close();
@@ -140,7 +131,7 @@ describe('public listener deadlines', () => {
     const client = await RawClient.open(patient.port);
     try {
       client.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${patient.port}\r\nx-csrf: 1\r\ncontent-type: ${type}\r\ncontent-length: 200\r\n\r\n${start}`);
-      expect(await client.until(() => client.closed, BOUND_MS)).toBe(true);
+      await until(() => client.closed, 'the connection closed', BOUND_MS);
       expectRequestTimeout(client);
     } finally {
       client.close();
@@ -156,7 +147,7 @@ describe('public listener deadlines', () => {
         client.write(char);
         await sleep(100);
       }
-      expect(await client.until(() => client.text.includes('\r\n\r\n') && client.text.includes('}'), BOUND_MS)).toBe(true);
+      await until(() => client.text.includes('\r\n\r\n') && client.text.includes('}'), 'the answer arrived', BOUND_MS);
       const answer = parseAnswer(client.text);
       expect(answer.statusLine).toMatch(/^HTTP\/1\.1 400 /);
       expect(JSON.parse(answer.body)).toMatchObject({ error: 'invalid_request' });
@@ -169,11 +160,11 @@ describe('public listener deadlines', () => {
     const client = await RawClient.open(tight.port);
     try {
       client.write(`GET /kept-alive HTTP/1.1\r\nHost: 127.0.0.1:${tight.port}\r\n\r\n`);
-      expect(await client.until(() => client.text.includes('\r\n\r\n'), BOUND_MS)).toBe(true);
+      await until(() => client.text.includes('\r\n\r\n'), 'the answer arrived', BOUND_MS);
       const answer = parseAnswer(client.text);
       expect(answer.statusLine).toMatch(/^HTTP\/1\.1 200 /);
       expect(answer.headers.connection).not.toBe('close');
-      expect(await client.until(() => client.closed, BOUND_MS)).toBe(true);
+      await until(() => client.closed, 'the connection closed', BOUND_MS);
       // Closed without a word: no second answer on an idle connection.
       expect(client.text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
     } finally {
@@ -185,7 +176,7 @@ describe('public listener deadlines', () => {
     const client = await RawClient.open(tight.port);
     try {
       client.write(`GET /slow?ms=2500 HTTP/1.1\r\nHost: 127.0.0.1:${tight.port}\r\n\r\n`);
-      expect(await client.until(() => /\r\n\r\n[^]*\}/.test(client.text), BOUND_MS)).toBe(true);
+      await until(() => /\r\n\r\n[^]*\}/.test(client.text), 'the answer arrived', BOUND_MS);
       const answer = parseAnswer(client.text);
       expect(answer.statusLine).toMatch(/^HTTP\/1\.1 200 /);
       expect(JSON.parse(answer.body)).toEqual({ sleptMs: 2500 });

@@ -7,10 +7,11 @@
  */
 import { afterAll, afterEach, beforeAll, expect, test, vi } from 'vitest';
 import { decodeJwt } from 'jose';
+import { refreshAtIdp } from '../support/idp-grants.ts';
 import { login } from '../support/login.ts';
 import { navigate, rawRequest } from '../support/raw-http.ts';
 import { logoutsOf, recordOf } from '../support/session-probe.ts';
-import { CLIENT_ID, CLIENT_SECRET, apiHeaders, startWorld, type World } from '../support/world.ts';
+import { CLIENT_ID, apiHeaders, startWorld, type World } from '../support/world.ts';
 
 let world: World;
 beforeAll(async () => {
@@ -31,17 +32,6 @@ async function loggedIn(user = 'alice') {
   const { logoutUrl } = (await res.json()) as { logoutUrl: string };
   const record = (await recordOf(world.gateway, cookie))!;
   return { cookie, logoutUrl, tokens: record.tokens };
-}
-
-/** A refresh_token grant straight at the IdP, as the gateway would send it. */
-async function refreshAtIdp(refreshToken: string): Promise<{ status: number; error?: string }> {
-  const res = await fetch(`${world.idp.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
-  });
-  const body = (await res.json()) as { error?: string };
-  return { status: res.status, error: body.error };
 }
 
 function expectClearedCookie(res: Response): void {
@@ -75,9 +65,9 @@ test('GET /auth/logout?sid: session destroyed, refresh token revoked, cookie cle
 
   expect((await userOf(alice.cookie)).status).toBe(401);
   expect(world.idp.counters.revocations).toBeGreaterThan(revocationsBefore);
-  expect(await refreshAtIdp(alice.tokens.refreshToken!)).toEqual({ status: 400, error: 'invalid_grant' });
+  expect(await refreshAtIdp(world.idp.issuer, alice.tokens.refreshToken!)).toEqual({ status: 400, error: 'invalid_grant' });
   // The other session's grant is untouched, so the failure above is the revocation.
-  expect((await refreshAtIdp(other.tokens.refreshToken!)).status).toBe(200);
+  expect((await refreshAtIdp(world.idp.issuer, other.tokens.refreshToken!)).status).toBe(200);
   expect(await logoutsOf(world.gateway, 'rp')).toBe(rpBefore + 1);
   // The IdP's refusal to revoke its JWT access tokens (unsupported_token_type) is no failure.
   expect(world.gateway.logs.slice(logsBefore).some((line) => line.includes('"revocation_failed"'))).toBe(false);
@@ -205,7 +195,7 @@ test('POST /auth/logout with x-csrf: 200 {logoutUrl} and the same effects', asyn
   expect(body.logoutUrl).not.toContain(alice.tokens.idToken!);
   expectClearedCookie(res);
   expect((await userOf(alice.cookie)).status).toBe(401);
-  expect(await refreshAtIdp(alice.tokens.refreshToken!)).toEqual({ status: 400, error: 'invalid_grant' });
+  expect(await refreshAtIdp(world.idp.issuer, alice.tokens.refreshToken!)).toEqual({ status: 400, error: 'invalid_grant' });
   expect(await logoutsOf(world.gateway, 'rp')).toBe(rpBefore + 1);
 });
 

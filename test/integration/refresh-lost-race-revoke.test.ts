@@ -8,8 +8,9 @@
  */
 import { afterAll, afterEach, beforeAll, expect, test, vi } from 'vitest';
 import { startWorldBehindFront, type HostileIdp, type TokenResponseBody } from '../support/hostile-idp.ts';
+import { refreshAtIdp } from '../support/idp-grants.ts';
 import { login } from '../support/login.ts';
-import { CLIENT_ID, CLIENT_SECRET, apiHeaders, type World } from '../support/world.ts';
+import { apiHeaders, type World } from '../support/world.ts';
 
 let world: World;
 let front: HostileIdp;
@@ -29,16 +30,6 @@ afterEach(() => {
   world.idp.faults.revocation = 'none';
 });
 afterAll(() => world?.close());
-
-async function grantAtIdp(refreshToken: string): Promise<number> {
-  const res = await fetch(`${world.idp.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
-  });
-  await res.body?.cancel();
-  return res.status;
-}
 
 /** Holds the next token response at the front until `release()`; `held` is what the IdP minted. */
 function holdNextTokenResponse() {
@@ -84,7 +75,7 @@ test.each([
   expect(world.idp.counters.revocations).toBeGreaterThan(revocationsBefore);
   expect(world.gateway.logs.slice(logsBefore).some((line) => line.includes(minted))).toBe(false);
   // The minted refresh token is dead at the IdP.
-  expect(await grantAtIdp(minted)).toBe(400);
+  expect((await refreshAtIdp(world.idp.issuer, minted)).status).toBe(400);
 });
 
 test('control: a refresh token minted the same way, not revoked, still works at the IdP', async () => {
@@ -95,5 +86,5 @@ test('control: a refresh token minted the same way, not revoked, still works at 
   const minted = hold.held!.refresh_token as string;
   hold.release();
   expect((await call).status).toBe(200);
-  expect(await grantAtIdp(minted)).toBe(200);
+  expect((await refreshAtIdp(world.idp.issuer, minted)).status).toBe(200);
 });

@@ -6,9 +6,10 @@
  * successful callback ends it. Real IdP, real Redis.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { refreshAtIdp } from '../support/idp-grants.ts';
 import { CookieJar, isClearingCookie, login, loginUpToCallback } from '../support/login.ts';
 import { recordOf } from '../support/session-probe.ts';
-import { CLIENT_ID, CLIENT_SECRET, apiHeaders, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, startWorld, type World } from '../support/world.ts';
 
 let world: World;
 beforeAll(async () => {
@@ -17,16 +18,6 @@ beforeAll(async () => {
 afterAll(() => world?.close());
 
 const userStatus = async (cookie: string) => (await fetch(`${world.url}/auth/user`, { headers: apiHeaders(cookie) })).status;
-
-async function refreshAtIdp(refreshToken: string): Promise<number> {
-  const res = await fetch(`${world.idp.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
-  });
-  await res.body?.cancel();
-  return res.status;
-}
 
 /** The callback as a cross-site redirect delivers it: the login cookie only, no session cookie. */
 async function callbackWithoutSessionCookie(callbackUrl: string, jar: CookieJar): Promise<string> {
@@ -57,7 +48,7 @@ test('a second login whose callback carries no session cookie ends the previous 
   // The IdP reuses one grant for both logins of its session: the old refresh token is not
   // revoked, because that would revoke the new session's grant too. The new one still refreshes.
   const record = (await recordOf(world.gateway, second))!;
-  expect(await refreshAtIdp(record.tokens.refreshToken!)).toBe(200);
+  expect((await refreshAtIdp(world.idp.issuer, record.tokens.refreshToken!)).status).toBe(200);
 });
 
 test('a re-login as another user also revokes the previous session\'s refresh token', async () => {
@@ -72,7 +63,7 @@ test('a re-login as another user also revokes the previous session\'s refresh to
 
   expect((await recordOf(world.gateway, bob))!.sub).toBe('bob');
   expect(await userStatus(alice.cookieHeader)).toBe(401);
-  expect(await refreshAtIdp(aliceTokens.refreshToken!)).toBe(400);
+  expect((await refreshAtIdp(world.idp.issuer, aliceTokens.refreshToken!)).status).toBe(400);
   expect(await userStatus(bob)).toBe(200);
 });
 

@@ -10,10 +10,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { main } from '../../src/cli.ts';
+import { refreshAtIdp } from '../support/idp-grants.ts';
 import { login } from '../support/login.ts';
 import { freePort } from '../support/redis.ts';
 import { handleOf, logoutsOf, recordOf } from '../support/session-probe.ts';
-import { CLIENT_ID, CLIENT_SECRET, apiHeaders, deepMerge, startWorld, type World } from '../support/world.ts';
+import { apiHeaders, deepMerge, startWorld, type World } from '../support/world.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = join(ROOT, 'test/support/cli-entry.ts');
@@ -67,16 +68,6 @@ async function session(user: string) {
   return { cookie, handle: handleOf(cookie), idpSid: record.idpSid!, refreshToken: record.tokens.refreshToken! };
 }
 
-async function refreshStatus(refreshToken: string): Promise<number> {
-  const res = await fetch(`${world.idp.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
-  });
-  await res.body?.cancel();
-  return res.status;
-}
-
 test('sessions list --sub prints that user\'s sessions and nobody else\'s; without a filter, every session', async () => {
   const [a1, a2, bob] = [await session('alice'), await session('alice'), await session('bob')];
   // Child processes are slow to start on a busy machine: independent runs go side by side.
@@ -109,9 +100,9 @@ test('sessions revoke --sub ends every session of the user and revokes their ref
   expect(await alive(c2.cookie)).toBe(false);
   expect(await alive(bob.cookie)).toBe(true);
   expect(world.idp.counters.revocations).toBeGreaterThanOrEqual(revocationsBefore + 2);
-  expect(await refreshStatus(c1.refreshToken)).toBe(400);
-  expect(await refreshStatus(c2.refreshToken)).toBe(400);
-  expect(await refreshStatus(bob.refreshToken)).toBe(200);
+  expect((await refreshAtIdp(world.idp.issuer, c1.refreshToken)).status).toBe(400);
+  expect((await refreshAtIdp(world.idp.issuer, c2.refreshToken)).status).toBe(400);
+  expect((await refreshAtIdp(world.idp.issuer, bob.refreshToken)).status).toBe(200);
 });
 
 test('sessions revoke --sid and --handle each end exactly the selected sessions', async () => {
@@ -132,8 +123,8 @@ test('sessions revoke --sid and --handle each end exactly the selected sessions'
   expect(await alive(d2.cookie)).toBe(true);
   expect(await alive(e2.cookie)).toBe(false);
   expect(await alive(e1.cookie)).toBe(true);
-  expect(await refreshStatus(e2.refreshToken)).toBe(400);
-  expect(await refreshStatus(d2.refreshToken)).toBe(200);
+  expect((await refreshAtIdp(world.idp.issuer, e2.refreshToken)).status).toBe(400);
+  expect((await refreshAtIdp(world.idp.issuer, d2.refreshToken)).status).toBe(200);
 });
 
 test('a handle or sid that begins with "-" (base64url allows it) is taken as the option value', async () => {

@@ -13,16 +13,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startProcessWorld, type GatewayProcess, type ProcessWorld } from '../support/processes.ts';
-import { sleep } from '../support/time.ts';
-
-
-async function until(condition: () => boolean, boundMs = 10_000): Promise<boolean> {
-  for (let waited = 0; waited < boundMs; waited += 20) {
-    if (condition()) return true;
-    await sleep(20);
-  }
-  return condition();
-}
+import { until } from '../support/time.ts';
 
 /**
  * `/held/<name>`: answered only when the test calls release(name).
@@ -177,17 +168,17 @@ describe('draining on SIGTERM', () => {
     // answer is already streaming (its headers went out saying keep-alive).
     const idle = await Client.open(gateway.url);
     idle.get('/warm');
-    expect(await until(() => idle.received.endsWith('ok'))).toBe(true);
+    await until(() => idle.received.endsWith('ok'), 'the idle connection got its answer');
     expect(answersOf(idle.received)[0]?.headers.connection).not.toBe('close');
 
     const waiting = await Client.open(gateway.url);
     waiting.get('/held/waiting');
     const streaming = await Client.open(gateway.url);
     streaming.get('/stream/streaming');
-    expect(await until(() => upstream.seen.includes('/held/waiting') && streaming.received.includes('first'))).toBe(true);
+    await until(() => upstream.seen.includes('/held/waiting') && streaming.received.includes('first'), 'the held request reached the upstream and the stream began');
 
     gateway.child.kill('SIGTERM');
-    expect(await until(() => gateway.output.some((line) => line.includes('shutting down')))).toBe(true);
+    await until(() => gateway.output.some((line) => line.includes('shutting down')), 'the gateway logged that it is shutting down');
 
     // The admin listener: alive, but no longer ready, so the load balancer stops sending.
     const health = await fetch(`${gateway.adminUrl}/healthz`);
@@ -198,17 +189,17 @@ describe('draining on SIGTERM', () => {
     expect(await ready.json()).toEqual({ status: 'draining' });
 
     // The idle kept-alive connection is closed without a word.
-    expect(await until(() => idle.closed)).toBe(true);
+    await until(() => idle.closed, 'the idle connection closed');
     expect(answersOf(idle.received)).toHaveLength(1);
 
     // Requests that arrive during the drain on the busy connections (pipelined).
     waiting.get('/late-1');
     streaming.get('/late-2');
     // Let the gateway read them before the answers they queue behind are released.
-    expect(await until(() => gateway.output.filter((line) => line.includes('"shutting_down"')).length >= 2)).toBe(true);
+    await until(() => gateway.output.filter((line) => line.includes('"shutting_down"')).length >= 2, 'two shutting_down answers logged');
     upstream.release('waiting');
     upstream.release('streaming');
-    expect(await until(() => waiting.closed && streaming.closed)).toBe(true);
+    await until(() => waiting.closed && streaming.closed, 'the in-flight connections closed');
 
     // The in-flight answer completes and carries Connection: close; the late request behind it
     // is dropped with the connection (the client knows it was never answered).

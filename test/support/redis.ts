@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep } from './time.ts';
+import { sleep, until } from './time.ts';
 
 export interface RedisInstance {
   url: string;
@@ -321,13 +321,8 @@ export async function authedCommand(port: number, password: string | undefined, 
 /** Any reply (PONG or NOAUTH) means the server is up. */
 const answers = async (port: number) => /^(\+PONG|-NOAUTH)/.test(await redisCommand(port, 'PING'));
 
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+/** The shared bounded wait, a failing check counting as "not yet" (a process still starting). */
+const settled = (check: () => Promise<boolean>, what: string): Promise<boolean> => until(() => check().catch(() => false), what, 20_000);
 
 /**
  * A primary with replicas (`requirepass` when `password` is set) watched by several sentinels,
@@ -357,7 +352,7 @@ export async function startSentinelSetup(options: SentinelSetupOptions = {}): Pr
       replicas.push(replica);
     }
     for (const replica of replicas) {
-      await until(async () => String(await dataCommand(replica.port, 'INFO', 'replication')).includes('master_link_status:up'), `replica ${replica.port} to sync`);
+      await settled(async () => String(await dataCommand(replica.port, 'INFO', 'replication')).includes('master_link_status:up'), `replica ${replica.port} to sync`);
     }
     const sentinelNodes: RedisInstance[] = [];
     const sentinelCommand = (port: number, ...args: Array<string | number>) => authedCommand(port, sentinelPassword, args);
@@ -387,7 +382,7 @@ export async function startSentinelSetup(options: SentinelSetupOptions = {}): Pr
       sentinelNodes.push(node);
     }
     for (const node of sentinelNodes) {
-      await until(async () => {
+      await settled(async () => {
         const replicasSeen = (await sentinelCommand(node.port, 'SENTINEL', 'replicas', name)) as unknown[];
         const peers = (await sentinelCommand(node.port, 'SENTINEL', 'sentinels', name)) as unknown[];
         return replicasSeen.length === replicaCount && peers.length === sentinelCount - 1;

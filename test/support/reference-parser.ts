@@ -9,6 +9,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
+import { sleep } from './time.ts';
 
 export interface ParsedRequestLine {
   method: string;
@@ -19,8 +20,6 @@ export interface ReferenceParser {
   parse(bytes: string): Promise<ParsedRequestLine[]>;
   close(): Promise<void>;
 }
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 export async function startReferenceParser(): Promise<ReferenceParser> {
   const byClientPort = new Map<number, ParsedRequestLine[]>();

@@ -27,6 +27,7 @@ import { startProcessWorld, type ProcessWorld } from './processes.ts';
 import { converse, type RawAnswer, type RawConversation } from './raw-exchange.ts';
 import { startReferenceParser, type ParsedRequestLine } from './reference-parser.ts';
 import { SEQ_HEADER, startRecordingUpstream, type EchoAnswer, type RecordedRequest, type RecordingUpstream } from './recording-upstream.ts';
+import { sleep } from './time.ts';
 
 /** Route prefixes, all at the same upstream origin. */
 export const ROUTES = { none: '/none', optional: '/maybe', user: '/api', client: '/svc', victim: '/me' } as const;
@@ -86,8 +87,6 @@ export interface SmugglingStage {
   attack(attack: Attack): Promise<Round>;
   close(): Promise<void>;
 }
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 /** Waits until nothing has arrived at the upstream for `quietMs` (bounded). */
 async function quiet(upstream: RecordingUpstream, quietMs = 100, capMs = 3_000): Promise<void> {

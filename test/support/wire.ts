@@ -5,8 +5,8 @@
  * an answer whose framing does not match its bytes leaves garbage in front of the next status
  * line, and the next `next()` fails instead of guessing.
  *
- * `until` is the bounded wait used with it: poll a condition, fail with a description when it
- * does not come true in time.
+ * `until` (from time.ts, re-exported here) is the bounded wait used with it: poll a condition,
+ * fail with a description when it does not come true in time.
  */
 import { connect, type Socket } from 'node:net';
 
@@ -183,14 +183,4 @@ export function errorCode(response: WireResponse): string | undefined {
   }
 }
 
-/** Polls `condition` every 25 ms until it holds; throws `what` (and the last value) after `timeoutMs`. */
-export async function until<T>(condition: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await condition();
-    if (last) return last;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`${what}: not reached within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
-}
+export { until } from './time.ts';
