@@ -5,6 +5,7 @@
  * instead of ioredis' "Stream isn't writeable".
  */
 import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
@@ -12,6 +13,7 @@ import { GatewayError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { RedisStore } from '../../src/session/redis-store.ts';
 import { authedCommand, freePort, startRedis, type RedisInstance } from '../support/redis.ts';
+import { until } from '../support/time.ts';
 
 function redisConfig(redis: Record<string, unknown>): RedisConfig {
   return buildConfig({
@@ -34,11 +36,21 @@ function captureLog() {
   return {
     log,
     lines,
-    messages: () => lines.map((line) => JSON.parse(line) as { msg: string; level: number; cause?: { code?: string; message: string }; redis?: Record<string, unknown> }).filter((entry) => entry.msg.startsWith('redis:')),
+    messages: () => lines.map((line) => JSON.parse(line) as { msg: string; level: number; store?: string; cause?: { code?: string; message: string }; redis?: Record<string, unknown> }).filter((entry) => entry.msg.startsWith('redis:')),
   };
 }
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+/**
+ * How many times the store's connection has tried to reconnect (ioredis' `reconnecting` event):
+ * the proof that retries happened while the log stayed quiet, instead of a guess at how long
+ * ioredis' backoff takes.
+ */
+function reconnectAttempts(store: RedisStore): () => number {
+  let attempts = 0;
+  (store as unknown as { client: EventEmitter }).client.on('reconnecting', () => attempts++);
+  return () => attempts;
+}
+
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
@@ -54,8 +66,9 @@ describe('Redis connection state in the logs', () => {
     const store = await RedisStore.connect(redisConfig({ url: `redis://:${wrong}@127.0.0.1:${redis.port}/0` }), { log: capture.log });
     cleanups.push(() => store.close());
 
+    const attempts = reconnectAttempts(store);
     // ioredis retries every 100 ms–2 s, each retry refused again; requests keep failing.
-    await sleep(1_500);
+    await until(() => attempts() >= 3 && capture.messages().length >= 1, 'three refused reconnects and the authentication line', 15_000);
     const failures: GatewayError[] = [];
     for (let i = 0; i < 20; i++) {
       await store.get(`h${i}`).then(
@@ -63,7 +76,9 @@ describe('Redis connection state in the logs', () => {
         (err: unknown) => failures.push(err as GatewayError),
       );
     }
-    await sleep(500);
+    // More refused retries after the requests: none of them may log again.
+    const afterRequests = attempts();
+    await until(() => attempts() >= afterRequests + 2, 'two more refused reconnects after the requests', 15_000);
 
     expect(failures).toHaveLength(20);
     for (const failure of failures) {
@@ -87,8 +102,9 @@ describe('Redis connection state in the logs', () => {
     const capture = captureLog();
     const store = await RedisStore.connect(redisConfig({ url: `redis://127.0.0.1:${port}/0` }), { log: capture.log });
     cleanups.push(() => store.close());
+    const attempts = reconnectAttempts(store);
     // Several refused attempts (100, 200, 300 ms ...) while nothing listens.
-    await sleep(1_200);
+    await until(() => attempts() >= 3, 'three refused connection attempts', 15_000);
     await expect(store.ping()).rejects.toMatchObject({ code: 'session_store_unavailable', detail: expect.stringContaining('ECONNREFUSED') });
     expect(capture.messages().map((entry) => [entry.msg, entry.cause?.code])).toEqual([['redis: unreachable; retrying in the background', 'ECONNREFUSED']]);
 
@@ -107,7 +123,9 @@ describe('Redis connection state in the logs', () => {
     await redis.stop();
     await vi.waitFor(() => expect(capture.messages()).toHaveLength(5), { timeout: 3_000 });
     for (let i = 0; i < 20; i++) await expect(store.get(`h${i}`)).rejects.toBeInstanceOf(GatewayError);
-    await sleep(1_000);
+    // Refused reconnects after the requests: none of them may log again.
+    const afterRequests = attempts();
+    await until(() => attempts() >= afterRequests + 2, 'two more refused reconnects after the requests', 15_000);
     expect(capture.messages().map((entry) => entry.msg)).toEqual([
       'redis: unreachable; retrying in the background',
       'redis: connection recovered',
@@ -126,11 +144,22 @@ describe('Redis connection state in the logs', () => {
     const redis = await startRedis();
     cleanups.push(() => redis.stop());
     const capture = captureLog();
-    const store = await RedisStore.connect(redisConfig({ url: redis.url }), { log: capture.log });
+    const store = await RedisStore.connect(redisConfig({ url: redis.url }), { log: capture.log.child({ store: 'closed' }) });
     await store.set('h', 'v', 10_000);
     expect(await store.get('h')).toBe('v');
     await store.close();
-    await sleep(300);
-    expect(capture.messages().map((entry) => [entry.msg, entry.level])).toEqual([['redis: connected', 30]]);
+    // A known event afterwards, on the same log: a second store connects, then loses its
+    // connection when Redis stops. Whatever the closed store said about its close (a "lost"
+    // line) would have been written before these.
+    const witness = await RedisStore.connect(redisConfig({ url: redis.url }), { log: capture.log.child({ store: 'witness' }) });
+    cleanups.push(() => witness.close());
+    await until(() => capture.messages().some((entry) => entry.store === 'witness'), 'the witness store connected', 10_000);
+    await redis.stop();
+    await until(() => capture.messages().some((entry) => entry.store === 'witness' && entry.msg.includes('connection lost')), 'the witness store logged its lost connection', 10_000);
+    expect(capture.messages().map((entry) => [entry.store, entry.msg, entry.level])).toEqual([
+      ['closed', 'redis: connected', 30],
+      ['witness', 'redis: connected', 30],
+      ['witness', 'redis: connection lost; reconnecting in the background', 40],
+    ]);
   });
 });

@@ -63,12 +63,18 @@ test('use slides the idle timeout lazily; the absolute timeout never moves', asy
   expect(await w.store.get(s.handle)).not.toBe(written);
   expect(s.record.lastSeenAt).toBe(w.clock.now());
   expect(s.record.absoluteExpiresAt).toBe(absolute);
-  // Kept alive by use, it still ends at the absolute timeout (12 h by default).
-  for (let hour = 0; hour < 12; hour += 1) {
+  // Kept alive by use (an hour apart, inside the idle timeout), it lives until the absolute
+  // timeout (12 h by default) and ends there.
+  for (let hour = 1; hour <= 11; hour += 1) {
     w.clock.advance(3_600_000);
+    expect(w.clock.now()).toBeLessThan(absolute);
     const found = await w.main.requestSessions.fromHeaders({ cookie: s.cookieHeader });
-    if (found) await w.main.sessions.touch(found);
+    expect(found, `alive after ${hour} h of use`).toBeDefined();
+    await w.main.sessions.touch(found!);
+    expect(found!.record.lastSeenAt).toBe(w.clock.now());
   }
+  w.clock.advance(3_600_000);
+  expect(w.clock.now()).toBeGreaterThanOrEqual(absolute);
   expect(await w.main.requestSessions.fromHeaders({ cookie: s.cookieHeader })).toBeUndefined();
 });
 
