@@ -184,6 +184,8 @@ const limitsSchema = z
     bodyIdleTimeout: duration('15s'),
     /** Idle client connections are closed after this. */
     keepAliveTimeout: duration('5s'),
+    /** Longest time a browser may take no response bytes while the gateway has some to send. */
+    sendIdleTimeout: duration('30s'),
     /** Request-body bytes buffered at once (401-replay buffers), all requests together. */
     maxBufferedBytes: positiveInt(32 * 1024 * 1024),
     /** Proxied requests in flight at once per client address. */
@@ -193,7 +195,7 @@ const limitsSchema = z
   })
   .superRefine((limits, ctx) => {
     // A zero deadline would mean "none" to Node: every one of these must actually bound something.
-    for (const key of ['headersTimeout', 'requestTimeout', 'bodyIdleTimeout', 'keepAliveTimeout'] as const) {
+    for (const key of ['headersTimeout', 'requestTimeout', 'bodyIdleTimeout', 'keepAliveTimeout', 'sendIdleTimeout'] as const) {
       if (limits[key] < 1) ctx.addIssue({ code: 'custom', path: [key], message: 'must be longer than 0' });
       else if (limits[key] > MAX_TIMER_MS) ctx.addIssue({ code: 'custom', path: [key], message: 'must be at most 24d' });
     }
@@ -206,6 +208,7 @@ const limitsSchema = z
     requestTimeoutMs: limits.requestTimeout,
     bodyIdleTimeoutMs: limits.bodyIdleTimeout,
     keepAliveTimeoutMs: limits.keepAliveTimeout,
+    sendIdleTimeoutMs: limits.sendIdleTimeout,
     maxBufferedBytes: limits.maxBufferedBytes,
     perClientRequests: limits.perClientRequests,
     upstreamConnections: limits.upstreamConnections,

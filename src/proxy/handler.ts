@@ -13,6 +13,7 @@
  * response (pipeline.ts says where per-request steps plug in) and answers every failure itself
  * with the gateway's JSON error.
  */
+import type { IncomingMessage } from 'node:http';
 import type { GatewayConfig } from '../config/load.ts';
 import { errorLogFields, GatewayError, isGatewayError, writeRawError } from '../errors.ts';
 import { passesCsrf } from '../auth/csrf.ts';
@@ -62,9 +63,16 @@ function scrubbableAcceptEncoding(value: string | string[] | undefined): string 
   return kept.length > 0 ? kept.join(', ') : undefined;
 }
 
-/** Errors about the request's own bytes leave the connection in an unknown state: close it. */
-function closesConnection(error: GatewayError): boolean {
-  return error.code === 'invalid_request' || error.code === 'request_timeout' || error.code === 'payload_too_large';
+/**
+ * Errors about the request's own bytes leave the connection in an unknown state, and so does
+ * any answer given before the request body was read to its end (the rest of it would be read
+ * as the next request, or Node would answer it once more): close the connection.
+ */
+function closesConnection(error: GatewayError, req: IncomingMessage): boolean {
+  if (error.code === 'invalid_request' || error.code === 'request_timeout' || error.code === 'payload_too_large') return true;
+  const { headers } = req;
+  const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+  return hasBody && !req.complete;
 }
 
 export interface ProxyHandler {
@@ -92,7 +100,7 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       exchange.log[error.status >= 500 ? 'warn' : 'info'](fields, message);
     }
     const extra: Record<string, string> = error.code === 'session_expired' ? { 'set-cookie': cookie.sessionClearCookie() } : {};
-    if (closesConnection(error)) extra.connection = 'close';
+    if (closesConnection(error, req)) extra.connection = 'close';
     if (!writeRawError(res, error, extra)) res.destroy();
   }
 
@@ -166,7 +174,7 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
         const headers = await headersFor();
         const started = performance.now();
         const resendable = framing.kind === 'none' || Buffer.isBuffer(body) ? IDEMPOTENT.has(method) : false;
-        return forwarder.send(res, { method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable }).finally(() => {
+        return forwarder.send(res, { method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable, secrets: credentials.tokens() }).finally(() => {
           metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
         });
       };
@@ -174,11 +182,11 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       let upstream = await send();
       const challenge = () => String(upstream.headers['www-authenticate'] ?? '');
       if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
-        upstream.body.resume();
+        upstream.discard();
         upstream = await send();
       }
       if (canReplay && upstream.statusCode === 401 && INVALID_TOKEN.test(challenge())) {
-        upstream.body.resume();
+        upstream.discard();
         await credentials.retry();
         upstream = await send();
       }
@@ -187,12 +195,12 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       // RFC 9470: the upstream wants a stronger or fresher login; the app gets step_up_required.
       const stepUp = upstream.statusCode === 401 && credentials.session ? upstreamStepUp(config.oidc, upstream.headers, req.url ?? '/') : undefined;
       if (stepUp) {
-        upstream.body.resume();
+        upstream.discard();
         throw stepUp;
       }
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
-      respond(res, method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies });
+      respond(res, method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies, sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs });
     } catch (err) {
       fail(exchange, err, 'proxy request failed');
     } finally {

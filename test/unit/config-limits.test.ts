@@ -10,6 +10,7 @@ describe('limits', () => {
       requestTimeoutMs: 300_000,
       bodyIdleTimeoutMs: 15_000,
       keepAliveTimeoutMs: 5_000,
+      sendIdleTimeoutMs: 30_000,
       maxBufferedBytes: 33_554_432,
       perClientRequests: 64,
       upstreamConnections: 256,
@@ -26,6 +27,7 @@ limits:
   requestTimeout: 90
   bodyIdleTimeout: 750ms
   keepAliveTimeout: 1m
+  sendIdleTimeout: 45s
   maxBufferedBytes: \${MAX_BUF:-1048576}
   perClientRequests: 8
   upstreamConnections: 32
@@ -35,6 +37,7 @@ limits:
       requestTimeoutMs: 90_000,
       bodyIdleTimeoutMs: 750,
       keepAliveTimeoutMs: 60_000,
+      sendIdleTimeoutMs: 45_000,
       maxBufferedBytes: 1_048_576,
       perClientRequests: 8,
       upstreamConnections: 32,
