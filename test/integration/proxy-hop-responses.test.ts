@@ -8,11 +8,16 @@
  * - token scrubbing covers bodies of every content type (binary ones, multipart, CSV,
  *   grpc-web-text, images, none at all), plain, gzip and br: the token never reaches the
  *   browser, `[redacted]` stands in its place byte for byte, and the framing (content-length or
- *   chunked) matches the bytes sent.
+ *   chunked) matches the bytes sent;
+ * - tokens that a body carries only encoded are found too: a real grpc-web-text body (base64 of
+ *   the binary frames, the token inside a protobuf string) and JSON that escapes `/` as `\/`
+ *   (an opaque token with slashes, from an IdP front that issues one).
  */
+import { randomBytes } from 'node:crypto';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANNOUNCED_LENGTH, ETAG, replaceAll, startHopUpstream, TYPED_BODIES, typedBody, type HopUpstream } from '../support/hop-upstream.ts';
+import { ANNOUNCED_LENGTH, ETAG, GRPC_TRAILER, grpcWebTextBody, replaceAll, startHopUpstream, TYPED_BODIES, typedBody, type HopUpstream } from '../support/hop-upstream.ts';
+import { startWorldBehindFront } from '../support/hostile-idp.ts';
 import { login, type LoginResult } from '../support/login.ts';
 import { bearerOf } from '../support/upstream.ts';
 import { requestBytes, Wire, type WireResponse } from '../support/wire.ts';
@@ -183,5 +188,72 @@ describe('body scrubbing covers every content type', () => {
     } finally {
       wire.destroy();
     }
+  });
+});
+
+describe('body scrubbing finds a token that the body carries only encoded', () => {
+  it.each(['identity', 'gzip', 'br'] as const)('grpc-web-text (%s), a real body (base64 of the gRPC frames): the token is in none of its forms, the frames still decode', async (encoding) => {
+    const wire = await Wire.open(world.gateway.port);
+    try {
+      const id = nextId('grpc-web-text');
+      const query = new URLSearchParams({ type: 'application/grpc-web-text', id, ...(encoding === 'identity' ? {} : { encoding }) });
+      wire.write(requestBytes('GET', `/api/typed?${query}`, api([['accept-encoding', 'gzip, br']])));
+      const res = await wire.next({ timeoutMs: 5_000 });
+      const token = tokenSeen(id);
+      expect(res.status).toBe(200);
+      expect(res.get('content-type')).toBe('application/grpc-web-text');
+      // The upstream sent what a real server sends: the token's bytes only inside the base64.
+      const original = grpcWebTextBody(token);
+      expect(original.includes(Buffer.from(token))).toBe(false);
+      expect(Buffer.from(original.toString('latin1'), 'base64').includes(Buffer.from(token))).toBe(true);
+
+      const text = decoded(res).toString('latin1');
+      expect(text, 'still base64 text').toMatch(/^[A-Za-z0-9+/]+=*$/);
+      const frames = Buffer.from(text, 'base64');
+      // Up to two bytes at each end of the token share a base64 group with its neighbours.
+      expect(frames.includes(Buffer.from(token.slice(2, -2))), 'the token in the decoded frames').toBe(false);
+      expect(frames.subarray(frames.length - GRPC_TRAILER.length).toString('latin1'), 'the trailer frame after the message').toBe(GRPC_TRAILER);
+      await connectionStillServes(wire);
+    } finally {
+      wire.destroy();
+    }
+  });
+
+  describe('an opaque access token with slashes, in JSON that escapes them as \\/', () => {
+    // What the IdP front issues instead of its JWT: opaque, with `/` (and `+`) like base64 text.
+    const OPAQUE = `op/aque+access/${randomBytes(18).toString('base64url')}/token`;
+    let escapedWorld: World;
+    let escapedSession: LoginResult;
+
+    beforeAll(async () => {
+      const started = await startWorldBehindFront({ routes: () => [{ path: '/api', upstream: hop.url, token: 'user' }] });
+      escapedWorld = started.world;
+      started.front.rewriteTokenResponse = (body) => ({ ...body, access_token: OPAQUE });
+      escapedSession = await login(escapedWorld.url);
+    });
+    afterAll(() => escapedWorld?.close());
+
+    it.each(['identity', 'gzip'] as const)('JSON (%s) with the token written as op\\/aque…: neither spelling reaches the browser', async (encoding) => {
+      const wire = await Wire.open(escapedWorld.gateway.port);
+      try {
+        const id = nextId('escaped-json');
+        const query = new URLSearchParams({ type: 'application/json', id, ...(encoding === 'identity' ? {} : { encoding }) });
+        wire.write(requestBytes('GET', `/api/typed?${query}`, [['cookie', escapedSession.cookieHeader], ['x-csrf', '1'], ['accept-encoding', 'gzip']]));
+        const res = await wire.next({ timeoutMs: 5_000 });
+        expect(tokenSeen(id), 'the upstream got the opaque token').toBe(OPAQUE);
+        expect(res.status).toBe(200);
+        const escaped = OPAQUE.replaceAll('/', '\\/');
+        // The upstream wrote the escaped spelling only.
+        expect(typedBody('application/json', OPAQUE).body.toString('latin1')).toContain(escaped);
+        const text = decoded(res).toString('latin1');
+        expect(text.includes(escaped), 'the escaped token').toBe(false);
+        expect(text.includes(OPAQUE), 'the token').toBe(false);
+        const parsed = JSON.parse(text) as { token: string };
+        expect(parsed.token, 'the JSON still parses and the value is gone').not.toBe(OPAQUE);
+        expect(parsed.token).toContain('[redacted]');
+      } finally {
+        wire.destroy();
+      }
+    });
   });
 });

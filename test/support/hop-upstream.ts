@@ -9,7 +9,8 @@
  * - `/etag`: 200 with a gzip body and an ETag; 304 (gzip-labelled, no body) when `If-None-Match`
  *   names that ETag.
  * - `/typed?type=<content type|none>&encoding=gzip|br`: a body of that type that carries the
- *   request's bearer token, built the way such a body really looks (`typedBody`).
+ *   request's bearer token, built the way such a body really looks (`typedBody`); the types of
+ *   `ENCODED_BODIES` carry it encoded (base64 inside grpc-web-text, `\/` in JSON).
  * - anything else: JSON echo of method, url, headers (raw names) and body length.
  *
  * `?id=` on any request names it, so a test can wait for that request to arrive or to close.
@@ -54,7 +55,7 @@ export const ETAG = '"v1-hop"';
 /** The length a HEAD answer of `/bodyless` announces (that of the GET it describes). */
 export const ANNOUNCED_LENGTH = 1234;
 
-/** Content types the scrubbing tests cover; `none` means no content-type header. */
+/** Content types the scrubbing tests cover with the token as it is; `none` means no content-type header. */
 export const TYPED_BODIES = [
   'application/octet-stream',
   'application/jwt',
@@ -62,11 +63,40 @@ export const TYPED_BODIES = [
   'application/msgpack',
   'multipart/form-data',
   'text/csv',
-  'application/grpc-web-text',
   'image/png',
   'none',
 ] as const;
-export type TypedBody = (typeof TYPED_BODIES)[number];
+
+/**
+ * Content types whose body carries the token only encoded, as real senders write it:
+ * `application/grpc-web-text` is base64 of the binary gRPC frames (the token is in a protobuf
+ * string inside the message frame, so its bytes appear nowhere in the body as sent), and
+ * `application/json` escapes `/` as `\/` (legal JSON, what PHP's json_encode and others emit),
+ * which changes any token with a `/` in it. A scrubber that matches the token's bytes finds
+ * neither.
+ */
+export const ENCODED_BODIES = ['application/grpc-web-text', 'application/json'] as const;
+export type TypedBody = (typeof TYPED_BODIES)[number] | (typeof ENCODED_BODIES)[number];
+
+/** The trailer frame every grpc-web-text answer ends with. */
+export const GRPC_TRAILER = 'grpc-status:0\r\n';
+
+/**
+ * A grpc-web-text body: base64 of a message frame (flag 0, 32-bit length, a protobuf message
+ * whose field 1 is `token` and field 2 the varint 150) followed by the trailer frame (flag 0x80).
+ * `prefix` bytes in front of the token move it across base64's 3-byte groups.
+ */
+export function grpcWebTextBody(token: string, prefix = 1): Buffer {
+  const t = Buffer.from(token, 'latin1');
+  const message = Buffer.concat([Buffer.alloc(prefix, 0x07), Buffer.from([0x0a, ...varint(t.length)]), t, Buffer.from([0x10, 0x96, 0x01])]);
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(message.length, 1);
+  const trailer = Buffer.from(GRPC_TRAILER, 'latin1');
+  const trailerHeader = Buffer.alloc(5);
+  trailerHeader[0] = 0x80;
+  trailerHeader.writeUInt32BE(trailer.length, 1);
+  return Buffer.from(Buffer.concat([header, message, trailerHeader, trailer]).toString('base64'), 'latin1');
+}
 
 /**
  * A body of `type` holding `token` once or twice, and the content-type header to send. The
@@ -96,7 +126,9 @@ export function typedBody(type: TypedBody, token: string): { body: Buffer; conte
     case 'text/csv':
       return { body: Buffer.from(`user,header\r\nalice,"Bearer ${token}"\r\nbob,${token}\r\n`, 'latin1'), contentType: 'text/csv; charset=utf-8' };
     case 'application/grpc-web-text':
-      return { body: Buffer.from(`AAAAABIK${token}gAAAAA5ncnBjLXN0YXR1czowDQo=`, 'latin1'), contentType: type };
+      return { body: grpcWebTextBody(token), contentType: type };
+    case 'application/json':
+      return { body: Buffer.from(JSON.stringify({ note: 'the token with / escaped', token: '@' }).replace('"@"', `"${token.replaceAll('/', '\\/')}"`), 'latin1'), contentType: type };
     case 'image/png': {
       const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
       const text = Buffer.concat([Buffer.from('Comment\0'), t]);
