@@ -192,6 +192,10 @@ const limitsSchema = z
     perClientRequests: positiveInt(64),
     /** Connections per upstream origin and pool. */
     upstreamConnections: positiveInt(256),
+    /** WebSockets open at once per client address (handshakes in progress included). */
+    perClientWebSockets: positiveInt(32),
+    /** A WebSocket (tunnel or relay) with no traffic either way for this long is closed. */
+    webSocketIdleTimeout: duration('10m'),
   })
   .superRefine((limits, ctx) => {
     // A zero deadline would mean "none" to Node: every one of these must actually bound something.
@@ -199,6 +203,8 @@ const limitsSchema = z
       if (limits[key] < 1) ctx.addIssue({ code: 'custom', path: [key], message: 'must be longer than 0' });
       else if (limits[key] > MAX_TIMER_MS) ctx.addIssue({ code: 'custom', path: [key], message: 'must be at most 24d' });
     }
+    if (limits.webSocketIdleTimeout < 1) ctx.addIssue({ code: 'custom', path: ['webSocketIdleTimeout'], message: 'must be longer than 0' });
+    else if (limits.webSocketIdleTimeout > MAX_TIMER_MS) ctx.addIssue({ code: 'custom', path: ['webSocketIdleTimeout'], message: 'must be at most 24d' });
     if (limits.headersTimeout > limits.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than requestTimeout' });
     }
@@ -212,6 +218,8 @@ const limitsSchema = z
     maxBufferedBytes: limits.maxBufferedBytes,
     perClientRequests: limits.perClientRequests,
     upstreamConnections: limits.upstreamConnections,
+    perClientWebSockets: limits.perClientWebSockets,
+    webSocketIdleTimeoutMs: limits.webSocketIdleTimeout,
   }));
 
 const redisUrl = z.string().refine((value) => /^rediss?:\/\//.test(value), 'must be a redis:// or rediss:// URL');

@@ -21,7 +21,7 @@
  * the operator's `scrub.responseHeaders`, any header whose value contains one of the session's
  * tokens, and `Set-Cookie` for the gateway's own cookie names are dropped.
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { withoutCookies } from '../session/cookie.ts';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
@@ -144,4 +144,51 @@ export function browserResponseHeaders(upstream: IncomingHttpHeaders, options: R
     out[name] = value;
   }
   return out;
+}
+
+/** What the gateway puts on a proxied request for its credentials (credentials.ts `authHeaders`). */
+export interface UpstreamAuth {
+  authorization?: string;
+  dpop?: string;
+}
+
+/**
+ * Both directions' header rules for the proxied exchanges of one gateway, built once from its
+ * configuration: what the HTTP proxy (handler.ts) and WebSocket upgrades (websocket.ts) share.
+ */
+export interface ExchangeHeaders {
+  /** The gateway's own cookie names: cut from `Cookie`, never set by an upstream. */
+  readonly gatewayCookies: ReadonlySet<string>;
+  /**
+   * The upstream request headers of one exchange: the hygiene above, the gateway's forwarding
+   * headers, and on token routes the gateway's `Authorization` and `DPoP` proof in place of the
+   * browser's (which never pass there).
+   */
+  request(req: IncomingMessage, exchange: { tokenRoute: boolean; auth: UpstreamAuth; keepUpgrade?: boolean }): Record<string, string | string[]>;
+  /** The response-header rules of an exchange that carried `tokens`. */
+  response(tokens: readonly string[]): ResponseHeaderOptions;
+}
+
+export function exchangeHeaders(options: { trustProxy: boolean; publicUrl: string; gatewayCookies: readonly string[]; scrubResponseHeaders: readonly string[] }): ExchangeHeaders {
+  const gatewayCookies: ReadonlySet<string> = new Set(options.gatewayCookies);
+  const dropNames: ReadonlySet<string> = new Set([...TOKEN_RESPONSE_HEADERS, ...options.scrubResponseHeaders]);
+  const publicUrl = new URL(options.publicUrl);
+  return {
+    gatewayCookies,
+    request(req, { tokenRoute, auth, keepUpgrade }) {
+      const headers = upstreamRequestHeaders(req.headers, {
+        trustProxy: options.trustProxy,
+        removeCookies: gatewayCookies,
+        remoteAddress: req.socket.remoteAddress,
+        publicUrl,
+        tokenRoute,
+        authorization: auth.authorization,
+        keepUpgrade,
+      });
+      if (tokenRoute) delete headers.dpop;
+      if (auth.dpop) headers.dpop = auth.dpop;
+      return headers;
+    },
+    response: (tokens) => ({ dropNames, gatewayCookies, tokens }),
+  };
 }

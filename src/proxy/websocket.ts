@@ -8,11 +8,20 @@
  *   (ws-session-watch.ts);
  * - without one (`none`, `optional` without a session): a raw tunnel (ws-tunnel.ts).
  *
+ * Only WebSocket upgrades are accepted (ws-handshake.ts): an h2c or any other upgrade is 400.
+ *
  * Browsers cannot add the CSRF header to a WebSocket handshake, but they always send `Origin`,
  * so on token routes the handshake must come from the public origin (cross-site WebSocket
- * hijacking is the threat). The gateway's cookies are cut from `Cookie` and the browser's
- * `Authorization` and `DPoP` never pass on token routes; a DPoP-bound token comes with a proof
- * for `GET` and the ws URL in its http(s) form.
+ * hijacking is the threat). The request headers are built like any proxied request's
+ * (headers.ts `exchangeHeaders`): the gateway's cookies cut from `Cookie`, the browser's
+ * `Authorization` and `DPoP` never passing on token routes; a DPoP-bound token comes with a
+ * proof for `GET` and the ws URL in its http(s) form.
+ *
+ * What one client can hold: at most `limits.perClientWebSockets` sockets open at once per client
+ * address (client-limit.ts; handshakes in progress count), beyond it 429 `too_many_requests`;
+ * this is a count of its own, next to `limits.perClientRequests` for HTTP requests, because a
+ * socket stays open for as long as the page does. A socket with no traffic for
+ * `limits.webSocketIdleTimeout` is closed.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -21,8 +30,11 @@ import { GatewayError, isGatewayError, rawHttpError } from '../errors.ts';
 import type { SessionCookie } from '../session/cookie.ts';
 import type { CredentialSource } from './credentials.ts';
 import { routeStepUp } from '../auth/step-up-step.ts';
-import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { clientAddress, ClientLimit } from './client-limit.ts';
+import { exchangeHeaders } from './headers.ts';
+import { BufferBudget } from './request-body.ts';
 import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
+import { assertWebSocketHandshake, type UpstreamHandshake } from './ws-handshake.ts';
 import { messageRedactor } from './ws-redact.ts';
 import { relay, type Relay } from './ws-relay.ts';
 import { SessionSocketWatch, type WatchDeps } from './ws-session-watch.ts';
@@ -52,9 +64,9 @@ export interface UpgradeDeps {
 }
 
 export function createUpgradeHandler({ config, cookie, credentials: source, watch: watchDeps, routes }: UpgradeDeps): UpgradeHandler {
-  const gatewayCookies = new Set([cookie.name, cookie.loginName]);
-  const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
-  const publicUrl = new URL(config.publicUrl);
+  const headerRules = exchangeHeaders({ trustProxy: config.trustProxy, publicUrl: config.publicUrl, gatewayCookies: [cookie.name, cookie.loginName], scrubResponseHeaders: config.scrub.responseHeaders });
+  const clients = new ClientLimit(config.limits.perClientWebSockets);
+  const budget = new BufferBudget(config.limits.maxBufferedBytes);
   const watch = new SessionSocketWatch(watchDeps);
   const relays = new Set<Relay>();
   const tunnels = new Set<() => void>();
@@ -62,13 +74,27 @@ export function createUpgradeHandler({ config, cookie, credentials: source, watc
   const pending = new Set<Duplex>();
   let closing = false;
 
+  /** A handshake became an open socket: no longer pending, in `open` until `gone`. */
+  const opened = <T>(socket: Duplex, open: Set<T>, item: T, gone: Promise<unknown>) => {
+    pending.delete(socket);
+    open.add(item);
+    void gone.then(() => open.delete(item));
+  };
+
   const handle = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    // Gone already (during the upgrade guard): its 'close' may have passed, nothing to count or answer.
+    if (socket.destroyed) return;
     socket.on('error', () => socket.destroy());
     pending.add(socket);
     socket.once('close', () => pending.delete(socket));
     try {
       if (closing) throw new GatewayError('shutting_down');
+      assertWebSocketHandshake(req);
       const { route, path, query } = resolveRoute(routes, req.url ?? '/');
+      // Counted from here until the browser's socket closes, whatever becomes of it.
+      const client = clientAddress(req, config.trustProxy);
+      if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientWebSockets` });
+      socket.once('close', () => clients.release(client));
       const tokenRoute = route.token !== 'none';
       if (tokenRoute && req.headers.origin !== config.publicUrl) throw new GatewayError('csrf_required');
       const target = upstreamUrl(route, path, query);
@@ -78,34 +104,22 @@ export function createUpgradeHandler({ config, cookie, credentials: source, watc
       if (stepUp) throw stepUp;
       const auth = await source.authHeaders(credentials, 'GET', target);
       const carriesToken = credentials.accessToken !== undefined;
-      const headers = upstreamRequestHeaders(req.headers, {
-        trustProxy: config.trustProxy,
-        removeCookies: gatewayCookies,
-        remoteAddress: req.socket.remoteAddress,
-        publicUrl,
-        tokenRoute,
-        authorization: auth.authorization,
-        keepUpgrade: !carriesToken,
-      });
-      if (tokenRoute) delete headers.dpop;
-      if (auth.dpop) headers.dpop = auth.dpop;
-      const rules = { dropNames, gatewayCookies, tokens: credentials.tokens() };
+      const handshake: UpstreamHandshake = {
+        socket,
+        head,
+        target,
+        headers: headerRules.request(req, { tokenRoute, auth, keepUpgrade: !carriesToken }),
+        timeoutMs: route.timeoutMs,
+        rules: headerRules.response(credentials.tokens()),
+        idleTimeoutMs: config.limits.webSocketIdleTimeoutMs,
+      };
       if (closing || socket.destroyed) throw new GatewayError('shutting_down');
 
       if (!carriesToken) {
         tunnel({
-          socket,
-          head,
-          target,
-          headers,
-          timeoutMs: route.timeoutMs,
-          rules,
+          ...handshake,
           refuseOtherAnswers: tokenRoute,
-          onOpen: (close) => {
-            pending.delete(socket);
-            tunnels.add(close);
-            socket.once('close', () => tunnels.delete(close));
-          },
+          onOpen: (close) => opened(socket, tunnels, close, new Promise((resolve) => socket.once('close', resolve))),
         });
         return;
       }
@@ -113,23 +127,15 @@ export function createUpgradeHandler({ config, cookie, credentials: source, watc
       const session = credentials.session;
       let watching: ReturnType<SessionSocketWatch['watch']> | undefined;
       relay({
+        ...handshake,
         req,
-        socket,
-        head,
-        target,
-        headers,
-        timeoutMs: route.timeoutMs,
-        rules,
         redact: messageRedactor(credentials.tokens()),
+        budget,
         onBrowserMessage: () => watching?.activity(),
-        onOpen: (opened) => {
-          pending.delete(socket);
-          relays.add(opened);
-          if (session) watching = watch.watch(session, () => opened.close(SESSION_ENDED.code, SESSION_ENDED.reason));
-          void opened.closed.then(() => {
-            relays.delete(opened);
-            watching?.stop();
-          });
+        onOpen: (open) => {
+          opened(socket, relays, open, open.closed);
+          if (session) watching = watch.watch(session, () => open.close(SESSION_ENDED.code, SESSION_ENDED.reason));
+          void open.closed.then(() => watching?.stop());
         },
       });
     } catch (err) {

@@ -15,12 +15,19 @@
  *   pings (the gateway is the peer of both).
  * - Close codes and reasons are passed on; an abnormal end (no close frame) on one side ends the
  *   other abruptly too. A slow reader pauses the other side (bounded buffering).
+ * - Messages on their way (received whole, not yet written to the other side) are held against a
+ *   byte budget shared by every relay of the process (`limits.maxBufferedBytes`, a budget of its
+ *   own next to the HTTP replay buffers'); a message that does not fit closes both sides with
+ *   1013 (try again later). What `ws` holds while a message is still arriving is bounded by
+ *   `MAX_MESSAGE_BYTES` per socket, and sockets per client by `limits.perClientWebSockets`.
+ * - No message, ping or pong either way for `idleTimeoutMs`: both sides are closed with 1001.
  */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { GatewayError, rawHttpError } from '../errors.ts';
-import { browserResponseHeaders, type ResponseHeaderOptions } from './headers.ts';
+import { browserResponseHeaders } from './headers.ts';
+import type { BufferBudget } from './request-body.ts';
+import type { UpstreamHandshake } from './ws-handshake.ts';
 import type { MessageRedactor } from './ws-redact.ts';
 
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -31,8 +38,9 @@ const MAX_REASON_BYTES = 123;
 
 /** The handshake headers each side's library sets itself; never copied across. */
 const HANDSHAKE_HEADERS = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'sec-websocket-accept', 'connection', 'upgrade', 'host']);
-/** What `ws` accepts as a key (RFC 6455 section 4.2.1: 16 bytes, base64). */
-const KEY = /^[+/0-9A-Za-z]{22}==$/;
+/** RFC 6455 section 7.4.1: going away (the idle timeout), and try again later (the budget). */
+const IDLE_CLOSE = { code: 1001, reason: 'idle timeout' } as const;
+const OVERLOADED_CLOSE = { code: 1013, reason: 'try again later' } as const;
 
 /** The close code ws sends when a peer's frames break the protocol, by ws error code. */
 const RECEIVER_ERRORS: Record<string, number> = {
@@ -58,29 +66,21 @@ export interface Relay {
   readonly closed: Promise<void>;
 }
 
-export interface RelayOptions {
+/** `headers` carry the token; their handshake headers are dropped here (`ws` sets its own). */
+export interface RelayOptions extends UpstreamHandshake {
+  /** The browser's handshake (checked already: ws-handshake.ts). */
   req: IncomingMessage;
-  socket: Duplex;
-  head: Buffer;
-  /** The upstream URL in its http(s) form. */
-  target: URL;
-  /** Cleaned request headers with the token; handshake headers are dropped here. */
-  headers: OutgoingHttpHeaders;
-  timeoutMs: number;
-  rules: ResponseHeaderOptions;
   redact: MessageRedactor;
+  /** Holds messages on their way, for every relay together. */
+  budget: BufferBudget;
   /** Once both sides are open. */
   onOpen(relay: Relay): void;
   /** Each browser message (activity, for the session's idle timeout). */
   onBrowserMessage?(): void;
 }
 
-/** Checks the browser's handshake before anything is sent upstream; the offered subprotocols. */
+/** The subprotocols the browser offered. */
 function browserProtocols(req: IncomingMessage): string[] {
-  const version = req.headers['sec-websocket-version'];
-  if (req.method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket' || !KEY.test(req.headers['sec-websocket-key'] ?? '') || (version !== '13' && version !== '8')) {
-    throw new GatewayError('invalid_request', { message: 'Not a valid WebSocket handshake.', detail: 'websocket handshake' });
-  }
   const offered = req.headers['sec-websocket-protocol'];
   return offered === undefined ? [] : offered.split(',').map((name) => name.trim());
 }
@@ -162,14 +162,47 @@ export function relay(options: RelayOptions): void {
 function wire(browser: WebSocket, upstream: WebSocket, options: RelayOptions): void {
   let resolveClosed: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+  const closeBoth = (code: number, reason: string) => {
+    const bytes = Buffer.from(reason);
+    for (const side of [browser, upstream]) if (side.readyState === WebSocket.OPEN) side.close(code, bytes);
+  };
+
+  // Budget bytes this relay holds; whatever a closed side never confirmed is given back at the end.
+  let held = 0;
+  const release = (bytes: number) => {
+    const released = Math.min(bytes, held);
+    held -= released;
+    options.budget.release(released);
+  };
+
+  const idle = setTimeout(() => closeBoth(IDLE_CLOSE.code, IDLE_CLOSE.reason), options.idleTimeoutMs);
+  const activity = () => idle.refresh();
+  for (const side of [browser, upstream]) {
+    side.on('ping', activity);
+    side.on('pong', activity);
+  }
+
   let open = 2;
   const onSideClosed = () => {
-    if (--open === 0) resolveClosed();
+    if (--open > 0) return;
+    clearTimeout(idle);
+    release(held);
+    resolveClosed();
   };
 
   const forward = (from: WebSocket, to: WebSocket, transform: (data: Buffer) => Buffer) => (data: RawData, isBinary: boolean) => {
+    activity();
     if (to.readyState !== WebSocket.OPEN) return;
-    to.send(transform(data as Buffer), { binary: isBinary }, () => {
+    const message = transform(data as Buffer);
+    if (!options.budget.reserve(message.length)) {
+      closeBoth(OVERLOADED_CLOSE.code, OVERLOADED_CLOSE.reason);
+      return;
+    }
+    held += message.length;
+    let sent = false;
+    to.send(message, { binary: isBinary }, () => {
+      if (!sent) release(message.length);
+      sent = true;
       if (from.isPaused && to.bufferedAmount < HIGH_WATER_BYTES) from.resume();
     });
     if (to.bufferedAmount >= HIGH_WATER_BYTES) from.pause();
@@ -204,10 +237,7 @@ function wire(browser: WebSocket, upstream: WebSocket, options: RelayOptions): v
   });
 
   options.onOpen({
-    close(code, reason) {
-      const bytes = Buffer.from(reason);
-      for (const side of [browser, upstream]) if (side.readyState === WebSocket.OPEN) side.close(code, bytes);
-    },
+    close: closeBoth,
     terminate() {
       browser.terminate();
       upstream.terminate();

@@ -3,28 +3,24 @@
  * without a session): nothing secret can come back in the frames, so after the handshake the
  * two sockets are simply piped into each other.
  *
- * The handshake is the gateway's to check: the upstream's 101 gets the same header hygiene as
- * any response. Any other answer is relayed cleaned, or — on a route that could carry a token —
- * replaced by the gateway's own 502 (its body could echo a token on other routes of the kind,
- * and a browser's WebSocket API cannot read it anyway).
+ * The handshake is the gateway's to check: only a WebSocket handshake gets here (ws-handshake.ts),
+ * and only a 101 that switches to `websocket` with the right `Sec-WebSocket-Accept` is relayed —
+ * any other 101 is a 502, so the pipe never carries a protocol the gateway did not agree to. The
+ * 101 gets the same header hygiene as any response. Any other answer is relayed cleaned, or — on
+ * a route that could carry a token — replaced by the gateway's own 502 (its body could echo a
+ * token on other routes of the kind, and a browser's WebSocket API cannot read it anyway). A
+ * tunnel with no bytes either way for `idleTimeoutMs` is closed.
  */
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GatewayError, rawHttpError } from '../errors.ts';
-import { browserResponseHeaders, type ResponseHeaderOptions } from './headers.ts';
+import { browserResponseHeaders } from './headers.ts';
+import { isWebSocketAccept, type UpstreamHandshake } from './ws-handshake.ts';
 
-export interface TunnelOptions {
-  socket: Duplex;
-  head: Buffer;
-  /** The upstream URL in its http(s) form. */
-  target: URL;
-  /** Request headers, already cleaned, with `Connection: Upgrade` and `Upgrade` kept. */
-  headers: OutgoingHttpHeaders;
-  /** How long the upstream has to answer the handshake. */
-  timeoutMs: number;
-  rules: ResponseHeaderOptions;
+/** `headers` keep `Connection: Upgrade` and `Upgrade` here: they are the upstream's handshake. */
+export interface TunnelOptions extends UpstreamHandshake {
   /** Refuse any non-101 answer with the gateway's 502 instead of relaying it. */
   refuseOtherAnswers: boolean;
   /** Called once the tunnel is up, with a function that tears it down. */
@@ -80,6 +76,11 @@ export function tunnel(options: TunnelOptions): void {
       upstreamSocket.destroy();
       return;
     }
+    if (!isWebSocketAccept(response.headers, [options.headers['sec-websocket-key']].flat()[0] as string | undefined)) {
+      upstreamSocket.destroy();
+      fail(new GatewayError('bad_gateway', { detail: `upstream switched to ${JSON.stringify(response.headers.upgrade ?? '')} without a valid WebSocket accept` }));
+      return;
+    }
     answered = true;
     socket.off('close', onBrowserGone);
     upstreamRequest.setTimeout(0);
@@ -97,6 +98,11 @@ export function tunnel(options: TunnelOptions): void {
     socket.once('close', close);
     upstreamSocket.setTimeout(0);
     upstreamSocket.setNoDelay(true);
+    // Bytes either way pass through the browser's socket: its timeout is the tunnel's.
+    if (socket instanceof Socket) {
+      socket.setTimeout(options.idleTimeoutMs);
+      socket.once('timeout', close);
+    }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\n${headerLines(kept)}\r\n`);
     if (upstreamHead.length > 0) socket.write(upstreamHead);
     if (options.head.length > 0) upstreamSocket.write(options.head);

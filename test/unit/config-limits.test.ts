@@ -14,6 +14,8 @@ describe('limits', () => {
       maxBufferedBytes: 33_554_432,
       perClientRequests: 64,
       upstreamConnections: 256,
+      perClientWebSockets: 32,
+      webSocketIdleTimeoutMs: 600_000,
     });
   });
 
@@ -31,6 +33,8 @@ limits:
   maxBufferedBytes: \${MAX_BUF:-1048576}
   perClientRequests: 8
   upstreamConnections: 32
+  perClientWebSockets: 4
+  webSocketIdleTimeout: 90s
 `;
     expect(parseConfigText(yaml, {}).limits).toEqual({
       headersTimeoutMs: 2_000,
@@ -41,6 +45,8 @@ limits:
       maxBufferedBytes: 1_048_576,
       perClientRequests: 8,
       upstreamConnections: 32,
+      perClientWebSockets: 4,
+      webSocketIdleTimeoutMs: 90_000,
     });
   });
 
@@ -70,6 +76,14 @@ limits:
         'limits.burst: unknown key',
       ]),
     );
+  });
+
+  test('the WebSocket idle timeout must bound something and fit a Node timer; the WebSocket cap is a positive whole number', () => {
+    expect(problems(minimal((raw) => Object.assign(raw, { limits: { webSocketIdleTimeout: 0, perClientWebSockets: 0 } })))).toEqual([
+      'limits.perClientWebSockets: must be a positive whole number',
+      'limits.webSocketIdleTimeout: must be longer than 0',
+    ]);
+    expect(problems(minimal((raw) => Object.assign(raw, { limits: { webSocketIdleTimeout: '30d' } })))).toEqual(['limits.webSocketIdleTimeout: must be at most 24d']);
   });
 
   test('deadlines must bound something and fit a Node timer', () => {
