@@ -8,6 +8,8 @@
  *   another address is served, and a slot comes back when a socket closes;
  * - `limits.webSocketIdleTimeout: 2s`: a tunnel or relay with no traffic is closed (a relay with
  *   1001), on both sides; pings keep a relay open;
+ * - `limits.maxBufferedBytes: 64 KiB`: a relayed message larger than the shared budget of
+ *   messages on their way closes the relay with 1013 on both sides; smaller ones pass;
  * - only `Upgrade: websocket` is tunnelled: an h2c (or any other) upgrade is refused with 400
  *   and never reaches the upstream as an upgrade; an upstream answering 101 with another
  *   protocol, or without the right `Sec-WebSocket-Accept`, is never relayed (502).
@@ -76,7 +78,7 @@ beforeAll(async () => {
   live = await startWsUpstream();
   raw = await startRawUpstream();
   world = await startWorld({
-    config: { limits: { perClientRequests: 2, perClientWebSockets: 2, webSocketIdleTimeout: '2s' } },
+    config: { limits: { perClientRequests: 2, perClientWebSockets: 2, webSocketIdleTimeout: '2s', maxBufferedBytes: 65_536 } },
     routes: (upstream) => [
       { path: '/live', upstream: live.url, token: 'user' },
       { path: '/open-live', upstream: live.url, token: 'none' },
@@ -271,6 +273,29 @@ describe('only WebSocket upgrades', () => {
       expect(wire.unread.toString('latin1')).not.toContain('PRI *');
     } finally {
       wire.destroy();
+    }
+  });
+});
+
+describe('the budget of relayed messages', () => {
+  it('a message that does not fit limits.maxBufferedBytes closes the relay with 1013 on both sides; smaller ones pass', async () => {
+    const ws = new WebSocket(`${world.url.replace(/^http/, 'ws')}/live/budget`, { headers: { cookie: session.cookieHeader, origin: world.url }, localAddress: freshAddress() });
+    try {
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      const messages: Buffer[] = [];
+      ws.on('message', (data: Buffer) => messages.push(data));
+      await new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject)));
+      ws.send('big:1000');
+      await until(() => messages.length === 1, 'the small message relayed', 5_000);
+      expect(messages[0]?.length).toBe(1000);
+      const closesBefore = live.closes.length;
+      ws.send('big:100000');
+      expect(await closed).toBe(1013);
+      expect(messages).toHaveLength(1);
+      await until(() => live.closes.length > closesBefore, 'the upstream side closed', 5_000);
+      expect(live.closes.at(-1)?.code).toBe(1013);
+    } finally {
+      ws.terminate();
     }
   });
 });

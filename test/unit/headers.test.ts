@@ -1,6 +1,6 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { describe, expect, test } from 'vitest';
-import { browserResponseHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders, type RequestHeaderOptions } from '../../src/proxy/headers.ts';
+import { browserResponseHeaders, exchangeHeaders, TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders, type RequestHeaderOptions } from '../../src/proxy/headers.ts';
 
 const GATEWAY_COOKIES = new Set(['__Host-Http-bff-session', '__Host-bff-login']);
 const ACCESS = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
@@ -161,5 +161,31 @@ describe('response headers', () => {
     }, { tokens: [ACCESS] });
     expect(out['set-cookie']).toEqual(['theme=dark; Path=/', 'lang=en']);
     expect(response({ 'set-cookie': ['__Host-Http-bff-session=forged'] })).not.toHaveProperty('set-cookie');
+  });
+});
+
+describe('exchangeHeaders (HTTP and WebSocket alike)', () => {
+  const rules = exchangeHeaders({ trustProxy: false, publicUrl: 'https://app.example.com', gatewayCookies: [...GATEWAY_COOKIES], scrubResponseHeaders: ['x-debug'] });
+  const req = (headers: IncomingHttpHeaders) => ({ headers, socket: { remoteAddress: '203.0.113.7' } }) as unknown as IncomingMessage;
+
+  test("on token routes the browser's Authorization and DPoP are replaced by the gateway's", () => {
+    const out = rules.request(req({ authorization: 'Bearer browser', dpop: 'browser-proof', cookie: '__Host-Http-bff-session=s; a=1' }), { tokenRoute: true, auth: { authorization: `DPoP ${ACCESS}`, dpop: 'gateway-proof' } });
+    expect(out).toMatchObject({ authorization: `DPoP ${ACCESS}`, dpop: 'gateway-proof', cookie: 'a=1', 'x-forwarded-for': '203.0.113.7', 'x-forwarded-host': 'app.example.com' });
+    const bare = rules.request(req({ dpop: 'browser-proof' }), { tokenRoute: true, auth: {} });
+    expect(bare).not.toHaveProperty('dpop');
+    expect(bare).not.toHaveProperty('authorization');
+  });
+
+  test('on none routes the browser DPoP header passes; Upgrade only when asked for', () => {
+    const out = rules.request(req({ dpop: 'p', connection: 'Upgrade', upgrade: 'websocket' }), { tokenRoute: false, auth: {} });
+    expect(out.dpop).toBe('p');
+    expect(out).not.toHaveProperty('upgrade');
+    expect(rules.request(req({ connection: 'Upgrade', upgrade: 'websocket' }), { tokenRoute: false, auth: {}, keepUpgrade: true })).toMatchObject({ connection: 'Upgrade', upgrade: 'websocket' });
+  });
+
+  test('response rules: the built-in token headers, scrub.responseHeaders, the gateway cookies and the exchange tokens', () => {
+    const options = rules.response([ACCESS]);
+    expect(options.tokens).toEqual([ACCESS]);
+    expect(browserResponseHeaders({ 'x-access-token': 'a', 'x-debug': 'b', 'set-cookie': ['__Host-bff-login=x', 'theme=dark'], link: ACCESS, etag: '"e"' }, options)).toEqual({ 'set-cookie': ['theme=dark'], etag: '"e"' });
   });
 });
