@@ -56,14 +56,15 @@ let otherIssuer: { url: string; server: Server };
 let silent: { url: string; server: Server };
 let stoppedIdp: string;
 
-function configFile(name: string, issuer: string, redisUrlEnv = '${REDIS_URL}'): string {
+/** Short deadlines only where a test waits for one to pass: a loaded machine must not fail the others. */
+function configFile(name: string, issuer: string, deadlines: { timeout: string; commandTimeout: string } = { timeout: '10s', commandTimeout: '5s' }): string {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(
     file,
     stringify({
       publicUrl: 'http://localhost:8080',
-      oidc: { issuer, clientId: 'spa', clientSecret: 'dev-secret', timeout: '700ms' },
-      session: { store: 'redis', redis: { url: redisUrlEnv, commandTimeout: '500ms' }, secret: 'check-connect-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
+      oidc: { issuer, clientId: 'spa', clientSecret: 'dev-secret', timeout: deadlines.timeout },
+      session: { store: 'redis', redis: { url: '${REDIS_URL}', commandTimeout: deadlines.commandTimeout }, secret: 'check-connect-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
     }),
   );
   return file;
@@ -132,7 +133,7 @@ describe.concurrent('bff-gateway check --connect', () => {
   });
 
   test('Redis not listening, an IdP that never answers: refused and timed out (oidc.timeout), exit 1', async () => {
-    const file = configFile('down', silent.url);
+    const file = configFile('down', silent.url, { timeout: '700ms', commandTimeout: '500ms' });
     const result = await check(['--connect', '--config', file], { REDIS_URL: `redis://127.0.0.1:${await freePort()}/0` });
     expect(result.code).toBe(1);
     expect(result.stderr).toEqual([

@@ -150,7 +150,8 @@ describe.concurrent('bff-gateway check', () => {
     const bad = cli(['check', '--config', badFile], SECRET_ENV, AS_INSTALLED);
     expect(await bad.exit).toEqual({ code: 1, signal: null });
     expect(bad.stderr.sort()).toEqual([...BAD_PROBLEMS].sort());
-  });
+    // Two npx launches (package resolution, then the CLI) can take a while on a busy machine.
+  }, 90_000);
 
   test('an invalid file prints every problem with its YAML path and exits 1', async ({ expect }) => {
     const run = cli(['check', '--config', badFile], SECRET_ENV);
