@@ -128,6 +128,8 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
     const { path } = exchange;
 
     let buffered = 0;
+    // The answer in hand, until it is relayed: one not relayed when the request fails is discarded.
+    let upstream: UpstreamResponse | undefined;
     try {
       // Per-request steps (request ids, trace spans, cheap route rules): see pipeline.ts.
       for (const step of onRoute) await step.onRoute?.(exchange);
@@ -179,8 +181,8 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
         });
       };
 
-      let upstream = await send();
-      const challenge = () => String(upstream.headers['www-authenticate'] ?? '');
+      upstream = await send();
+      const challenge = () => String(upstream?.headers['www-authenticate'] ?? '');
       if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
         upstream.discard();
         upstream = await send();
@@ -202,6 +204,7 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
       respond(res, method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies, sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs });
     } catch (err) {
+      upstream?.discard();
       fail(exchange, err, 'proxy request failed');
     } finally {
       if (buffered > 0) bufferBudget.release(buffered);

@@ -68,6 +68,48 @@ export function needlesFor(token: string): Needle[] {
   return needles;
 }
 
+/** The needles of one set of tokens, ready to search: longest first, with the bytes they contain. */
+interface Compiled {
+  needles: Needle[];
+  holdBack: number;
+  /** Bytes a token may contain: the b64token alphabet plus any byte of the needles. */
+  tokenByte: Uint8Array;
+}
+
+/**
+ * Compiled needle sets by token set. Building one (base64 at three alignments, placeholders,
+ * the byte table) costs far more than redacting a small body, and a session sends the same
+ * tokens until they are refreshed: most requests find theirs here. Bounded; the oldest go first.
+ */
+const compiledCache = new Map<string, Compiled>();
+const COMPILED_CACHE_SIZE = 1024;
+
+function compile(tokens: readonly string[]): Compiled {
+  const key = tokens.join('\0');
+  const cached = compiledCache.get(key);
+  if (cached) return cached;
+  const seen = new Set<string>();
+  const needles: Needle[] = [];
+  for (const token of tokens) {
+    if (token.length === 0) continue;
+    for (const needle of needlesFor(token)) {
+      const id = needle.bytes.toString('latin1');
+      if (seen.has(id)) continue;
+      seen.add(id);
+      needles.push(needle);
+    }
+  }
+  needles.sort((a, b) => b.bytes.length - a.bytes.length);
+  const tokenByte = new Uint8Array(256);
+  for (const ch of B64TOKEN) tokenByte[ch.charCodeAt(0)] = 1;
+  // RFC 6749 allows any printable ASCII in refresh tokens; a token byte must never end a hold.
+  for (const needle of needles) for (let i = 0; i < needle.bytes.length; i++) tokenByte[needle.bytes[i] as number] = 1;
+  const compiled = { needles, holdBack: Math.max(0, ...needles.map((n) => n.bytes.length - 1)), tokenByte };
+  if (compiledCache.size >= COMPILED_CACHE_SIZE) compiledCache.delete(compiledCache.keys().next().value as string);
+  compiledCache.set(key, compiled);
+  return compiled;
+}
+
 /**
  * The redactor itself, push-based: `write` returns what may be sent now, `end` the rest. No
  * stream machinery, so it can run inside the upstream client's data callback.
@@ -75,30 +117,17 @@ export function needlesFor(token: string): Needle[] {
 export class Redactor {
   private readonly needles: Needle[];
   private readonly holdBack: number;
-  /** Bytes a token may contain: the b64token alphabet plus any byte of the needles. */
-  private readonly tokenByte = new Uint8Array(256);
+  private readonly tokenByte: Uint8Array;
   /** Where each needle was last found (or -1: not in the rest of the buffer). */
   private readonly next: Int32Array;
   private carry: Buffer | undefined;
 
   constructor(tokens: readonly string[]) {
-    const seen = new Set<string>();
-    const needles: Needle[] = [];
-    for (const token of tokens) {
-      if (token.length === 0) continue;
-      for (const needle of needlesFor(token)) {
-        const key = needle.bytes.toString('latin1');
-        if (seen.has(key)) continue;
-        seen.add(key);
-        needles.push(needle);
-      }
-    }
-    this.needles = needles.sort((a, b) => b.bytes.length - a.bytes.length);
-    this.next = new Int32Array(this.needles.length);
-    this.holdBack = Math.max(0, ...this.needles.map((n) => n.bytes.length - 1));
-    for (const ch of B64TOKEN) this.tokenByte[ch.charCodeAt(0)] = 1;
-    // RFC 6749 allows any printable ASCII in refresh tokens; a token byte must never end a hold.
-    for (const needle of this.needles) for (const byte of needle.bytes) this.tokenByte[byte] = 1;
+    const { needles, holdBack, tokenByte } = compile(tokens);
+    this.needles = needles;
+    this.holdBack = holdBack;
+    this.tokenByte = tokenByte;
+    this.next = new Int32Array(needles.length);
   }
 
   /** Whether there is anything to look for. */
