@@ -38,10 +38,10 @@ import { RequestSessions } from './session/request-session.ts';
 import { Sealer } from './session/seal.ts';
 import { SessionCache } from './session/session-cache.ts';
 import { Sessions } from './session/sessions.ts';
-import { AssertionSigner } from './authz/assertion.ts';
-import { RouteIdentity } from './authz/route-identity.ts';
 import { instanceId } from './telemetry/instance.ts';
 import { startTracing } from './telemetry/tracing.ts';
+import { AssertionSigner } from './authz/assertion.ts';
+import { RouteIdentity } from './authz/route-identity.ts';
 import type { SessionStore } from './session/store.ts';
 
 export interface ServiceDeps {
