@@ -76,7 +76,7 @@ const rows: Row[] = [];
 try {
   await Promise.all([waitForPort(nginxPort), waitForPort(gatewayPort)]);
   // The gateway discovers the IdP in the background: retry until it is ready.
-  let session;
+  let session: Awaited<ReturnType<typeof login>> | undefined;
   for (let attempt = 0; !session; attempt += 1) {
     session = await login(publicUrl).catch((err: unknown) => {
       if (attempt > 100) throw err;

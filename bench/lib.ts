@@ -94,7 +94,7 @@ export function table(rows: Row[], baseline: string, note: string): string {
   const lines = [
     note,
     '',
-    '| contender | req/s (median) | vs ' + baseline + ' | p50 ms | p99 ms | errors |',
+    `| contender | req/s (median) | vs ${baseline} | p50 ms | p99 ms | errors |`,
     '|---|---:|---:|---:|---:|---:|',
   ];
   for (const row of rows) {

@@ -21,7 +21,7 @@ export interface Marker {
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#17becf'];
-const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 function niceMax(value: number): number {
   if (value <= 0) return 1;
@@ -45,7 +45,7 @@ export function svgChart(title: string, panels: PanelSpec[], markers: Marker[], 
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${left}" y="22" font-size="14" font-weight="bold">${escape(title)}</text>`,
+    `<text x="${left}" y="22" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
   ];
   panels.forEach((panel, index) => {
     const y0 = top + index * (panelHeight + gap) + 14;
@@ -55,7 +55,7 @@ export function svgChart(title: string, panels: PanelSpec[], markers: Marker[], 
     const lo = panel.fromZero === false ? Math.floor(dataMin * 0.95) : 0;
     const hi = lo + niceMax((dataMax - lo) * 1.05 || 1);
     const y = (v: number) => y0 + panelHeight - ((v - lo) / (hi - lo)) * panelHeight;
-    parts.push(`<text x="${left}" y="${y0 - 6}" font-weight="bold">${escape(panel.title)} (${escape(panel.unit)})</text>`);
+    parts.push(`<text x="${left}" y="${y0 - 6}" font-weight="bold">${escapeXml(panel.title)} (${escapeXml(panel.unit)})</text>`);
     parts.push(`<rect x="${left}" y="${y0}" width="${plotWidth}" height="${panelHeight}" fill="none" stroke="#999"/>`);
     for (let i = 0; i <= 4; i++) {
       const v = lo + ((hi - lo) * i) / 4;
@@ -65,14 +65,14 @@ export function svgChart(title: string, panels: PanelSpec[], markers: Marker[], 
     markers.forEach((marker, m) => {
       parts.push(`<line x1="${x(marker.at)}" x2="${x(marker.at)}" y1="${y0}" y2="${y0 + panelHeight}" stroke="#888" stroke-dasharray="4 3"/>`);
       // Labels one under the other: markers a few seconds apart would overprint.
-      if (index === 0) parts.push(`<text x="${x(marker.at) + 3}" y="${y0 + 12 + m * 12}" fill="#555">${escape(marker.label)}</text>`);
+      if (index === 0) parts.push(`<text x="${x(marker.at) + 3}" y="${y0 + 12 + m * 12}" fill="#555">${escapeXml(marker.label)}</text>`);
     });
     panel.series.forEach((series, s) => {
       const color = COLORS[s % COLORS.length] as string;
       const path = series.points.filter(([, v]) => Number.isFinite(v)).map(([t, v], i) => `${i === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
       if (path) parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
       parts.push(`<rect x="${left + plotWidth + 12}" y="${y0 + 4 + s * 16}" width="10" height="10" fill="${color}"/>`);
-      parts.push(`<text x="${left + plotWidth + 26}" y="${y0 + 13 + s * 16}">${escape(series.name)}</text>`);
+      parts.push(`<text x="${left + plotWidth + 26}" y="${y0 + 13 + s * 16}">${escapeXml(series.name)}</text>`);
     });
     // time axis labels under every panel
     for (let i = 0; i <= 5; i++) {

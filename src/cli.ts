@@ -47,6 +47,16 @@ async function readConfig(file: string | undefined, io: Io): Promise<GatewayConf
   }
 }
 
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h' },
+  sub: { type: 'string' },
+  sid: { type: 'string' },
+  handle: { type: 'string' },
+  all: { type: 'boolean' },
+  connect: { type: 'boolean' },
+} as const;
+
 const VALUE_OPTIONS = new Set(['--config', '-c', '--sub', '--sid', '--handle']);
 
 /**
@@ -69,21 +79,9 @@ function glueOptionValues(argv: string[]): string[] {
 }
 
 export async function main(argv: string[], io: Io = defaultIo): Promise<number | undefined> {
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>;
   try {
-    parsed = parseArgs({
-      args: glueOptionValues(argv),
-      allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        help: { type: 'boolean', short: 'h' },
-        sub: { type: 'string' },
-        sid: { type: 'string' },
-        handle: { type: 'string' },
-        all: { type: 'boolean' },
-        connect: { type: 'boolean' },
-      },
-    });
+    parsed = parseArgs({ args: glueOptionValues(argv), allowPositionals: true, options: OPTIONS });
   } catch (err) {
     io.err((err as Error).message);
     io.err(USAGE);

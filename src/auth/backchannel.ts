@@ -42,7 +42,7 @@ export function registerBackchannel(app: FastifyInstance, { logoutTokens, sessio
     if (typeof token !== 'string' || token.length === 0 || token.length > 16_384) {
       throw new GatewayError('invalid_request', { message: 'A logout_token form field is required.' });
     }
-    let target;
+    let target: Awaited<ReturnType<typeof logoutTokens.verify>>;
     try {
       target = await logoutTokens.verify(token);
     } catch (err) {

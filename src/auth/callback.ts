@@ -86,7 +86,7 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
 
     const callbackUrl = new URL(`${config.publicUrl}/auth/callback`);
     callbackUrl.search = params.toString();
-    let response;
+    let response: Awaited<ReturnType<typeof idp.exchangeCode>>;
     try {
       response = await idp.exchangeCode(callbackUrl, transaction);
     } catch (err) {

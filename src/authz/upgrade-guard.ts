@@ -22,7 +22,7 @@ export interface UpgradeGuardDeps {
 export function upgradeGuard({ identity, routes, requestSessions }: UpgradeGuardDeps) {
   return async function guard(req: IncomingMessage, socket: Duplex): Promise<boolean> {
     identity.names.strip(req.headers);
-    let route;
+    let route: ReturnType<typeof resolveRoute>['route'];
     try {
       route = resolveRoute(routes, req.url ?? '/').route;
     } catch {

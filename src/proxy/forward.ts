@@ -282,7 +282,10 @@ export class Forwarder {
   private slotsFor(carriesToken: boolean, origin: string): Slots {
     const key = carriesToken ? `t ${origin}` : `p ${origin}`;
     let slots = this.slots.get(key);
-    if (!slots) this.slots.set(key, (slots = new Slots(this.limit)));
+    if (!slots) {
+      slots = new Slots(this.limit);
+      this.slots.set(key, slots);
+    }
     return slots;
   }
 

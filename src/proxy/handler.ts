@@ -75,10 +75,8 @@ function closesConnection(error: GatewayError, req: IncomingMessage): boolean {
   return hasBody && !req.complete;
 }
 
-export interface ProxyHandler {
-  /** Serves one proxied request on raw Node objects; answers every failure itself, never throws. */
-  (exchange: ProxyExchange): Promise<void>;
-}
+/** Serves one proxied request on raw Node objects; answers every failure itself, never throws. */
+export type ProxyHandler = (exchange: ProxyExchange) => Promise<void>;
 
 export function createProxyHandler({ config, cookie, requestSessions, credentials: source, idp, metrics, routes, forwarder, steps = [] }: ProxyDeps): ProxyHandler {
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);

@@ -91,7 +91,7 @@ class BrowserSink implements BodySink {
 
   constructor(
     private readonly res: ServerResponse,
-    private readonly upstream: UpstreamResponse,
+    upstream: UpstreamResponse,
     private readonly decoder: Transform | null,
     private readonly redactor: Redactor | undefined,
     private readonly idleMs: number,

@@ -68,7 +68,10 @@ export class SessionSocketWatch {
   watch(session: LoadedSession, end: () => void): WatchHandle {
     const watch: Watch = { handle: session.handle, session: { handle: session.handle, record: session.record, sealed: session.sealed }, end, activeSinceCheck: false, timer: undefined, checking: false, stopped: false };
     let set = this.byHandle.get(watch.handle);
-    if (!set) this.byHandle.set(watch.handle, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.byHandle.set(watch.handle, set);
+    }
     set.add(watch);
     // The session may have ended between loading it for the handshake and this registration,
     // its announcement already gone by: look once more now.

@@ -14,7 +14,6 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { GatewayError, rawHttpError } from '../errors.ts';
 import { browserResponseHeaders } from './headers.ts';
 import { isWebSocketAccept, type UpstreamHandshake } from './ws-handshake.ts';

@@ -257,7 +257,7 @@ export class TokenRefresher {
 
   /** With the session's lock held. */
   private async callIdp(session: LoadedSession, target: Target, lockOwner?: string): Promise<SessionRecord> {
-    const { metrics, sessions } = this.deps;
+    const { metrics } = this.deps;
     const started = performance.now();
     let updated: SessionRecord;
     try {

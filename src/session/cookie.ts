@@ -56,7 +56,7 @@ export class SessionCookie {
   private readonly attributes: string;
   private readonly sameSite: 'Strict' | 'Lax';
 
-  constructor(private readonly config: GatewayConfig['session']) {
+  constructor(config: GatewayConfig['session']) {
     this.name = config.cookieName;
     this.loginName = config.loginCookieName;
     this.signer = new Signer([...config.secrets]);

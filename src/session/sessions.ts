@@ -168,7 +168,7 @@ export class Sessions {
     const sealed = await this.store.get(handle);
     if (sealed === null) return { state: 'none' };
     const opened = this.sealer.open<SessionRecord>(sealed, handle);
-    if (!opened || opened.value.v !== 1) return { state: 'none' };
+    if (opened?.value.v !== 1) return { state: 'none' };
     const record = opened.value;
     if (this.now() >= this.idleExpiresAt(record)) {
       await this.destroy(handle, record);

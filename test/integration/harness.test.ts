@@ -255,7 +255,7 @@ describe('upstream and login helpers against a minimal gateway', () => {
     expect(result.cookie).toBe('bff-session=s1');
     expect(result.setCookie).toContain('HttpOnly');
     expect(result.location).toBe('/app');
-    expect(result.jar.get(gatewayUrl + '/auth/callback', 'bff-login')).toBeUndefined();
+    expect(result.jar.get(`${gatewayUrl}/auth/callback`, 'bff-login')).toBeUndefined();
     expect(decodeJwt(sessions.get('s1') ?? '').sub).toBe('dave');
   });
 

@@ -18,7 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test, vi } from 'vitest';
 import { startIdp, type Idp } from '../../fixtures/idp/idp.ts';
-import { CookieJar, login, submitIdpLogout } from '../support/login.ts';
+import { type CookieJar, login, submitIdpLogout } from '../support/login.ts';
 import { freePort, startRedis, type RedisInstance } from '../support/redis.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 import { CLIENT_ID, CLIENT_SECRET, SESSION_SECRET, apiHeaders } from '../support/world.ts';

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { TOKEN_EXCHANGE } from '../../fixtures/idp/idp-token-exchange.ts';
 import { login } from '../support/login.ts';
 import { bearerSeen } from '../support/upstream.ts';
-import { apiHeaders, apiStatus, startWorld, type World } from '../support/world.ts';
+import { apiStatus, startWorld, type World } from '../support/world.ts';
 
 const ORDERS = 'https://orders.internal';
 // Tokens live 300 s; 280 s later they are inside the default 30 s refresh window.

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { AssertionSigner } from '../../src/authz/assertion.ts';
 import { RouteIdentity } from '../../src/authz/route-identity.ts';
 import { buildConfig } from '../../src/config/load.ts';
-import { errorBody, GatewayError } from '../../src/errors.ts';
+import { errorBody, type GatewayError } from '../../src/errors.ts';
 import type { SessionRecord } from '../../src/session/sessions.ts';
 import { minimal } from '../fixtures/config-inputs.ts';
 

@@ -56,7 +56,7 @@ describe('${VAR} interpolation', () => {
   });
 
   test('substitution happens before YAML parsing, and a missing variable is named in the problems', () => {
-    const yaml = stringify(minimal((raw) => Object.assign(raw.session, { secret: '${SESSION_SECRET}', encryptionKey: '${SESSION_KEY:-' + KEY + '}' })));
+    const yaml = stringify(minimal((raw) => Object.assign(raw.session, { secret: '${SESSION_SECRET}', encryptionKey: `\${SESSION_KEY:-${KEY}}` })));
     const config = parseConfigText(yaml, { SESSION_SECRET: SECRET, SESSION_KEY: '' });
     expect(config.session.secrets).toEqual([SECRET]);
     expect(config.session.encryptionKeys[0]).toEqual(Buffer.alloc(32, 7));

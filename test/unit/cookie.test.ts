@@ -16,21 +16,21 @@ function sessionConfig(publicUrl: string, session: Record<string, unknown> = {})
 }
 
 const newId = () => randomBytes(32).toString('base64url');
-const valueOf = (setCookie: string) => setCookie.split(';')[0] as string;
+const cookieValue = (setCookie: string) => setCookie.split(';')[0] as string;
 
 describe('signing', () => {
   const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
 
   test('a signed id reads back as the same id, no renewal needed', () => {
     const id = newId();
-    const header = valueOf(cookie.sessionSetCookie(id, 3600));
+    const header = cookieValue(cookie.sessionSetCookie(id, 3600));
     expect(header.startsWith(`${cookie.name}=${id}.`)).toBe(true);
     expect(cookie.read(`other=1; ${header}; x=y`)).toEqual({ id, renew: false });
   });
 
   test('a tampered signature, a changed id or an unsigned id is refused', () => {
     const id = newId();
-    const header = valueOf(cookie.sessionSetCookie(id, 3600));
+    const header = cookieValue(cookie.sessionSetCookie(id, 3600));
     const other = newId();
     expect(cookie.read(header.replace(id, other))).toBeUndefined();
     expect(cookie.read(`${header.slice(0, -2)}AA`)).toBeUndefined();
@@ -39,22 +39,22 @@ describe('signing', () => {
   });
 
   test('only a well-formed session id is accepted, even when correctly signed', () => {
-    const signedShort = valueOf(cookie.sessionSetCookie('short', 60));
+    const signedShort = cookieValue(cookie.sessionSetCookie('short', 60));
     expect(cookie.read(signedShort)).toBeUndefined();
   });
 
   test('a forged cookie of the same name placed first does not hide the real one', () => {
     const id = newId();
-    const real = valueOf(cookie.sessionSetCookie(id, 60));
+    const real = cookieValue(cookie.sessionSetCookie(id, 60));
     expect(cookie.read(`${cookie.name}=forged.sig; ${real}`)).toEqual({ id, renew: false });
   });
 
   test('secret rotation: a cookie signed with an older secret is accepted and flagged for renewal', () => {
     const id = newId();
-    const old = valueOf(new SessionCookie(sessionConfig('https://app.example.com', { secret: OLD_SECRET })).sessionSetCookie(id, 60));
+    const old = cookieValue(new SessionCookie(sessionConfig('https://app.example.com', { secret: OLD_SECRET })).sessionSetCookie(id, 60));
     const rotated = new SessionCookie(sessionConfig('https://app.example.com', { secret: [NEW_SECRET, OLD_SECRET] }));
     expect(rotated.read(old)).toEqual({ id, renew: true });
-    expect(rotated.read(valueOf(rotated.sessionSetCookie(id, 60)))).toEqual({ id, renew: false });
+    expect(rotated.read(cookieValue(rotated.sessionSetCookie(id, 60)))).toEqual({ id, renew: false });
     expect(cookie.read(old)).toBeUndefined();
   });
 });
@@ -62,7 +62,7 @@ describe('signing', () => {
 describe('Set-Cookie', () => {
   test('name=value stays under 200 bytes', () => {
     const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
-    for (let i = 0; i < 50; i += 1) expect(Buffer.byteLength(valueOf(cookie.sessionSetCookie(newId(), 7200)))).toBeLessThan(200);
+    for (let i = 0; i < 50; i += 1) expect(Buffer.byteLength(cookieValue(cookie.sessionSetCookie(newId(), 7200)))).toBeLessThan(200);
   });
 
   test('https: __Host- name, HttpOnly, Path=/, SameSite, Secure, no Domain', () => {
