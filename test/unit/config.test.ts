@@ -175,8 +175,11 @@ describe('one runtime shape, derived by the schema', () => {
       'keepAliveTimeoutMs',
       'maxBufferedBytes',
       'perClientRequests',
+      'perClientWebSockets',
       'requestTimeoutMs',
+      'sendIdleTimeoutMs',
       'upstreamConnections',
+      'webSocketIdleTimeoutMs',
     ]);
     expect(config.limits.requestTimeoutMs).toBe(60_000);
     expect(Object.keys(config.oidc)).not.toContain('timeout');
