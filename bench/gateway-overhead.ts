@@ -40,7 +40,12 @@ const upstream = await startNodeProcess(`${here}upstream-server.ts`);
 const redis = await startRedis();
 const gatewayPort = await freePort();
 const publicUrl = `http://127.0.0.1:${gatewayPort}`;
-const idp = await startIdp({ clientId: 'bench', clientSecret: 'bench-secret-0123456789', redirectUris: [`${publicUrl}/auth/callback`], accessTokenTtl: 3600 });
+const idp = await startIdp({
+  clientId: 'bench',
+  clientSecret: 'bench-secret-0123456789',
+  redirectUris: [`${publicUrl}/auth/callback`],
+  accessTokenTtl: 3600,
+});
 
 const nginxPort = await freePort();
 await writeFile(
@@ -70,7 +75,9 @@ routes:
   - { path: /plain, upstream: http://127.0.0.1:${upstream.port}, token: none, stripPrefix: true }
 `,
 );
-const gateway = spawn(process.execPath, ['--import', 'tsx', `${here}../test/support/cli-entry.ts`, '--config', join(dir, 'gateway.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+const gateway = spawn(process.execPath, ['--import', 'tsx', `${here}../test/support/cli-entry.ts`, '--config', join(dir, 'gateway.yaml')], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 
 const rows: Row[] = [];
 try {
@@ -112,7 +119,11 @@ const big = rows.filter((row) => row.name.includes('MiB'));
 const report = [
   '# Gateway overhead',
   '',
-  table(small, 'direct', `wrk -t1 -c${connections}, ${seconds}s per run, median of ${rounds} interleaved rounds, 200-byte JSON, loopback, gateway logging at info to /dev/null, Redis store, ${new Date().toISOString().slice(0, 10)}.`),
+  table(
+    small,
+    'direct',
+    `wrk -t1 -c${connections}, ${seconds}s per run, median of ${rounds} interleaved rounds, 200-byte JSON, loopback, gateway logging at info to /dev/null, Redis store, ${new Date().toISOString().slice(0, 10)}.`,
+  ),
   '',
   table(big, 'direct 1 MiB', '1 MiB JSON body: streaming token redaction on the user route.'),
   '',

@@ -26,7 +26,10 @@ function toMs(value: string): number {
   return match[2] === 'us' ? n / 1000 : match[2] === 's' ? n * 1000 : n;
 }
 
-export async function wrk(url: string, options: { seconds: number; connections: number; headers?: Record<string, string> }): Promise<WrkResult> {
+export async function wrk(
+  url: string,
+  options: { seconds: number; connections: number; headers?: Record<string, string> },
+): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency'];
   for (const [name, value] of Object.entries(options.headers ?? {})) args.push('-H', `${name}: ${value}`);
   args.push(url);
@@ -56,8 +59,15 @@ export function median(values: number[]): number {
 }
 
 /** Starts `node --import tsx <script> ...args`, resolves once it prints `LISTENING <port>`. */
-export async function startNodeProcess(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+export async function startNodeProcess(
+  script: string,
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
     const onData = (chunk: Buffer) => {
@@ -91,18 +101,15 @@ export function table(rows: Row[], baseline: string, note: string): string {
   const base = rows.find((row) => row.name === baseline);
   const baseRps = median(base?.results.map((r) => r.rps) ?? [1]);
   const baseP50 = median(base?.results.map((r) => r.p50ms) ?? [1]);
-  const lines = [
-    note,
-    '',
-    `| contender | req/s (median) | vs ${baseline} | p50 ms | p99 ms | errors |`,
-    '|---|---:|---:|---:|---:|---:|',
-  ];
+  const lines = [note, '', `| contender | req/s (median) | vs ${baseline} | p50 ms | p99 ms | errors |`, '|---|---:|---:|---:|---:|---:|'];
   for (const row of rows) {
     const rps = median(row.results.map((r) => r.rps));
     const p50 = median(row.results.map((r) => r.p50ms));
     const p99 = median(row.results.map((r) => r.p99ms));
     const errors = row.results.reduce((sum, r) => sum + r.errors, 0);
-    lines.push(`| ${row.name} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)}× (p50 ${(p50 / baseP50).toFixed(2)}×) | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} |`);
+    lines.push(
+      `| ${row.name} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)}× (p50 ${(p50 / baseP50).toFixed(2)}×) | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${errors} |`,
+    );
   }
   return lines.join('\n');
 }

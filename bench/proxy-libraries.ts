@@ -15,7 +15,10 @@ const here = new URL('.', import.meta.url).pathname;
 const upstream = await startNodeProcess(`${here}upstream-server.ts`);
 const contenders = ['http-proxy', 'http-proxy-3', 'httpxy'];
 const proxies = await Promise.all(contenders.map((name) => startNodeProcess(`${here}library-proxy.ts`, [name, String(upstream.port)])));
-const targets = [{ name: 'direct', port: upstream.port }, ...contenders.map((name, i) => ({ name, port: (proxies[i] as { port: number }).port }))];
+const targets = [
+  { name: 'direct', port: upstream.port },
+  ...contenders.map((name, i) => ({ name, port: (proxies[i] as { port: number }).port })),
+];
 
 const rows: Row[] = targets.map((target) => ({ name: target.name, results: [] }));
 try {
@@ -32,7 +35,11 @@ try {
 const report = [
   '# Proxy library comparison',
   '',
-  table(rows, 'direct', `wrk -t1 -c${connections}, ${seconds}s per run, median of ${rounds} interleaved rounds, 200-byte JSON, loopback, ${new Date().toISOString().slice(0, 10)}.`),
+  table(
+    rows,
+    'direct',
+    `wrk -t1 -c${connections}, ${seconds}s per run, median of ${rounds} interleaved rounds, 200-byte JSON, loopback, ${new Date().toISOString().slice(0, 10)}.`,
+  ),
   '',
 ].join('\n');
 await writeFile(`${here}results/proxy-libraries.md`, report);

@@ -30,15 +30,26 @@ const IDLE_MS = 6_000;
 const OUTPUT = new URL('./results/refresh-storm.md', import.meta.url);
 
 const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '3' }, sizes: { type: 'string', default: '50,200,1000' }, 'load-generator': { type: 'boolean', default: false } },
+  options: {
+    rounds: { type: 'string', default: '3' },
+    sizes: { type: 'string', default: '50,200,1000' },
+    'load-generator': { type: 'boolean', default: false },
+  },
 });
 const ROUNDS = Math.min(Math.max(Number(values.rounds), 1), 10);
-const SIZES = String(values.sizes).split(',').map(Number).filter((n) => n > 0 && n <= 5000);
+const SIZES = String(values.sizes)
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0 && n <= 5000);
 const INSTANCE_COUNTS = [1, 3];
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, Math.max(0, ms)));
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
-const median = (xs: number[]) => quantile([...xs].sort((a, b) => a - b), 0.5);
+const median = (xs: number[]) =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
 
 interface Burst {
   p50: number;
@@ -73,8 +84,11 @@ function runLoadGenerator(): void {
     const results = await Promise.all(
       Array.from({ length: n }, async (_, i) => {
         const started = performance.now();
-        const res = await undiciFetch(`${urls[i % urls.length]}/api/echo?i=${i}`, { headers: apiHeaders(cookieHeader), dispatcher }).catch((err: Error) => err);
-        if (res instanceof Error) return { ms: performance.now() - started, status: `error ${(res.cause as { code?: string } | undefined)?.code ?? res.message}` };
+        const res = await undiciFetch(`${urls[i % urls.length]}/api/echo?i=${i}`, { headers: apiHeaders(cookieHeader), dispatcher }).catch(
+          (err: Error) => err,
+        );
+        if (res instanceof Error)
+          return { ms: performance.now() - started, status: `error ${(res.cause as { code?: string } | undefined)?.code ?? res.message}` };
         const body = await res.text().catch(() => '');
         const code = res.status === 200 ? '' : ` ${(/"error":"(\w+)"/.exec(body) ?? [])[1] ?? ''}`;
         return { ms: performance.now() - started, status: `${res.status}${code}` };
@@ -141,7 +155,8 @@ async function round(world: ProcessWorld, n: number): Promise<Round> {
 
 function failureText(rounds: Round[]): string {
   const total = new Map<string, number>();
-  for (const r of rounds) for (const [status, count] of [...r.storm.failures, ...r.baseline.failures]) total.set(status, (total.get(status) ?? 0) + count);
+  for (const r of rounds)
+    for (const [status, count] of [...r.storm.failures, ...r.baseline.failures]) total.set(status, (total.get(status) ?? 0) + count);
   const extra = rounds.reduce((sum, r) => sum + r.baselineCalls, 0);
   if (extra > 0) total.set('refreshes during baseline', extra);
   return total.size === 0 ? 'none' : [...total].map(([status, count]) => `${count}× ${status}`).join(', ');
@@ -149,7 +164,10 @@ function failureText(rounds: Round[]): string {
 
 const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(1) : 'n/a');
 
-const load = () => loadavg().map((x) => x.toFixed(1)).join(' / ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' / ');
 
 async function main(): Promise<void> {
   const loadAtStart = load();

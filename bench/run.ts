@@ -12,7 +12,11 @@ const scripts = ['side-by-side', 'proxy-libraries', 'gateway-overhead', 'refresh
 const [first, ...rest] = process.argv.slice(2);
 const name = first?.replace(/\.ts$/, '');
 const runs: Array<[string, string[]]> =
-  name === 'all' ? scripts.map((script) => [script, []]) : name !== undefined && scripts.includes(name) ? [[name, rest]] : [['side-by-side', process.argv.slice(2)]];
+  name === 'all'
+    ? scripts.map((script) => [script, []])
+    : name !== undefined && scripts.includes(name)
+      ? [[name, rest]]
+      : [['side-by-side', process.argv.slice(2)]];
 
 let failed = 0;
 for (const [script, args] of runs) {

@@ -60,11 +60,16 @@ const { values: opts } = parseArgs({
 const SECONDS = clamp(Number(opts.seconds), 1, 120);
 const ROUNDS = clamp(Number(opts.rounds), 1, 10);
 const WARMUP = clamp(Number(opts.warmup), 0, 30);
-const CONCURRENCY = String(opts.concurrency).split(',').map(Number).filter((n) => n >= 1 && n <= 1000);
+const CONCURRENCY = String(opts.concurrency)
+  .split(',')
+  .map(Number)
+  .filter((n) => n >= 1 && n <= 1000);
 const TOKEN_TTL = clamp(Number(opts['token-ttl']), 35, 86_400);
 const REFRESH_BEFORE = 30;
 const SETTLE_MS = 500;
-const WANTED = String(opts.targets).split(',').map((s) => s.trim());
+const WANTED = String(opts.targets)
+  .split(',')
+  .map((s) => s.trim());
 const PATH = '/api/300';
 const here = new URL('.', import.meta.url).pathname;
 
@@ -87,10 +92,14 @@ const PACKAGES: Array<{ pkg: string; file: string; for: string[] }> = [
 ];
 
 function ensurePackages(): void {
-  const missing = PACKAGES.filter((p) => (p.for.includes('*') || p.for.some((t) => WANTED.includes(t))) && !existsSync(p.file)).map((p) => p.pkg);
+  const missing = PACKAGES.filter((p) => (p.for.includes('*') || p.for.some((t) => WANTED.includes(t))) && !existsSync(p.file)).map(
+    (p) => p.pkg,
+  );
   if (!missing.length) return;
   if (opts['no-install'] || process.getuid?.() !== 0) {
-    throw new Error(`missing Debian packages: ${missing.join(' ')} — install them with: apt-get update && apt-get install -y ${missing.join(' ')}`);
+    throw new Error(
+      `missing Debian packages: ${missing.join(' ')} — install them with: apt-get update && apt-get install -y ${missing.join(' ')}`,
+    );
   }
   console.log(`installing ${missing.join(' ')} with apt-get`);
   // Keep the packages' own services (port 80, 6379) from starting: only what this bench starts
@@ -137,7 +146,8 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
 async function waitFor(what: string, check: () => Promise<boolean>, child?: ChildProcess, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`${what}: process exited (${child.exitCode ?? child.signalCode})`);
+    if (child && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(`${what}: process exited (${child.exitCode ?? child.signalCode})`);
     if (await check().catch(() => false)) return;
     await sleep(100);
   }
@@ -161,7 +171,26 @@ interface RedisProcess {
 
 async function startRedisServer(dir: string, name: string): Promise<RedisProcess> {
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--dir', dir, '--logfile', join(dir, `redis-${name}.log`)], { stdio: 'ignore' });
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--protected-mode',
+      'no',
+      '--dir',
+      dir,
+      '--logfile',
+      join(dir, `redis-${name}.log`),
+    ],
+    { stdio: 'ignore' },
+  );
   cleanups.push(() => stopChild(child));
   await waitFor(`redis-server (${name})`, async () => (await redisCommand(port, 'PING')) === '+PONG', child);
   return { port, pid: child.pid as number, url: `redis://127.0.0.1:${port}` };
@@ -177,7 +206,46 @@ async function commandStats(port: number): Promise<Map<string, { calls: number; 
 }
 
 // Commands that change data (EVAL/EVALSHA counted as writes: a script may write).
-const WRITES = new Set(['set', 'setex', 'psetex', 'setnx', 'getset', 'getdel', 'getex', 'del', 'unlink', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'hset', 'hmset', 'hsetnx', 'hdel', 'hincrby', 'sadd', 'srem', 'zadd', 'zrem', 'zremrangebyscore', 'lpush', 'rpush', 'lpop', 'rpop', 'ltrim', 'incr', 'incrby', 'decr', 'decrby', 'eval', 'evalsha', 'mset', 'rename', 'restore']);
+const WRITES = new Set([
+  'set',
+  'setex',
+  'psetex',
+  'setnx',
+  'getset',
+  'getdel',
+  'getex',
+  'del',
+  'unlink',
+  'expire',
+  'pexpire',
+  'expireat',
+  'pexpireat',
+  'persist',
+  'hset',
+  'hmset',
+  'hsetnx',
+  'hdel',
+  'hincrby',
+  'sadd',
+  'srem',
+  'zadd',
+  'zrem',
+  'zremrangebyscore',
+  'lpush',
+  'rpush',
+  'lpop',
+  'rpop',
+  'ltrim',
+  'incr',
+  'incrby',
+  'decr',
+  'decrby',
+  'eval',
+  'evalsha',
+  'mset',
+  'rename',
+  'restore',
+]);
 
 // ---------------------------------------------------------------------------------------------
 // Configurations
@@ -193,7 +261,14 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
 `;
 }
 
-function apacheConf(dir: string, port: number, upstreamPort: number, idp: Idp, redisPort: number, client: { id: string; secret: string }): string {
+function apacheConf(
+  dir: string,
+  port: number,
+  upstreamPort: number,
+  idp: Idp,
+  redisPort: number,
+  client: { id: string; secret: string },
+): string {
   const modules = '/usr/lib/apache2/modules';
   return `ServerRoot ${dir}
 ServerName 127.0.0.1
@@ -366,7 +441,9 @@ async function upstreamStats(port: number): Promise<{ requests: number; bearer: 
 }
 
 async function probe(target: Target): Promise<string> {
-  const res = await fetch(target.url, { headers: target.headers, redirect: 'manual', signal: AbortSignal.timeout(10_000) }).catch((err: Error) => err);
+  const res = await fetch(target.url, { headers: target.headers, redirect: 'manual', signal: AbortSignal.timeout(10_000) }).catch(
+    (err: Error) => err,
+  );
   if (res instanceof Error) return `error ${res.message}`;
   const body = await res.arrayBuffer();
   return res.status === 200 && body.byteLength === 300 ? 'ok' : `HTTP ${res.status} (${body.byteLength} bytes)`;
@@ -393,10 +470,11 @@ function machineInfo(): Record<string, string> {
     node: process.version,
     nginx: version('nginx', ['-v'], /nginx\/(\S+)/),
     apache: version('apache2', ['-v'], /Apache\/(\S+)/),
-    'mod_auth_openidc': dpkg('libapache2-mod-auth-openidc'),
+    mod_auth_openidc: dpkg('libapache2-mod-auth-openidc'),
     redis: version('redis-server', ['--version'], /v=(\S+)/),
     wrk: version('wrk', ['-v'], /wrk (\S+)/),
-    'http-proxy': JSON.parse(readFileSync(new URL(`../node_modules/${opts['node-proxy']}/package.json`, import.meta.url), 'utf8')).version as string,
+    'http-proxy': JSON.parse(readFileSync(new URL(`../node_modules/${opts['node-proxy']}/package.json`, import.meta.url), 'utf8'))
+      .version as string,
   };
 }
 
@@ -416,11 +494,17 @@ async function main(): Promise<void> {
   const apacheClient = { id: 'bench-apache', secret: 'bench-apache-secret-0123456789' };
   const gatewayPort = await freePort();
   const apachePort = await freePort();
-  const idp = await startIdp({ clientId: gatewayClient.id, clientSecret: gatewayClient.secret, redirectUris: [`http://127.0.0.1:${gatewayPort}/auth/callback`], accessTokenTtl: TOKEN_TTL });
+  const idp = await startIdp({
+    clientId: gatewayClient.id,
+    clientSecret: gatewayClient.secret,
+    redirectUris: [`http://127.0.0.1:${gatewayPort}/auth/callback`],
+    accessTokenTtl: TOKEN_TTL,
+  });
   cleanups.push(() => idp.close());
   // The second client, mod_auth_openidc's, goes into the IdP's client storage: oidc-provider
   // looks up clients it was not configured with there.
-  const clientAdapter = (idp.provider as unknown as { Client: { adapter: { upsert(id: string, payload: object): Promise<void> } } }).Client.adapter;
+  const clientAdapter = (idp.provider as unknown as { Client: { adapter: { upsert(id: string, payload: object): Promise<void> } } }).Client
+    .adapter;
   await clientAdapter.upsert(apacheClient.id, {
     client_id: apacheClient.id,
     client_secret: apacheClient.secret,
@@ -432,7 +516,15 @@ async function main(): Promise<void> {
 
   const targets: Target[] = [];
   const base = (port: number) => `http://127.0.0.1:${port}${PATH}`;
-  targets.push({ key: 'direct', name: 'direct upstream', url: base(upstream.port), headers: {}, proxyPids: [], proxyProcesses: 'none', rp: false });
+  targets.push({
+    key: 'direct',
+    name: 'direct upstream',
+    url: base(upstream.port),
+    headers: {},
+    proxyPids: [],
+    proxyProcesses: 'none',
+    rp: false,
+  });
 
   if (WANTED.includes('nginx')) {
     const port = await freePort();
@@ -442,13 +534,29 @@ async function main(): Promise<void> {
     const child = spawn('nginx', ['-c', join(nginxDir, 'nginx.conf'), '-p', nginxDir], { stdio: 'ignore' });
     cleanups.push(() => stopChild(child));
     await waitFor('nginx', listening(port), child);
-    targets.push({ key: 'nginx', name: `nginx ${info.nginx} proxy_pass`, url: base(port), headers: {}, proxyPids: [child.pid as number], proxyProcesses: 'nginx master + 1 worker', rp: false });
+    targets.push({
+      key: 'nginx',
+      name: `nginx ${info.nginx} proxy_pass`,
+      url: base(port),
+      headers: {},
+      proxyPids: [child.pid as number],
+      proxyProcesses: 'nginx master + 1 worker',
+      rp: false,
+    });
   }
 
   if (WANTED.includes('node')) {
     const proxy = await startNodeProcess(`${here}library-proxy.ts`, [String(opts['node-proxy']), String(upstream.port)]);
     cleanups.push(() => stopProcess(proxy.child));
-    targets.push({ key: 'node', name: `bare Node http + ${opts['node-proxy']} ${info['http-proxy']}`, url: base(proxy.port), headers: {}, proxyPids: [proxy.child.pid as number], proxyProcesses: 'the node process', rp: false });
+    targets.push({
+      key: 'node',
+      name: `bare Node http + ${opts['node-proxy']} ${info['http-proxy']}`,
+      url: base(proxy.port),
+      headers: {},
+      proxyPids: [proxy.child.pid as number],
+      proxyProcesses: 'the node process',
+      rp: false,
+    });
   }
 
   if (WANTED.includes('apache')) {
@@ -457,7 +565,10 @@ async function main(): Promise<void> {
     await mkdir(apacheDir);
     await chmod(apacheDir, 0o755);
     await writeFile(join(apacheDir, 'apache2.conf'), apacheConf(apacheDir, apachePort, upstream.port, idp, redis.port, apacheClient));
-    const child = spawn('apache2', ['-f', join(apacheDir, 'apache2.conf'), '-DFOREGROUND'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, APACHE_RUN_DIR: apacheDir, APACHE_LOG_DIR: apacheDir } });
+    const child = spawn('apache2', ['-f', join(apacheDir, 'apache2.conf'), '-DFOREGROUND'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, APACHE_RUN_DIR: apacheDir, APACHE_LOG_DIR: apacheDir },
+    });
     cleanups.push(() => stopChild(child));
     await waitFor('apache2', listening(apachePort), child);
     const apacheUrl = `http://127.0.0.1:${apachePort}`;
@@ -478,7 +589,11 @@ async function main(): Promise<void> {
   if (WANTED.includes('gateway')) {
     const redis = await startRedisServer(dir, 'gateway');
     await writeFile(join(dir, 'gateway.yaml'), gatewayConf(gatewayPort, idp, redis.url, gatewayClient, upstream.port));
-    const child = spawn(process.execPath, ['--import', 'tsx', `${here}../test/support/cli-entry.ts`, '--config', join(dir, 'gateway.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', `${here}../test/support/cli-entry.ts`, '--config', join(dir, 'gateway.yaml')],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     cleanups.push(() => stopChild(child));
     const publicUrl = `http://127.0.0.1:${gatewayPort}`;
     await waitFor('bff-gateway', listening(gatewayPort), child);
@@ -514,7 +629,12 @@ async function main(): Promise<void> {
         // Requests wrk abandoned when it stopped may still be in the proxy: let them finish, so
         // that each window counts the work of the requests sent in it, before and after.
         await sleep(SETTLE_MS);
-        const groups: Record<string, number[]> = { proxy: target.proxyPids, upstream: [upstreamPid], redis: target.redis ? [target.redis.pid] : [], bench: [-process.pid] };
+        const groups: Record<string, number[]> = {
+          proxy: target.proxyPids,
+          upstream: [upstreamPid],
+          redis: target.redis ? [target.redis.pid] : [],
+          bench: [-process.pid],
+        };
         const redisBefore = target.redis ? await commandStats(target.redis.port) : undefined;
         const upBefore = await upstreamStats(upstream.port);
         const refreshBefore = idp.counters.refreshGrants;
@@ -547,8 +667,20 @@ async function main(): Promise<void> {
           state = `${state}, logged in again`;
         }
         const cell: Cell = {
-          target: target.key, round, connections, wrk: result, cpu, storeCalls, storeWrites, storeUsec, storeByCommand, refreshes,
-          upstreamRequests: upAfter.requests - upBefore.requests, upstreamBearer: upAfter.bearer - upBefore.bearer, probe: state, relogged,
+          target: target.key,
+          round,
+          connections,
+          wrk: result,
+          cpu,
+          storeCalls,
+          storeWrites,
+          storeUsec,
+          storeByCommand,
+          refreshes,
+          upstreamRequests: upAfter.requests - upBefore.requests,
+          upstreamBearer: upAfter.bearer - upBefore.bearer,
+          probe: state,
+          relogged,
         };
         cells.push(cell);
         console.log(
@@ -577,7 +709,12 @@ function perRequest(ticks: number, requests: number): number {
 
 const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 
-function render(targets: Target[], cells: Cell[], info: Record<string, string>, run: { loadStart: number[]; loadEnd: number[]; elapsed: number; refreshesAtLogin: number }): string {
+function render(
+  targets: Target[],
+  cells: Cell[],
+  info: Record<string, string>,
+  run: { loadStart: number[]; loadEnd: number[]; elapsed: number; refreshesAtLogin: number },
+): string {
   const of = (key: string, c: number) => cells.filter((cell) => cell.target === key && cell.connections === c);
   const med = (key: string, c: number, f: (cell: Cell) => number) => {
     const xs = of(key, c).map(f).filter(Number.isFinite);
@@ -587,7 +724,8 @@ function render(targets: Target[], cells: Cell[], info: Record<string, string>, 
   const rps = (key: string) => med(key, hi, (c) => c.wrk.rps);
   const p50 = (key: string, c: number) => med(key, c, (cell) => cell.wrk.p50ms);
   const p99 = (key: string, c: number) => med(key, c, (cell) => cell.wrk.p99ms);
-  const cpuOf = (key: string, c: number, group: string) => med(key, c, (cell) => (cell.cpu[group]?.pids ? perRequest(cell.cpu[group]!.ticks, cell.upstreamRequests) : Number.NaN));
+  const cpuOf = (key: string, c: number, group: string) =>
+    med(key, c, (cell) => (cell.cpu[group]?.pids ? perRequest(cell.cpu[group]!.ticks, cell.upstreamRequests) : Number.NaN));
   const wrkCpu = (key: string, c: number) => med(key, c, (cell) => perRequest(cell.wrk.cpuTicks, cell.wrk.requests));
   const wrkCore = (key: string, c: number) => med(key, c, (cell) => (cell.wrk.cpuTicks / clockTicks() / SECONDS) * 100);
   const store = (key: string, c: number) => med(key, c, (cell) => cell.storeCalls / cell.upstreamRequests);
@@ -626,11 +764,17 @@ function render(targets: Target[], cells: Cell[], info: Record<string, string>, 
     const problems: string[] = [];
     if (cell.wrk.errors) problems.push(`${cell.wrk.errors} errors`);
     const forwarded = target.rp ? cell.upstreamBearer : cell.upstreamRequests;
-    if (forwarded < cell.wrk.requests) problems.push(`${cell.wrk.requests - forwarded} answers did not come from the upstream${target.rp ? ' with a Bearer' : ''}`);
+    if (forwarded < cell.wrk.requests)
+      problems.push(`${cell.wrk.requests - forwarded} answers did not come from the upstream${target.rp ? ' with a Bearer' : ''}`);
     if (cell.probe !== 'ok') problems.push(`probe after the run: ${cell.probe}`);
     return problems.length ? [`round ${cell.round} c${cell.connections} ${cell.target}: ${problems.join('; ')}`] : [];
   });
-  lines.push('', anomalies.length ? `Runs with problems: ${anomalies.join(' · ')}.` : 'Every run: 0 errors, every answer came from the upstream (with a Bearer through both relying parties), the session alive after the run.');
+  lines.push(
+    '',
+    anomalies.length
+      ? `Runs with problems: ${anomalies.join(' · ')}.`
+      : 'Every run: 0 errors, every answer came from the upstream (with a Bearer through both relying parties), the session alive after the run.',
+  );
 
   // Goals of issue 10, for bff-gateway.
   if (has('gateway')) {
@@ -659,7 +803,7 @@ function render(targets: Target[], cells: Cell[], info: Record<string, string>, 
     '',
     '## Where the CPU goes (µs per request, medians)',
     '',
-    'CPU time from /proc/<pid>/stat (utime + stime, all threads, descendants included) over the measured run and the 0.5 s after it (requests wrk abandoned when it stopped finish there), divided by the requests that reached the upstream in that time (the requests the proxy served; wrk\'s own count leaves out those in flight when it stops). ' +
+    "CPU time from /proc/<pid>/stat (utime + stime, all threads, descendants included) over the measured run and the 0.5 s after it (requests wrk abandoned when it stopped finish there), divided by the requests that reached the upstream in that time (the requests the proxy served; wrk's own count leaves out those in flight when it stops). " +
       '"proxy": the processes named in the last column; "upstream": the Node upstream; "Redis": that target\'s own redis-server; ' +
       '"bench": the harness process alone (not its children), which hosts the embedded IdP (token refreshes land there); "wrk": the load generator (and its share of one core).',
     '',
@@ -686,7 +830,9 @@ function render(targets: Target[], cells: Cell[], info: Record<string, string>, 
   );
   for (const cell of cells) {
     const target = targets.find((t) => t.key === cell.target) as Target;
-    const commands = Object.entries(cell.storeByCommand).map(([name, calls]) => `${name} ${fmt(calls / cell.upstreamRequests, 3)}`).join(', ');
+    const commands = Object.entries(cell.storeByCommand)
+      .map(([name, calls]) => `${name} ${fmt(calls / cell.upstreamRequests, 3)}`)
+      .join(', ');
     const changed = cell.cpu.proxy?.changed ? ' (process set changed)' : '';
     lines.push(
       `| ${cell.round} | ${cell.connections} | ${cell.target} | ${fmt(cell.wrk.rps, 0)} | ${fmt(cell.wrk.p50ms, 3)} | ${fmt(cell.wrk.p99ms, 3)} | ${cell.wrk.errors} | ` +

@@ -10,7 +10,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 const small = Buffer.from(JSON.stringify({ ok: true, items: [1, 2, 3], message: 'hello from the upstream', padding: 'x'.repeat(120) }));
-const row = JSON.stringify({ id: 123456, name: 'item name', description: 'a reasonably ordinary description of an item', tags: ['a', 'b', 'c'] });
+const row = JSON.stringify({
+  id: 123456,
+  name: 'item name',
+  description: 'a reasonably ordinary description of an item',
+  tags: ['a', 'b', 'c'],
+});
 const rows: string[] = [];
 let size = 2;
 while (size < 1024 * 1024) {
@@ -19,7 +24,9 @@ while (size < 1024 * 1024) {
 }
 const big = Buffer.from(`[${rows.join(',')}]`);
 const base300 = JSON.stringify({ ok: true, items: [1, 2, 3], message: 'hello from the upstream', padding: '' });
-const json300 = Buffer.from(JSON.stringify({ ok: true, items: [1, 2, 3], message: 'hello from the upstream', padding: 'x'.repeat(300 - base300.length) }));
+const json300 = Buffer.from(
+  JSON.stringify({ ok: true, items: [1, 2, 3], message: 'hello from the upstream', padding: 'x'.repeat(300 - base300.length) }),
+);
 
 let requests = 0;
 let bearer = 0;

@@ -77,9 +77,17 @@ export declare class BffClient extends EventTarget {
   sessions(): Promise<BffSession[]>;
   endSession(ref: string): Promise<number>;
   endOtherSessions(): Promise<number>;
-  addEventListener<K extends keyof BffClientEventMap>(type: K, listener: (event: BffClientEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener<K extends keyof BffClientEventMap>(
+    type: K,
+    listener: (event: BffClientEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
-  removeEventListener<K extends keyof BffClientEventMap>(type: K, listener: (event: BffClientEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+  removeEventListener<K extends keyof BffClientEventMap>(
+    type: K,
+    listener: (event: BffClientEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
   removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
 }
 

@@ -115,7 +115,11 @@ export class BffClient extends EventTarget {
 
   /** POST /auth/logout, then the navigation to the returned `logoutUrl` (the IdP's logout). */
   async logout() {
-    const response = await fetch('/auth/logout', { method: 'POST', headers: { [this.options.csrfHeader]: '1' }, credentials: 'same-origin' });
+    const response = await fetch('/auth/logout', {
+      method: 'POST',
+      headers: { [this.options.csrfHeader]: '1' },
+      credentials: 'same-origin',
+    });
     this.clearExpiry();
     const body = response.ok ? await response.json() : undefined;
     this.options.navigate(body?.logoutUrl ?? '/');
@@ -141,7 +145,11 @@ export class BffClient extends EventTarget {
     const init = body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
     const response = await this.fetch(path, init);
     const parsed = await response.json();
-    if (!response.ok) throw Object.assign(new Error(parsed.message || `${path} answered ${response.status}`), { status: response.status, code: parsed.error });
+    if (!response.ok)
+      throw Object.assign(new Error(parsed.message || `${path} answered ${response.status}`), {
+        status: response.status,
+        code: parsed.error,
+      });
     return parsed;
   }
 

@@ -48,7 +48,12 @@ export async function startApi(opts: ApiOptions): Promise<SampleApi> {
       }
       const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
       if (!token) {
-        send(res, 401, { error: 'invalid_token', message: 'a bearer token is required' }, { 'www-authenticate': 'Bearer error="invalid_token"' });
+        send(
+          res,
+          401,
+          { error: 'invalid_token', message: 'a bearer token is required' },
+          { 'www-authenticate': 'Bearer error="invalid_token"' },
+        );
         return;
       }
       try {

@@ -53,7 +53,10 @@ function buildah(args: string[]): string {
 }
 
 function imageConfig(): ImageConfig {
-  const inspected = JSON.parse(buildah(['inspect', '--type', 'image', IMAGE])) as { Docker?: { config?: ImageConfig }; OCIv1?: { config?: ImageConfig } };
+  const inspected = JSON.parse(buildah(['inspect', '--type', 'image', IMAGE])) as {
+    Docker?: { config?: ImageConfig };
+    OCIv1?: { config?: ImageConfig };
+  };
   return { ...inspected.OCIv1?.config, ...inspected.Docker?.config };
 }
 
@@ -62,9 +65,12 @@ function runArgs(container: string, config: ImageConfig, volume: string, env: Re
   return [
     ...BUILDAH.slice(1),
     'run',
-    '--isolation', 'chroot',
-    '--user', config.User ?? 'root',
-    '--volume', `${volume}:/etc/bff-gateway:ro`,
+    '--isolation',
+    'chroot',
+    '--user',
+    config.User ?? 'root',
+    '--volume',
+    `${volume}:/etc/bff-gateway:ro`,
     ...Object.entries(env).flatMap(([key, value]) => ['--env', `${key}=${value}`]),
     container,
     '--',
@@ -78,7 +84,13 @@ function findGatewayPid(healthUrl: string): number | undefined {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (basename(cmdline[0] ?? '') === 'node' && cmdline[1] === 'bin/bff-gateway.js' && readlinkSync(`/proc/${entry}/cwd`).endsWith('/app') && readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`BFF_HEALTH_URL=${healthUrl}`)) return Number(entry);
+      if (
+        basename(cmdline[0] ?? '') === 'node' &&
+        cmdline[1] === 'bin/bff-gateway.js' &&
+        readlinkSync(`/proc/${entry}/cwd`).endsWith('/app') &&
+        readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`BFF_HEALTH_URL=${healthUrl}`)
+      )
+        return Number(entry);
     } catch {
       // the process ended meanwhile
     }
@@ -98,7 +110,12 @@ async function main(): Promise<void> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const publicUrl = `http://127.0.0.1:${port}`;
   const redis = await startRedis();
-  const idp = await startIdp({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [`${publicUrl}/auth/callback`], postLogoutRedirectUris: [`${publicUrl}/`] });
+  const idp = await startIdp({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    redirectUris: [`${publicUrl}/auth/callback`],
+    postLogoutRedirectUris: [`${publicUrl}/`],
+  });
   const upstream = await startUpstream({ issuer: idp.issuer, jwksUri: `${idp.issuer}/jwks` });
   const dir = mkdtempSync(join(tmpdir(), 'bff-image-smoke-'));
   // Read by the image's unprivileged user; the file holds no secret (they come from the environment).
@@ -110,7 +127,12 @@ async function main(): Promise<void> {
       publicUrl,
       shutdownGrace: '2s',
       admin: { host: '127.0.0.1', port: adminPort },
-      oidc: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: '${OIDC_CLIENT_SECRET}', scopes: ['openid', 'profile', 'email', 'offline_access', 'api'] },
+      oidc: {
+        issuer: idp.issuer,
+        clientId: CLIENT_ID,
+        clientSecret: '${OIDC_CLIENT_SECRET}',
+        scopes: ['openid', 'profile', 'email', 'offline_access', 'api'],
+      },
       session: { store: 'redis', redis: { url: '${REDIS_URL}' }, secret: '${SESSION_SECRET}', encryptionKey: '${SESSION_KEY}' },
       routes: [
         { path: '/api', upstream: upstream.url, token: 'user' },
@@ -131,7 +153,11 @@ async function main(): Promise<void> {
   try {
     // `check`: the entrypoint with the CLI's check subcommand on the mounted file.
     const checked = spawnSync(BUILDAH[0] as string, runArgs(container, config, dir, env, [...entrypoint, 'check']), { encoding: 'utf8' });
-    check(checked.status === 0, '`check` accepts the mounted configuration', `${checked.stdout}${checked.stderr}`.trim().split('\n').at(-1));
+    check(
+      checked.status === 0,
+      '`check` accepts the mounted configuration',
+      `${checked.stdout}${checked.stderr}`.trim().split('\n').at(-1),
+    );
 
     gateway = spawn(BUILDAH[0] as string, runArgs(container, config, dir, env, entrypoint), { stdio: ['ignore', 'pipe', 'pipe'] });
     const collect = (chunk: Buffer) => output.push(...chunk.toString('utf8').split('\n').filter(Boolean));
@@ -143,7 +169,10 @@ async function main(): Promise<void> {
     const started = Date.now();
     let ready = false;
     while (!ready && Date.now() - started < 60_000 && gateway.exitCode === null) {
-      ready = await fetch(`${admin}/readyz`).then((r) => r.status === 200, () => false);
+      ready = await fetch(`${admin}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (!ready) await sleep(200);
     }
     check(ready, '/readyz answers 200 (Redis and the IdP reached from the container)', `after ${Date.now() - started} ms`);
@@ -156,23 +185,39 @@ async function main(): Promise<void> {
     check(uid === '1000', 'the gateway process runs as uid 1000 (node)', `pid ${pid}, uid ${uid}`);
 
     const session = await login(publicUrl);
-    check(/HttpOnly/i.test(session.setCookie), 'a full login through the IdP sets an HttpOnly session cookie', `${session.cookie.split('=')[0]}, then to ${session.location}`);
+    check(
+      /HttpOnly/i.test(session.setCookie),
+      'a full login through the IdP sets an HttpOnly session cookie',
+      `${session.cookie.split('=')[0]}, then to ${session.location}`,
+    );
     const api = await fetch(`${publicUrl}/api/echo`, { headers: { cookie: session.cookieHeader, 'x-csrf': '1' } });
     const body = await api.text();
     const token = upstream.requests.at(-1)?.auth;
-    check(api.status === 200 && token?.ok === true, 'an API call reaches the upstream with a valid access token', `HTTP ${api.status}, upstream saw sub ${String(token?.claims?.sub)}`);
+    check(
+      api.status === 200 && token?.ok === true,
+      'an API call reaches the upstream with a valid access token',
+      `HTTP ${api.status}, upstream saw sub ${String(token?.claims?.sub)}`,
+    );
     const bearer = /^Bearer (.+)$/.exec(upstream.requests.at(-1)?.headers.authorization ?? '')?.[1] ?? '';
     check(bearer.length > 0 && !body.includes(bearer), 'the access token does not come back to the browser');
     const user = await fetch(`${publicUrl}/auth/user`, { headers: { cookie: session.cookieHeader, 'x-csrf': '1' } });
     const userBody = (await user.json()) as { sub?: string };
-    check(user.status === 200 && userBody.sub === 'alice', '/auth/user answers the logged-in user', `HTTP ${user.status}, sub ${userBody.sub}`);
+    check(
+      user.status === 200 && userBody.sub === 'alice',
+      '/auth/user answers the logged-in user',
+      `HTTP ${user.status}, sub ${userBody.sub}`,
+    );
     const metrics = await fetch(`${admin}/metrics`).then((r) => r.text());
     check(/bff_logins_total\{result="success"\} 1\b/.test(metrics), '/metrics counts the login');
     const logout = await fetch(`${publicUrl}/auth/logout`, { method: 'POST', headers: { cookie: session.cookieHeader, 'x-csrf': '1' } });
     await logout.body?.cancel();
     const after = await fetch(`${publicUrl}/api/echo`, { headers: { cookie: session.cookieHeader, 'x-csrf': '1' } });
     await after.body?.cancel();
-    check(logout.status === 200 && after.status === 401, 'after logout the session is gone', `logout HTTP ${logout.status}, then HTTP ${after.status}`);
+    check(
+      logout.status === 200 && after.status === 401,
+      'after logout the session is gone',
+      `logout HTTP ${logout.status}, then HTTP ${after.status}`,
+    );
 
     // The HEALTHCHECK command, run inside the image as Docker would.
     if (healthcheck[0] === 'CMD') {

@@ -8,7 +8,16 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const HOSTS = ['evil.com', 'evil.com@app.example.com', 'app.example.com.evil.com', '127.0.0.1', '0x7f.1', '[::1]', 'evil。com', 'evil%E3%80%82com'];
+const HOSTS = [
+  'evil.com',
+  'evil.com@app.example.com',
+  'app.example.com.evil.com',
+  '127.0.0.1',
+  '0x7f.1',
+  '[::1]',
+  'evil。com',
+  'evil%E3%80%82com',
+];
 
 /** Ways to make a browser read what follows as an authority or a scheme. */
 const OPENERS = [
@@ -48,7 +57,10 @@ const OPENERS = [
 ];
 
 function encodeAll(text: string, upper: boolean): string {
-  return [...Buffer.from(text, 'utf8')].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).map((hex) => (upper ? hex.toUpperCase() : hex)).join('');
+  return [...Buffer.from(text, 'utf8')]
+    .map((byte) => `%${byte.toString(16).padStart(2, '0')}`)
+    .map((hex) => (upper ? hex.toUpperCase() : hex))
+    .join('');
 }
 
 /** Percent-encodes everything after the first character: the shape most filters miss. */
@@ -71,7 +83,15 @@ function systematic(): string[] {
     out.push(encodeAll(`${opener}evil.com`, false));
   }
   for (const scheme of ['javascript', 'JaVaScRiPt', 'data', 'vbscript', 'file', 'blob', 'https', 'ftp']) {
-    out.push(`${scheme}:alert(1)`, `${scheme}://evil.com`, ` ${scheme}:x`, `\t${scheme}:x`, `${scheme}%3a//evil.com`, `/${scheme}:x`, `%2F${scheme}:x`);
+    out.push(
+      `${scheme}:alert(1)`,
+      `${scheme}://evil.com`,
+      ` ${scheme}:x`,
+      `\t${scheme}:x`,
+      `${scheme}%3a//evil.com`,
+      `/${scheme}:x`,
+      `%2F${scheme}:x`,
+    );
   }
   return out;
 }

@@ -22,7 +22,8 @@ export function renderSchema(): string {
     $schema,
     $id: SCHEMA_ID,
     title: 'bff-gateway configuration',
-    description: 'The YAML configuration of bff-gateway. `${VAR}` and `${VAR:-default}` are replaced from the environment before validation.',
+    description:
+      'The YAML configuration of bff-gateway. `${VAR}` and `${VAR:-default}` are replaced from the environment before validation.',
     ...rest,
   };
   return `${JSON.stringify(document, null, 2)}\n`;

@@ -63,13 +63,18 @@ export function svgChart(title: string, panels: PanelSpec[], markers: Marker[], 
       parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`);
     }
     markers.forEach((marker, m) => {
-      parts.push(`<line x1="${x(marker.at)}" x2="${x(marker.at)}" y1="${y0}" y2="${y0 + panelHeight}" stroke="#888" stroke-dasharray="4 3"/>`);
+      parts.push(
+        `<line x1="${x(marker.at)}" x2="${x(marker.at)}" y1="${y0}" y2="${y0 + panelHeight}" stroke="#888" stroke-dasharray="4 3"/>`,
+      );
       // Labels one under the other: markers a few seconds apart would overprint.
       if (index === 0) parts.push(`<text x="${x(marker.at) + 3}" y="${y0 + 12 + m * 12}" fill="#555">${escapeXml(marker.label)}</text>`);
     });
     panel.series.forEach((series, s) => {
       const color = COLORS[s % COLORS.length] as string;
-      const path = series.points.filter(([, v]) => Number.isFinite(v)).map(([t, v], i) => `${i === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+      const path = series.points
+        .filter(([, v]) => Number.isFinite(v))
+        .map(([t, v], i) => `${i === 0 ? 'M' : 'L'}${x(t).toFixed(1)},${y(v).toFixed(1)}`)
+        .join(' ');
       if (path) parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
       parts.push(`<rect x="${left + plotWidth + 12}" y="${y0 + 4 + s * 16}" width="10" height="10" fill="${color}"/>`);
       parts.push(`<text x="${left + plotWidth + 26}" y="${y0 + 13 + s * 16}">${escapeXml(series.name)}</text>`);

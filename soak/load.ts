@@ -167,7 +167,8 @@ async function main(): Promise<void> {
       totals.tokenChanges++;
       window.tokenChanges++;
       // Issue times, not arrival times: a slow answer must not look like an early refresh.
-      if (start && iat > 0 && session.currentIat > 0 && (iat - session.currentIat) * 1000 < start.refreshPeriodMs - 1_000) totals.earlyChanges++;
+      if (start && iat > 0 && session.currentIat > 0 && (iat - session.currentIat) * 1000 < start.refreshPeriodMs - 1_000)
+        totals.earlyChanges++;
     } else if (iat * 1000 > session.loggedInAt) {
       // The login's token was refreshed before any call carried it back: that is a change too.
       session.changes++;
@@ -188,7 +189,10 @@ async function main(): Promise<void> {
     }
     session.busy = true;
     const n = start.gateways.length;
-    const [a, b] = await Promise.all([call(session, start.gateways[index % n] as string), call(session, start.gateways[(index + 1) % n] as string)]);
+    const [a, b] = await Promise.all([
+      call(session, start.gateways[index % n] as string),
+      call(session, start.gateways[(index + 1) % n] as string),
+    ]);
     session.busy = false;
     if (a && b && a.fp !== b.fp) totals.splitTicks++;
     for (const seen of [a, b]) if (seen) observe(session, seen);
@@ -197,7 +201,15 @@ async function main(): Promise<void> {
   process.on('message', (message: ToLoad) => {
     if (message.type === 'start') {
       start = message;
-      sessions = message.cookies.map((cookie, i) => ({ cookie, loggedInAt: message.loggedInAt[i] ?? 0, currentIat: 0, replaced: new Set(), changes: 0, lost: false, busy: false }));
+      sessions = message.cookies.map((cookie, i) => ({
+        cookie,
+        loggedInAt: message.loggedInAt[i] ?? 0,
+        currentIat: 0,
+        replaced: new Set(),
+        changes: 0,
+        lost: false,
+        busy: false,
+      }));
       sessions.forEach((_, index) => {
         const first = setTimeout(() => {
           timers.delete(first);

@@ -76,7 +76,8 @@ const SAMPLE_S = num('sample', 1, 60);
 const LOGIN_CONCURRENCY = num('login-concurrency', 1, 256);
 const LABEL = values.label ?? `${Math.round(DURATION_S / 60)}min`;
 const FROM = values.gateway === 'sources' ? 'sources' : 'dist';
-if (INTERVAL_S >= WINDOW_S) throw new Error('--interval must be shorter than --refresh-window, or tokens expire before a request refreshes them');
+if (INTERVAL_S >= WINDOW_S)
+  throw new Error('--interval must be shorter than --refresh-window, or tokens expire before a request refreshes them');
 // Windows over which RSS is compared: after warm-up, and at the end.
 const WARMUP_S = Math.min(120, DURATION_S / 4);
 const WINDOW_CMP_S = Math.min(60, DURATION_S / 4);
@@ -104,7 +105,24 @@ class SoakRedis {
     return `redis://127.0.0.1:${this.port}/0`;
   }
   async start(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no', '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', this.dir, '--loglevel', 'warning'];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--protected-mode',
+      'no',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--dir',
+      this.dir,
+      '--loglevel',
+      'warning',
+    ];
     this.child = spawn('redis-server', args, { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
@@ -136,7 +154,11 @@ interface Gateway {
 
 function startGateway(index: number, port: number, adminPort: number, file: string): Gateway {
   const entry = FROM === 'dist' ? [join(ROOT, 'bin/bff-gateway.js')] : ['--import', 'tsx', join(ROOT, 'test/support/cli-entry.ts')];
-  const child = spawn(process.execPath, [...entry, '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: values['log-level'] } });
+  const child = spawn(process.execPath, [...entry, '--config', file], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_LEVEL: values['log-level'] },
+  });
   const gateway: Gateway = { index, port, adminPort, url: `http://127.0.0.1:${port}`, child, warnings: [], warningCount: 0 };
   const collect = (chunk: Buffer) => {
     for (const line of chunk.toString('utf8').split('\n')) {
@@ -154,7 +176,13 @@ async function waitReady(gateway: Gateway): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (gateway.child.exitCode !== null) throw new Error(`gateway ${gateway.index} exited:\n${gateway.warnings.join('\n')}`);
-    if (await fetch(`http://127.0.0.1:${gateway.adminPort}/readyz`).then((r) => r.ok, () => false)) return;
+    if (
+      await fetch(`http://127.0.0.1:${gateway.adminPort}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await sleep(100);
   }
   throw new Error(`gateway ${gateway.index} not ready within 60 s`);
@@ -189,7 +217,11 @@ interface ProcSample {
   sockets: Record<'clients' | 'redis' | 'upstream' | 'idp' | 'listening' | 'other', number>;
 }
 
-function sampleProcess(gateway: Gateway, peers: { redis: number; upstream: number; idp: number }, tcp: Map<string, [number, number]>): ProcSample {
+function sampleProcess(
+  gateway: Gateway,
+  peers: { redis: number; upstream: number; idp: number },
+  tcp: Map<string, [number, number]>,
+): ProcSample {
   const pid = gateway.child.pid as number;
   const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
   const sockets = { clients: 0, redis: 0, upstream: 0, idp: 0, listening: 0, other: 0 };
@@ -253,12 +285,20 @@ async function scanCount(redis: Redis, pattern: string): Promise<number> {
 
 async function main(): Promise<void> {
   const machine = { cpus: cpus().length, node: process.version, loadavgAtStart: loadavg().map((x) => Number(x.toFixed(2))) };
-  console.log(`soak ${LABEL}: ${DURATION_S}s, ${SESSIONS} sessions, token ${TOKEN_TTL_S}s (refresh ${WINDOW_S}s before expiry), a tick every ${INTERVAL_S}s, ${INSTANCES} instance(s), Redis restart at ${RESTART_AT_S}s for ${REDIS_DOWN_S}s`);
+  console.log(
+    `soak ${LABEL}: ${DURATION_S}s, ${SESSIONS} sessions, token ${TOKEN_TTL_S}s (refresh ${WINDOW_S}s before expiry), a tick every ${INTERVAL_S}s, ${INSTANCES} instance(s), Redis restart at ${RESTART_AT_S}s for ${REDIS_DOWN_S}s`,
+  );
   const ports = await Promise.all(Array.from({ length: INSTANCES * 2 + 1 }, () => freePort()));
   const redis = new SoakRedis(ports[0] as number);
   await redis.start();
   const publicUrl = `http://127.0.0.1:${ports[1]}`;
-  const idp: Idp = await startIdp({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [`${publicUrl}/auth/callback`], postLogoutRedirectUris: [`${publicUrl}/`], accessTokenTtl: TOKEN_TTL_S });
+  const idp: Idp = await startIdp({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    redirectUris: [`${publicUrl}/auth/callback`],
+    postLogoutRedirectUris: [`${publicUrl}/`],
+    accessTokenTtl: TOKEN_TTL_S,
+  });
 
   const loader = fork(join(ROOT, 'soak/load.ts'), [], { execArgv: ['--import', 'tsx'] });
   const inbox: FromLoad[] = [];
@@ -271,7 +311,8 @@ async function main(): Promise<void> {
   const next = <T extends FromLoad['type']>(type: T): Promise<Extract<FromLoad, { type: T }>> =>
     new Promise((done, fail) => {
       const queued = inbox.shift();
-      const accept = (m: FromLoad) => (m.type === type ? done(m as Extract<FromLoad, { type: T }>) : fail(new Error(`expected ${type}, got ${m.type}`)));
+      const accept = (m: FromLoad) =>
+        m.type === type ? done(m as Extract<FromLoad, { type: T }>) : fail(new Error(`expected ${type}, got ${m.type}`));
       if (queued) accept(queued);
       else waiters.push(accept);
     });
@@ -280,7 +321,13 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'bff-soak-'));
   const gateways: Gateway[] = [];
-  const sampler = new Redis(redis.port, { host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 200 });
+  const sampler = new Redis(redis.port, {
+    host: '127.0.0.1',
+    lazyConnect: false,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: () => 200,
+  });
   sampler.on('error', () => {});
   const cleanup = async () => {
     sampler.disconnect();
@@ -305,8 +352,21 @@ async function main(): Promise<void> {
           publicUrl,
           shutdownGrace: '2s',
           admin: { host: '127.0.0.1', port: adminPort },
-          oidc: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access', 'api'], timeout: '5s' },
-          session: { store: 'redis', redis: { url: redis.url }, secret: SESSION_SECRET, encryptionKey: SESSION_KEY, idleTimeout: '30m', absoluteTimeout: '12h' },
+          oidc: {
+            issuer: idp.issuer,
+            clientId: CLIENT_ID,
+            clientSecret: CLIENT_SECRET,
+            scopes: ['openid', 'profile', 'email', 'offline_access', 'api'],
+            timeout: '5s',
+          },
+          session: {
+            store: 'redis',
+            redis: { url: redis.url },
+            secret: SESSION_SECRET,
+            encryptionKey: SESSION_KEY,
+            idleTimeout: '30m',
+            absoluteTimeout: '12h',
+          },
           tokens: { refreshBeforeExpiry: `${WINDOW_S}s` },
           // Every session's calls come from this one loopback address.
           limits: { perClientRequests: SESSIONS * 4 },
@@ -351,17 +411,38 @@ async function main(): Promise<void> {
       }
     };
     const gatewayRefresh = async () => {
-      const texts = await Promise.all(gateways.map((g) => fetch(`http://127.0.0.1:${g.adminPort}/metrics`).then((r) => r.text(), () => '')));
+      const texts = await Promise.all(
+        gateways.map((g) =>
+          fetch(`http://127.0.0.1:${g.adminPort}/metrics`).then(
+            (r) => r.text(),
+            () => '',
+          ),
+        ),
+      );
       const out: Record<string, number> = {};
-      for (const result of ['success', 'error', 'invalid_grant', 'coalesced']) out[result] = texts.reduce((sum, text) => sum + metricSum(text, 'bff_token_refresh_total', { result }), 0);
+      for (const result of ['success', 'error', 'invalid_grant', 'coalesced'])
+        out[result] = texts.reduce((sum, text) => sum + metricSum(text, 'bff_token_refresh_total', { result }), 0);
       return out;
     };
 
     // Idle first, so that the logins' keep-alive connections are gone: the baseline of sockets.
     await sleep(6_000);
-    const before = { processes: processSamples(), redis: await redisSample(), refresh: await gatewayRefresh(), idpGrants: idp.counters.refreshGrants };
+    const before = {
+      processes: processSamples(),
+      redis: await redisSample(),
+      refresh: await gatewayRefresh(),
+      idpGrants: idp.counters.refreshGrants,
+    };
     const t0 = Date.now();
-    toLoader({ type: 'start', gateways: gateways.map((g) => g.url), cookies, loggedInAt, intervalMs: INTERVAL_S * 1000, requestTimeoutMs: 10_000, refreshPeriodMs: (TOKEN_TTL_S - WINDOW_S) * 1000 });
+    toLoader({
+      type: 'start',
+      gateways: gateways.map((g) => g.url),
+      cookies,
+      loggedInAt,
+      intervalMs: INTERVAL_S * 1000,
+      requestTimeoutMs: 10_000,
+      refreshPeriodMs: (TOKEN_TTL_S - WINDOW_S) * 1000,
+    });
 
     const samples: Sample[] = [];
     const events: Array<{ t: number; what: string }> = [];
@@ -400,7 +481,9 @@ async function main(): Promise<void> {
         loadavg: loadavg()[0] as number,
       };
       samples.push(sample);
-      const failures = Object.entries(load.failures).map(([s, n]) => `${n}× ${s}`).join(', ');
+      const failures = Object.entries(load.failures)
+        .map(([s, n]) => `${n}× ${s}`)
+        .join(', ');
       console.log(
         `t=${sample.t.toFixed(0)}s rss=${sample.gateways.map((g) => g.rssMb.toFixed(0)).join('/')}MB fds=${sample.gateways.map((g) => g.fds).join('/')} redisClients=${sample.redisClients} locks=${sample.locks} req=${load.requests} ok=${load.ok} p99=${load.p99.toFixed(0)}ms skipped=${load.skippedTicks} refreshes=${sample.idpRefreshGrants} load=${sample.loadavg.toFixed(1)}${failures ? ` failures: ${failures}` : ''}`,
       );
@@ -410,11 +493,28 @@ async function main(): Promise<void> {
     const report: Report = await next('report');
     // Let idle keep-alive connections time out, then look again: what is left is what leaked.
     await sleep(10_000);
-    const after = { processes: processSamples(), redis: await redisSample(), refresh: await gatewayRefresh(), idpGrants: idp.counters.refreshGrants - before.idpGrants };
+    const after = {
+      processes: processSamples(),
+      redis: await redisSample(),
+      refresh: await gatewayRefresh(),
+      idpGrants: idp.counters.refreshGrants - before.idpGrants,
+    };
     for (const g of gateways) g.child.kill('SIGTERM');
     await Promise.all(gateways.map((g) => new Promise((done) => (g.child.exitCode !== null ? done(null) : g.child.once('exit', done)))));
 
-    write({ machine, loginSeconds, before, after, samples, events, report, redisDownAt: (redisDownAt - t0) / 1000, redisUpAt: (redisUpAt - t0) / 1000, t0Abs: t0, gateways });
+    write({
+      machine,
+      loginSeconds,
+      before,
+      after,
+      samples,
+      events,
+      report,
+      redisDownAt: (redisDownAt - t0) / 1000,
+      redisUpAt: (redisUpAt - t0) / 1000,
+      t0Abs: t0,
+      gateways,
+    });
   } finally {
     await cleanup();
   }
@@ -423,8 +523,18 @@ async function main(): Promise<void> {
 interface Outcome {
   machine: { cpus: number; node: string; loadavgAtStart: number[] };
   loginSeconds: number;
-  before: { processes: ProcSample[]; redis: { redisClients: number; locks: number; sessionKeys: number }; refresh: Record<string, number>; idpGrants: number };
-  after: { processes: ProcSample[]; redis: { redisClients: number; locks: number; sessionKeys: number }; refresh: Record<string, number>; idpGrants: number };
+  before: {
+    processes: ProcSample[];
+    redis: { redisClients: number; locks: number; sessionKeys: number };
+    refresh: Record<string, number>;
+    idpGrants: number;
+  };
+  after: {
+    processes: ProcSample[];
+    redis: { redisClients: number; locks: number; sessionKeys: number };
+    refresh: Record<string, number>;
+    idpGrants: number;
+  };
   samples: Sample[];
   events: Array<{ t: number; what: string }>;
   report: Report;
@@ -453,7 +563,9 @@ function write(o: Outcome): void {
 
   const socketsBefore = o.before.processes.map(socketsOf);
   const socketsAfter = o.after.processes.map(socketsOf);
-  const socketsMax = o.gateways.map((_, i) => Math.max(...o.samples.map((s) => (s.gateways[i] ? socketsOf(s.gateways[i] as ProcSample) : 0))));
+  const socketsMax = o.gateways.map((_, i) =>
+    Math.max(...o.samples.map((s) => (s.gateways[i] ? socketsOf(s.gateways[i] as ProcSample) : 0))),
+  );
   const noSocketLeak = socketsAfter.every((n, i) => n <= (socketsBefore[i] ?? 0));
   const fdsBefore = o.before.processes.map((p) => p.fds);
   const fdsAfter = o.after.processes.map((p) => p.fds);
@@ -486,7 +598,12 @@ function write(o: Outcome): void {
   const noErrorsOutside = Object.keys(outside).length === 0;
   const noSessionLost = o.report.sessionsLost === 0;
 
-  const fmtCounts = (c: Record<string, number>) => (Object.keys(c).length ? Object.entries(c).map(([s, n]) => `${n}× ${s}`).join(', ') : 'none');
+  const fmtCounts = (c: Record<string, number>) =>
+    Object.keys(c).length
+      ? Object.entries(c)
+          .map(([s, n]) => `${n}× ${s}`)
+          .join(', ')
+      : 'none';
   const yes = (ok: boolean) => (ok ? 'yes' : '**NO**');
   const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
@@ -531,13 +648,20 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
 
   const series = (pick: (s: Sample) => number) => o.samples.map((s) => [s.t, pick(s)] as [number, number]);
   const panels: PanelSpec[] = [
-    { title: 'RSS per instance', unit: 'MB', series: o.gateways.map((_, i) => ({ name: `instance ${i + 1}`, points: series((s) => s.gateways[i]?.rssMb ?? Number.NaN) })) },
+    {
+      title: 'RSS per instance',
+      unit: 'MB',
+      series: o.gateways.map((_, i) => ({ name: `instance ${i + 1}`, points: series((s) => s.gateways[i]?.rssMb ?? Number.NaN) })),
+    },
     {
       title: 'TCP sockets per instance',
       unit: 'count',
       series: o.gateways.flatMap((_, i) => [
         { name: `${i + 1}: clients`, points: series((s) => s.gateways[i]?.sockets.clients ?? Number.NaN) },
-        { name: `${i + 1}: upstream+IdP`, points: series((s) => (s.gateways[i] ? s.gateways[i].sockets.upstream + s.gateways[i].sockets.idp : Number.NaN)) },
+        {
+          name: `${i + 1}: upstream+IdP`,
+          points: series((s) => (s.gateways[i] ? s.gateways[i].sockets.upstream + s.gateways[i].sockets.idp : Number.NaN)),
+        },
       ]),
     },
     {
@@ -560,12 +684,20 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
       title: 'Refreshes per sample',
       unit: `per ${SAMPLE_S} s`,
       series: [
-        { name: 'IdP refresh grants', points: o.samples.map((s, i) => [s.t, s.idpRefreshGrants - (o.samples[i - 1]?.idpRefreshGrants ?? 0)] as [number, number]) },
+        {
+          name: 'IdP refresh grants',
+          points: o.samples.map((s, i) => [s.t, s.idpRefreshGrants - (o.samples[i - 1]?.idpRefreshGrants ?? 0)] as [number, number]),
+        },
         { name: 'token changes seen', points: series((s) => s.load.tokenChanges) },
       ],
     },
   ];
-  const svg = svgChart(`bff-gateway soak ${LABEL}: ${SESSIONS} sessions, tokens expire every ${TOKEN_TTL_S} s`, panels, o.events.map((e) => ({ at: e.t, label: e.what })), DURATION_S);
+  const svg = svgChart(
+    `bff-gateway soak ${LABEL}: ${SESSIONS} sessions, tokens expire every ${TOKEN_TTL_S} s`,
+    panels,
+    o.events.map((e) => ({ at: e.t, label: e.what })),
+    DURATION_S,
+  );
 
   writeFileSync(join(RESULTS, `${LABEL}.md`), md);
   writeFileSync(join(RESULTS, `${LABEL}.svg`), svg);

@@ -125,7 +125,14 @@ async function serve(config: GatewayConfig): Promise<void> {
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
   if (gateway.admin && config.admin) await gateway.admin.listen({ host: config.admin.host, port: config.admin.port });
   gateway.start();
-  log.info({ publicUrl: config.publicUrl, listen: config.listen, admin: config.admin ? { host: config.admin.host, port: config.admin.port } : undefined }, 'bff-gateway started');
+  log.info(
+    {
+      publicUrl: config.publicUrl,
+      listen: config.listen,
+      admin: config.admin ? { host: config.admin.host, port: config.admin.port } : undefined,
+    },
+    'bff-gateway started',
+  );
 
   let stopping = false;
   const stop = (signal: string) => {

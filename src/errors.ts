@@ -21,7 +21,10 @@ export const ERRORS = {
   request_timeout: { status: 408, message: 'The request did not arrive in time.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   uri_too_long: { status: 414, message: 'The request URL is too long.' },
-  expectation_failed: { status: 417, message: 'The Expect header asks for something the gateway does not do; only 100-continue is supported.' },
+  expectation_failed: {
+    status: 417,
+    message: 'The Expect header asks for something the gateway does not do; only 100-continue is supported.',
+  },
   too_many_requests: { status: 429, message: 'Too many requests in flight from this client; try again shortly.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   bad_gateway: { status: 502, message: 'The upstream service could not be reached.' },
@@ -99,7 +102,9 @@ export function writeRawError(res: ServerResponse, err: GatewayError, extraHeade
  */
 export function rawHttpError(err: GatewayError): string {
   const body = errorBody(err.code, err.message, err.fields);
-  const headers = Object.entries(ERROR_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const headers = Object.entries(ERROR_HEADERS)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   const reason = err.code.replace(/_/g, ' ');
   return `HTTP/1.1 ${err.status} ${reason}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }

@@ -9,7 +9,8 @@
 import pino, { type Logger, type DestinationStream } from 'pino';
 import { instanceId } from './telemetry/instance.ts';
 
-const SENSITIVE_QUERY = /([?&](?:code|state|sid|session_state|id_token_hint|logout_token|access_token|refresh_token|id_token|token|handoff)=)[^&#]*/gi;
+const SENSITIVE_QUERY =
+  /([?&](?:code|state|sid|session_state|id_token_hint|logout_token|access_token|refresh_token|id_token|token|handoff)=)[^&#]*/gi;
 
 export function maskUrl(url: string | undefined): string | undefined {
   return url?.replace(SENSITIVE_QUERY, '$1[redacted]');

@@ -178,7 +178,10 @@ export async function createGateway(services: Services): Promise<Gateway> {
       const route = request.bffRoute ?? request.routeOptions.url ?? 'unmatched';
       const status = reply.raw.statusCode;
       metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
-      request.log.info({ method: request.method, url: maskUrl(request.url), client: request.ip, status, ms: Math.round(performance.now() - started) }, 'request');
+      request.log.info(
+        { method: request.method, url: maskUrl(request.url), client: request.ip, status, ms: Math.round(performance.now() - started) },
+        'request',
+      );
     });
     if (drain.active) {
       reply.header('retry-after', SHUTDOWN_RETRY_AFTER);
@@ -198,7 +201,15 @@ export async function createGateway(services: Services): Promise<Gateway> {
     auth.addHook('preParsing', bodyIdleGuard(config.limits.bodyIdleTimeoutMs));
     await auth.register(formbody, { bodyLimit: 64 * 1024 });
     const { transactions } = services;
-    registerLogin(auth, { storeReachable: () => services.store.reachable !== false, oidc: config.oidc, idp, cookie, requestSessions, transactions, now });
+    registerLogin(auth, {
+      storeReachable: () => services.store.reachable !== false,
+      oidc: config.oidc,
+      idp,
+      cookie,
+      requestSessions,
+      transactions,
+      now,
+    });
     registerCallback(auth, { config, cookie, idp, sessions, requestSessions, ending, transactions, metrics, log, now });
     registerUser(auth, { config, cookie, sessions, requestSessions });
     registerLogout(auth, { config, cookie, idp, requestSessions, ending, handoffs: services.handoffs });
@@ -250,7 +261,18 @@ export async function createGateway(services: Services): Promise<Gateway> {
       const status = res.statusCode;
       metrics.requests.inc({ route: exchange.route?.path ?? '/*', status: `${Math.floor(status / 100)}xx` });
       const client = clientAddress(req, trustProxy);
-      log.info({ reqId: exchange.id, ...exchange.logFields, method: req.method, url: maskUrl(req.url), client, status, ms: Math.round(performance.now() - exchange.started) }, 'request');
+      log.info(
+        {
+          reqId: exchange.id,
+          ...exchange.logFields,
+          method: req.method,
+          url: maskUrl(req.url),
+          client,
+          status,
+          ms: Math.round(performance.now() - exchange.started),
+        },
+        'request',
+      );
     });
     let refused: GatewayError | undefined;
     const headers: Record<string, string> = {};
@@ -260,7 +282,10 @@ export async function createGateway(services: Services): Promise<Gateway> {
     } else if (REFUSED_METHODS.has(req.method ?? '')) refused = new GatewayError('method_not_allowed');
     else if ((req.url ?? '').length > MAX_URL_LENGTH) refused = new GatewayError('uri_too_long');
     if (refused) {
-      log[refused.status >= 500 ? 'warn' : 'info']({ reqId: exchange.id, ...errorLogFields(refused) }, refused.status >= 500 ? 'request failed' : 'request refused');
+      log[refused.status >= 500 ? 'warn' : 'info'](
+        { reqId: exchange.id, ...errorLogFields(refused) },
+        refused.status >= 500 ? 'request failed' : 'request refused',
+      );
       exchange.error = refused;
       writeRawError(res, refused, headers);
       return;
@@ -271,7 +296,10 @@ export async function createGateway(services: Services): Promise<Gateway> {
   const upgrades = createUpgradeHandler({ config, cookie, credentials, watch, routes });
   // WebSocket handshakes get the same identity-header stripping and route rules first.
   const guard = upgradeGuard({ identity: services.identity, routes, requestSessions });
-  app.server.on('upgrade', (req, socket, head) => void guard(req, socket).then((pass) => (pass ? upgrades.handle(req, socket, head) : undefined)));
+  app.server.on(
+    'upgrade',
+    (req, socket, head) => void guard(req, socket).then((pass) => (pass ? upgrades.handle(req, socket, head) : undefined)),
+  );
   // Node hands CONNECT to a separate event; without a listener it drops the socket unanswered.
   app.server.on('connect', (_req, socket: Duplex) => {
     socket.on('error', () => socket.destroy());

@@ -80,7 +80,9 @@ export interface Services {
 
 async function createStore(config: GatewayConfig, log: Logger): Promise<SessionStore> {
   // The Redis store logs its connection's state changes (connected, lost, auth failed) itself.
-  return config.session.store === 'memory' ? new MemoryStore() : RedisStore.connect(config.session.redis, { log: log.child({ component: 'session-store' }) });
+  return config.session.store === 'memory'
+    ? new MemoryStore()
+    : RedisStore.connect(config.session.redis, { log: log.child({ component: 'session-store' }) });
 }
 
 export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {}): Promise<Services> {

@@ -72,7 +72,9 @@ async function listSessions() {
   show('GET /auth/sessions', 200, sessions);
 }
 
-document.getElementById('list-sessions').addEventListener('click', () => listSessions().catch((err) => show('GET /auth/sessions', err.status ?? 0, err.message)));
+document
+  .getElementById('list-sessions')
+  .addEventListener('click', () => listSessions().catch((err) => show('GET /auth/sessions', err.status ?? 0, err.message)));
 document.getElementById('end-others').addEventListener('click', async () => {
   try {
     const ended = await bff.endOtherSessions();

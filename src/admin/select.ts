@@ -35,5 +35,10 @@ export interface SessionSummary {
 
 export function summarize(session: LoadedSession): SessionSummary {
   const { record } = session;
-  return { handle: session.handle, sub: record.sub, createdAt: new Date(record.createdAt).toISOString(), expiresAt: new Date(record.absoluteExpiresAt).toISOString() };
+  return {
+    handle: session.handle,
+    sub: record.sub,
+    createdAt: new Date(record.createdAt).toISOString(),
+    expiresAt: new Date(record.absoluteExpiresAt).toISOString(),
+  };
 }

@@ -45,7 +45,10 @@ export async function runSessionsCommand(config: GatewayConfig, args: string[], 
       return 0;
     }
     const idpStarted = idp.start().then(() => true);
-    const idpReady = await Promise.race([idpStarted, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.oidc.timeoutMs).unref())]);
+    const idpReady = await Promise.race([
+      idpStarted,
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.oidc.timeoutMs).unref()),
+    ]);
     const notRevoked = '  (tokens not revoked at the IdP: unreachable or no revocation endpoint)';
     for (const session of sessions) {
       await ending.end(session, 'admin', { revoke: idpReady });

@@ -28,7 +28,13 @@ export function registerBackchannel(app: FastifyInstance, { logoutTokens, sessio
   // IdP knows to retry.
   const errorHandler = (err: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => {
     const error = toGatewayError(err);
-    sendError(request, reply, error.status < 500 && error.code !== 'invalid_request' ? new GatewayError('invalid_request', { message: 'The logout request is malformed.', detail: error.detail }) : error);
+    sendError(
+      request,
+      reply,
+      error.status < 500 && error.code !== 'invalid_request'
+        ? new GatewayError('invalid_request', { message: 'The logout request is malformed.', detail: error.detail })
+        : error,
+    );
   };
   app.post('/auth/backchannel-logout', { errorHandler }, async (request, reply) => {
     reply.header('cache-control', 'no-store');
@@ -46,7 +52,8 @@ export function registerBackchannel(app: FastifyInstance, { logoutTokens, sessio
     try {
       target = await logoutTokens.verify(token);
     } catch (err) {
-      if (err instanceof LogoutTokenError) throw new GatewayError('invalid_request', { message: 'The logout token is not valid.', detail: err.message });
+      if (err instanceof LogoutTokenError)
+        throw new GatewayError('invalid_request', { message: 'The logout token is not valid.', detail: err.message });
       throw err;
     }
     const sessions = target.sid ? await store.findBy('sid', target.sid) : await store.findBy('sub', target.sub as string);

@@ -93,7 +93,8 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
       // Every failed callback is 400 login_failed (docs/http-interface.md#get-authcallback); an
       // unreachable IdP is still told apart in the message, so the user knows a retry may work.
       const failure = err instanceof IdpError ? err : new IdpError('unavailable', errorDetail(err), { cause: err });
-      if (failure.kind === 'unavailable') fail(`code exchange: ${failure.message}`, 'The identity provider could not be reached; try logging in again.', err);
+      if (failure.kind === 'unavailable')
+        fail(`code exchange: ${failure.message}`, 'The identity provider could not be reached; try logging in again.', err);
       fail(`code exchange failed: ${failure.reason}`, undefined, err);
     }
 
@@ -104,7 +105,10 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
       // The new tokens are dropped unrevoked: the IdP may have issued them under the grant the
       // browser's existing session still uses (see endPreviousSessions).
       metrics.logins.inc({ result: 'failure' });
-      request.log.info({ event: 'login_requirements_unmet', acr: String(idClaims.acr ?? ''), authTime: idClaims.auth_time ?? null }, 'login does not meet the requested acr/max_age');
+      request.log.info(
+        { event: 'login_requirements_unmet', acr: String(idClaims.acr ?? ''), authTime: idClaims.auth_time ?? null },
+        'login does not meet the requested acr/max_age',
+      );
       return reply.redirect(`${config.publicUrl}${withError(transaction.returnTo, 'unmet_authentication_requirements')}`, 302);
     }
     let claims: Record<string, unknown> = { ...idClaims };
@@ -140,7 +144,12 @@ export function registerCallback(app: FastifyInstance, deps: CallbackDeps): void
  * (oidc-provider reuses the grant of its own session, Keycloak ties tokens to its SSO session),
  * and revoking the old refresh token would then revoke the new session's too.
  */
-async function endPreviousSessions(deps: CallbackDeps, headers: IncomingHttpHeaders, rememberedHandle: string | undefined, newSub: string): Promise<void> {
+async function endPreviousSessions(
+  deps: CallbackDeps,
+  headers: IncomingHttpHeaders,
+  rememberedHandle: string | undefined,
+  newSub: string,
+): Promise<void> {
   const previous: LoadedSession[] = [];
   const visible = await deps.requestSessions.fromHeaders(headers).catch(() => undefined);
   if (visible) previous.push(visible);
@@ -154,4 +163,3 @@ async function endPreviousSessions(deps: CallbackDeps, headers: IncomingHttpHead
     });
   }
 }
-

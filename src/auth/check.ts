@@ -85,7 +85,8 @@ export function registerForwardAuth(app: FastifyInstance, deps: CheckDeps): void
       const found = await requestSessions.fromHeaders(request.headers);
       if (found) await sessions.touch(found).catch(() => {});
       session = found;
-      if (found && route?.token === 'client' && route.forwardAuthToken) accessToken = (await credentials.for(route, request.headers)).accessToken;
+      if (found && route?.token === 'client' && route.forwardAuthToken)
+        accessToken = (await credentials.for(route, request.headers)).accessToken;
     }
     if (!session) throw new GatewayError('unauthenticated');
     if (!route) return {};

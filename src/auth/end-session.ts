@@ -12,9 +12,7 @@ import type { LoadedSession, Sessions } from '../session/sessions.ts';
 export type LogoutKind = 'rp' | 'backchannel' | 'admin' | 'timeout';
 
 export class SessionEnding {
-  constructor(
-    private readonly deps: { sessions: Sessions; idp: Revoker; metrics: Metrics; log: Logger },
-  ) {}
+  constructor(private readonly deps: { sessions: Sessions; idp: Revoker; metrics: Metrics; log: Logger }) {}
 
   async end(session: LoadedSession, kind: LogoutKind, options: { revoke?: boolean } = {}): Promise<void> {
     const { sessions, idp, metrics, log } = this.deps;

@@ -37,7 +37,8 @@ function words(value: string): string[] {
 
 function checkPrompt(value: string): void {
   const list = words(value);
-  if (list.some((word) => !PROMPTS.has(word)) || new Set(list).size !== list.length) invalid('prompt', 'must be none, login, consent or select_account (space-separated)');
+  if (list.some((word) => !PROMPTS.has(word)) || new Set(list).size !== list.length)
+    invalid('prompt', 'must be none, login, consent or select_account (space-separated)');
   if (list.includes('none') && list.length > 1) invalid('prompt', 'cannot combine none with other values');
 }
 

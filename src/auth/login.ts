@@ -29,7 +29,10 @@ export interface LoginDeps {
   now: () => number;
 }
 
-export function registerLogin(app: FastifyInstance, { storeReachable, oidc, idp, cookie, requestSessions, transactions, now }: LoginDeps): void {
+export function registerLogin(
+  app: FastifyInstance,
+  { storeReachable, oidc, idp, cookie, requestSessions, transactions, now }: LoginDeps,
+): void {
   app.get('/auth/login', async (request, reply) => {
     // The callback could not store the session: say so now, not after the user has logged in.
     if (storeReachable?.() === false) throw new GatewayError('session_store_unavailable', { detail: 'session store unreachable' });
@@ -39,10 +42,12 @@ export function registerLogin(app: FastifyInstance, { storeReachable, oidc, idp,
     const loginParams = loginParamsFrom(queryOf(request.url), oidc);
 
     const { state, nonce, codeVerifier, codeChallenge } = await newLoginChecks();
-    const url = await idp.authorizationUrl({ state, nonce, codeChallenge, loginParams: loginParams as Record<string, string> }).catch((err: unknown) => {
-      const reason = err instanceof IdpError ? err.reason : String(err);
-      throw new GatewayError('idp_unavailable', { detail: `authorization request: ${reason}`, cause: err });
-    });
+    const url = await idp
+      .authorizationUrl({ state, nonce, codeChallenge, loginParams: loginParams as Record<string, string> })
+      .catch((err: unknown) => {
+        const reason = err instanceof IdpError ? err.reason : String(err);
+        throw new GatewayError('idp_unavailable', { detail: `authorization request: ${reason}`, cause: err });
+      });
 
     // Best effort: a store hiccup must not stop a login, it only leaves the old session to time out.
     const previous = await requestSessions.fromHeaders(request.headers).catch(() => undefined);
@@ -51,7 +56,15 @@ export function registerLogin(app: FastifyInstance, { storeReachable, oidc, idp,
       ...(loginParams.acr_values ? { acrValues: loginParams.acr_values.split(' ') } : {}),
       ...(loginParams.max_age ? { maxAge: Number(loginParams.max_age) } : {}),
     };
-    const value = transactions.add(pending, { state, nonce, codeVerifier, returnTo, createdAt: now(), previousHandle: previous?.handle, ...asked });
+    const value = transactions.add(pending, {
+      state,
+      nonce,
+      codeVerifier,
+      returnTo,
+      createdAt: now(),
+      previousHandle: previous?.handle,
+      ...asked,
+    });
     return reply
       .header('set-cookie', cookie.loginSetCookie(value, LOGIN_TTL_MS / 1000))
       .header('cache-control', 'no-store')

@@ -10,6 +10,12 @@ export function withError(returnTo: string, code: string): string {
   const beforeHash = hashAt === -1 ? returnTo : returnTo.slice(0, hashAt);
   const queryAt = beforeHash.indexOf('?');
   const path = queryAt === -1 ? beforeHash : beforeHash.slice(0, queryAt);
-  const kept = queryAt === -1 ? [] : beforeHash.slice(queryAt + 1).split('&').filter((part) => part !== '' && !/^error(?:=|$)/.test(part));
+  const kept =
+    queryAt === -1
+      ? []
+      : beforeHash
+          .slice(queryAt + 1)
+          .split('&')
+          .filter((part) => part !== '' && !/^error(?:=|$)/.test(part));
   return `${path}?${[...kept, `error=${code}`].join('&')}${hash}`;
 }

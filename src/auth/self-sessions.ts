@@ -76,7 +76,10 @@ export function registerSelfSessions(app: FastifyInstance, { config, sessions, r
       targets = others;
     } else {
       if (asked.session === refOf(session.handle)) {
-        throw new GatewayError('invalid_request', { message: 'This is the current session: log out with /auth/logout.', detail: 'sessions/end on the current session' });
+        throw new GatewayError('invalid_request', {
+          message: 'This is the current session: log out with /auth/logout.',
+          detail: 'sessions/end on the current session',
+        });
       }
       targets = others.filter((entry) => refOf(entry.handle) === asked.session);
       if (targets.length === 0) throw new GatewayError('not_found', { message: 'No such session.', detail: 'sessions/end: unknown ref' });

@@ -17,7 +17,12 @@ import { stepUpChallenge } from './bearer-challenge.ts';
 import { requirementFromChallenge, stepUpRequired, unmetRequirement } from './step-up.ts';
 
 /** The step-up error when `route.require` is not met by the session's login; undefined when it is (or the route has none). */
-export function routeStepUp(route: RouteConfig, record: SessionRecord | undefined, requestUrl: string, now: number): GatewayError | undefined {
+export function routeStepUp(
+  route: RouteConfig,
+  record: SessionRecord | undefined,
+  requestUrl: string,
+  now: number,
+): GatewayError | undefined {
   if (!route.require || !record) return undefined;
   const unmet = unmetRequirement(record.claims, route.require, now);
   return unmet && stepUpRequired(unmet, requestUrl, `route ${route.path} requires a stronger or more recent login`);

@@ -23,7 +23,11 @@ export interface AuthnRequirement {
 export const AUTH_TIME_SKEW_S = 30;
 
 /** The parts of `required` the login (its `acr` and `auth_time` claims) does not meet; undefined when all are met. */
-export function unmetRequirement(claims: Readonly<Record<string, unknown>>, required: AuthnRequirement, nowMs: number): AuthnRequirement | undefined {
+export function unmetRequirement(
+  claims: Readonly<Record<string, unknown>>,
+  required: AuthnRequirement,
+  nowMs: number,
+): AuthnRequirement | undefined {
   const unmet: AuthnRequirement = {};
   if (required.acr && !(typeof claims.acr === 'string' && required.acr.includes(claims.acr))) unmet.acr = required.acr;
   if (required.maxAgeS !== undefined) {

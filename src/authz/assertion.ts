@@ -33,9 +33,12 @@ const CACHE_LIMIT = 10_000;
 
 /** RFC 7638 thumbprint-style id when the key has none: stable across restarts and instances. */
 function keyId(publicJwk: JWK): string {
-  const members = publicJwk.kty === 'EC' ? { crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x, y: publicJwk.y }
-    : publicJwk.kty === 'OKP' ? { crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x }
-      : { e: publicJwk.e, kty: publicJwk.kty, n: publicJwk.n };
+  const members =
+    publicJwk.kty === 'EC'
+      ? { crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x, y: publicJwk.y }
+      : publicJwk.kty === 'OKP'
+        ? { crv: publicJwk.crv, kty: publicJwk.kty, x: publicJwk.x }
+        : { e: publicJwk.e, kty: publicJwk.kty, n: publicJwk.n };
   return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }
 

@@ -6,7 +6,14 @@ import type { z } from 'zod';
 import type { forwardAuthSchema, identitySchema } from './config.ts';
 
 /** Paths the gateway serves itself: a forward-auth or JWKS path must not shadow one. */
-const AUTH_ENDPOINTS = new Set(['/auth/login', '/auth/callback', '/auth/user', '/auth/logout', '/auth/logout/continue', '/auth/backchannel-logout']);
+const AUTH_ENDPOINTS = new Set([
+  '/auth/login',
+  '/auth/callback',
+  '/auth/user',
+  '/auth/logout',
+  '/auth/logout/continue',
+  '/auth/backchannel-logout',
+]);
 
 interface RouteKeys {
   token: string;
@@ -43,14 +50,19 @@ export function identityConfigProblems(config: IdentityKeys): Problem[] {
       problems.push({ path: ['routes', index, 'identityAssertion'], message: 'needs identity.assertion (its signing keys)' });
     }
     if (route.forwardAuthToken) {
-      if (route.token === 'none') problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'has no effect on token: none routes' });
+      if (route.token === 'none')
+        problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'has no effect on token: none routes' });
       // The ingress would forward a bare token, which a DPoP-bound token is useless without.
-      else if (config.oidc.dpopKey) problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'cannot hand out DPoP-bound tokens (oidc.dpop)' });
-      else if (!config.forwardAuth.secret) problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'needs forwardAuth.secret' });
-      else if (!config.forwardAuth.enabled) problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'needs forwardAuth.enabled' });
+      else if (config.oidc.dpopKey)
+        problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'cannot hand out DPoP-bound tokens (oidc.dpop)' });
+      else if (!config.forwardAuth.secret)
+        problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'needs forwardAuth.secret' });
+      else if (!config.forwardAuth.enabled)
+        problems.push({ path: ['routes', index, 'forwardAuthToken'], message: 'needs forwardAuth.enabled' });
     }
   });
-  if (AUTH_ENDPOINTS.has(config.forwardAuth.path)) problems.push({ path: ['forwardAuth', 'path'], message: 'is already a gateway endpoint' });
+  if (AUTH_ENDPOINTS.has(config.forwardAuth.path))
+    problems.push({ path: ['forwardAuth', 'path'], message: 'is already a gateway endpoint' });
   if (assertion?.jwksPath && (AUTH_ENDPOINTS.has(assertion.jwksPath) || assertion.jwksPath === config.forwardAuth.path)) {
     problems.push({ path: ['identity', 'assertion', 'jwksPath'], message: 'is already a gateway endpoint' });
   }

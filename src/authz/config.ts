@@ -95,8 +95,10 @@ export const claimHeadersSchema = z
     const seen = new Set<string>();
     for (const name of Object.keys(headers)) {
       const parsed = claimHeaderName.safeParse(name);
-      if (!parsed.success) ctx.addIssue({ code: 'custom', path: [name], message: parsed.error.issues[0]?.message ?? 'must be a header name' });
-      else if (seen.has(parsed.data)) ctx.addIssue({ code: 'custom', path: [name], message: 'duplicates another header name (names are case-insensitive)' });
+      if (!parsed.success)
+        ctx.addIssue({ code: 'custom', path: [name], message: parsed.error.issues[0]?.message ?? 'must be a header name' });
+      else if (seen.has(parsed.data))
+        ctx.addIssue({ code: 'custom', path: [name], message: 'duplicates another header name (names are case-insensitive)' });
       else seen.add(parsed.data);
     }
   })
@@ -156,7 +158,8 @@ export const identitySchema = z
         if (ms === undefined) ctx.addIssue({ code: 'custom', path: ['ttl'], message: DURATION_MESSAGE });
         else if (ms < 5_000 || ms > 3_600_000) ctx.addIssue({ code: 'custom', path: ['ttl'], message: 'must be between 5s and 1h' });
         assertion.claims.forEach((claim, index) => {
-          if (ASSERTION_OWN_CLAIMS.has(claim)) ctx.addIssue({ code: 'custom', path: ['claims', index], message: 'is set by the gateway itself' });
+          if (ASSERTION_OWN_CLAIMS.has(claim))
+            ctx.addIssue({ code: 'custom', path: ['claims', index], message: 'is set by the gateway itself' });
         });
       })
       .transform(({ ttl, ...assertion }) => ({ ...assertion, ttlMs: parseDuration(ttl) as number }))

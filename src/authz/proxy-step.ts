@@ -23,7 +23,8 @@ export function identityStep(identity: RouteIdentity, requestSessions: Pick<Requ
       const route = exchange.route;
       if (!route || !identity.usesSession(route)) return;
       let session: IdentitySession | undefined = exchange.credentials?.session;
-      if (!session && (route.token === 'none' || route.token === 'client')) session = await requestSessions.fromHeaders(exchange.req.headers);
+      if (!session && (route.token === 'none' || route.token === 'client'))
+        session = await requestSessions.fromHeaders(exchange.req.headers);
       identity.authorize(route, session);
       Object.assign(exchange.upstreamHeaders, await identity.headers(route, session));
     },

@@ -77,7 +77,8 @@ export class RouteIdentity {
     const rule = this.of(route)?.rule;
     if (!rule) return;
     if (!session) throw new GatewayError('unauthenticated', { detail: `route ${route.path} has allow rules and there is no session` });
-    if (!rule(sessionClaims(session.record))) throw new GatewayError('forbidden', { detail: `allow rules of route ${route.path} refused the user` });
+    if (!rule(sessionClaims(session.record)))
+      throw new GatewayError('forbidden', { detail: `allow rules of route ${route.path} refused the user` });
   }
 
   /** The identity headers for an upstream request (or a forward-auth answer) on this route. */

@@ -36,14 +36,22 @@ type Issue = z.core.$ZodIssue;
  */
 function unionBranch(issue: Issue & { code: 'invalid_union' }): Issue[] {
   const branches = issue.errors ?? [];
-  const specific = branches.find((branch) => branch.length > 0 && !branch.some((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
+  const specific = branches.find(
+    (branch) => branch.length > 0 && !branch.some((inner) => inner.code === 'invalid_type' && inner.path.length === 0),
+  );
   if (specific) return specific.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as Issue);
   // No branch got past the type check: the union's own message says what is expected.
   const missing = issue.input === undefined || issue.input === null;
   return [{ code: 'custom', path: issue.path, message: missing ? 'is required' : issue.message } as Issue];
 }
 
-const TYPE_NAMES: Record<string, string> = { string: 'a string', number: 'a number', boolean: 'true or false', array: 'a list', object: 'a mapping' };
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping',
+};
 
 function typeMessage(issue: Issue & { code: 'invalid_type' }): string {
   if (issue.input === undefined || issue.input === null) return 'is required';
@@ -109,4 +117,3 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   }
   return parseConfigText(text, env);
 }
-

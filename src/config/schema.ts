@@ -41,10 +41,13 @@ function tryUrl(value: string): URL | undefined {
   }
 }
 
-const httpUrl = z.string({ error: 'must be a URL' }).refine((value) => {
-  const url = tryUrl(value);
-  return url?.protocol === 'http:' || url?.protocol === 'https:';
-}, { message: 'must be a URL', abort: true });
+const httpUrl = z.string({ error: 'must be a URL' }).refine(
+  (value) => {
+    const url = tryUrl(value);
+    return url?.protocol === 'http:' || url?.protocol === 'https:';
+  },
+  { message: 'must be a URL', abort: true },
+);
 
 /** Hosts that may use plain http (development and tests). */
 export function isLoopbackHost(hostname: string): boolean {
@@ -106,7 +109,9 @@ const encryptionKey = z.string({ error: 'must be 32 bytes, base64-encoded' }).tr
 });
 
 const oneOrMany = <T extends z.ZodType>(item: T, error: string) =>
-  z.union([item, z.array(item).min(1, 'must list at least one value')], { error }).transform((value) => (Array.isArray(value) ? value : [value]) as z.output<T>[]);
+  z
+    .union([item, z.array(item).min(1, 'must list at least one value')], { error })
+    .transform((value) => (Array.isArray(value) ? value : [value]) as z.output<T>[]);
 
 const relativePath = z
   .string()
@@ -114,7 +119,10 @@ const relativePath = z
 
 const routePath = z
   .string()
-  .refine((value) => value.startsWith('/') && !value.includes('//') && !/[?#\s\\]/.test(value) && !/(^|\/)\.\.?(\/|$)/.test(value), 'must be a path such as /api')
+  .refine(
+    (value) => value.startsWith('/') && !value.includes('//') && !/[?#\s\\]/.test(value) && !/(^|\/)\.\.?(\/|$)/.test(value),
+    'must be a path such as /api',
+  )
   .transform((value) => (value.length > 1 ? value.replace(/\/+$/, '') : value));
 
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name');
@@ -164,7 +172,11 @@ const routeSchema = z
 
 /** A positive whole number (bytes, counts). */
 const positiveInt = (fallback: number) =>
-  z.number({ error: 'must be a positive whole number' }).int('must be a positive whole number').positive('must be a positive whole number').default(fallback);
+  z
+    .number({ error: 'must be a positive whole number' })
+    .int('must be a positive whole number')
+    .positive('must be a positive whole number')
+    .default(fallback);
 
 /** Node's timers hold at most 2^31-1 ms; a longer deadline would silently fire after 1 ms. */
 const MAX_TIMER_MS = 24 * 86_400_000;
@@ -204,7 +216,8 @@ const limitsSchema = z
       else if (limits[key] > MAX_TIMER_MS) ctx.addIssue({ code: 'custom', path: [key], message: 'must be at most 24d' });
     }
     if (limits.webSocketIdleTimeout < 1) ctx.addIssue({ code: 'custom', path: ['webSocketIdleTimeout'], message: 'must be longer than 0' });
-    else if (limits.webSocketIdleTimeout > MAX_TIMER_MS) ctx.addIssue({ code: 'custom', path: ['webSocketIdleTimeout'], message: 'must be at most 24d' });
+    else if (limits.webSocketIdleTimeout > MAX_TIMER_MS)
+      ctx.addIssue({ code: 'custom', path: ['webSocketIdleTimeout'], message: 'must be at most 24d' });
     if (limits.headersTimeout > limits.requestTimeout) {
       ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: 'must not be longer than requestTimeout' });
     }
@@ -254,7 +267,11 @@ const sentinelSchema = z
       .strictObject({
         username: z.string().min(1, 'must not be empty').optional(),
         password: z.string().optional(),
-        db: z.number({ error: 'must be a database number (0, 1, ...)' }).int('must be a database number (0, 1, ...)').min(0, 'must be a database number (0, 1, ...)').default(0),
+        db: z
+          .number({ error: 'must be a database number (0, 1, ...)' })
+          .int('must be a database number (0, 1, ...)')
+          .min(0, 'must be a database number (0, 1, ...)')
+          .default(0),
         tls: z.boolean().default(false),
       })
       .optional(),
@@ -263,7 +280,8 @@ const sentinelSchema = z
     // One TLS setting covers every sentinel connection.
     const schemes = new Set(sentinel.nodes.map((node) => node.slice(0, node.indexOf(':'))));
     if (schemes.size > 1) ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'must all be redis:// or all rediss://' });
-    if (sentinel.primary?.username && !sentinel.primary.password) ctx.addIssue({ code: 'custom', path: ['primary', 'password'], message: 'is required with primary.username' });
+    if (sentinel.primary?.username && !sentinel.primary.password)
+      ctx.addIssue({ code: 'custom', path: ['primary', 'password'], message: 'is required with primary.username' });
     if (sentinel.username && !sentinel.password) ctx.addIssue({ code: 'custom', path: ['password'], message: 'is required with username' });
   });
 
@@ -278,7 +296,10 @@ const redisSchema = z
     keyPrefix: z.string().default('bff:'),
     commandTimeout: duration('1s'),
   })
-  .refine((redis) => [redis.url, redis.cluster, redis.sentinel].filter((entry) => entry !== undefined).length === 1, 'must set exactly one of url, cluster, sentinel')
+  .refine(
+    (redis) => [redis.url, redis.cluster, redis.sentinel].filter((entry) => entry !== undefined).length === 1,
+    'must set exactly one of url, cluster, sentinel',
+  )
   .transform(({ commandTimeout, ...redis }) => ({ ...redis, commandTimeoutMs: commandTimeout }));
 
 /** Which key signs DPoP proofs: `dpop.key`, else (`dpop: true`) `privateKey`; none when off. */
@@ -303,7 +324,9 @@ const oidcSchema = z
     par: z.boolean().default(false),
     // `true` signs proofs with `privateKey`; `{ key }` names a dedicated key (PEM or JWK).
     dpop: z
-      .union([z.boolean(), z.strictObject({ key: z.string().min(1, 'must not be empty') })], { error: 'must be true, false or { key: <PEM or JWK> }' })
+      .union([z.boolean(), z.strictObject({ key: z.string().min(1, 'must not be empty') })], {
+        error: 'must be true, false or { key: <PEM or JWK> }',
+      })
       .default(false),
     fetchUserinfo: z.boolean().default(true),
     loginParams: z.array(z.enum(LOGIN_PARAMS, { error: `must be one of ${LOGIN_PARAMS.join(', ')}` })).default([...LOGIN_PARAMS]),
@@ -327,11 +350,16 @@ const oidcSchema = z
       ctx.addIssue({ code: 'custom', path: ['clientSecret'], message: 'must not be empty' });
     }
     if (oidc.dpop === true && !oidc.privateKey) {
-      ctx.addIssue({ code: 'custom', path: ['dpop'], message: 'needs a key: set dpop.key or oidc.privateKey (every instance must hold the same key)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['dpop'],
+        message: 'needs a key: set dpop.key or oidc.privateKey (every instance must hold the same key)',
+      });
     }
     const dpopKey = dpopKeyOf(oidc);
     // With DPoP on oidc.privateKey, a private_key_jwt key was already checked above.
-    if (dpopKey && !(oidc.dpop === true && oidc.clientAuth === 'private_key_jwt')) keyProblem(dpopKey, oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'], 'for DPoP');
+    if (dpopKey && !(oidc.dpop === true && oidc.clientAuth === 'private_key_jwt'))
+      keyProblem(dpopKey, oidc.dpop === true ? ['privateKey'] : ['dpop', 'key'], 'for DPoP');
   })
   .transform(({ timeout, dpop, clientAuth, ...oidc }) => ({
     ...oidc,
@@ -359,14 +387,19 @@ const sessionSchema = z
     absoluteTimeout: duration('12h'),
     cache: z
       .strictObject({
-        enabled: z.boolean().default(true).meta({ description: 'Keep opened sessions in process, kept coherent across instances by the Redis change feed; off without Redis.' }),
+        enabled: z.boolean().default(true).meta({
+          description: 'Keep opened sessions in process, kept coherent across instances by the Redis change feed; off without Redis.',
+        }),
         maxEntries: z.number().int().min(1).default(100_000),
-        maxAge: duration('60s').meta({ description: 'Upper bound on how long an entry is used without a store read, whatever the feed says.' }),
+        maxAge: duration('60s').meta({
+          description: 'Upper bound on how long an entry is used without a store read, whatever the feed says.',
+        }),
       })
       .prefault({}),
   })
   .superRefine((session, ctx) => {
-    if (session.idleTimeout !== undefined && session.idleTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['idleTimeout'], message: 'must be at least 1s' });
+    if (session.idleTimeout !== undefined && session.idleTimeout < 1000)
+      ctx.addIssue({ code: 'custom', path: ['idleTimeout'], message: 'must be at least 1s' });
     if (session.absoluteTimeout < 1000) ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must be at least 1s' });
     else if (session.idleTimeout !== undefined && session.absoluteTimeout < session.idleTimeout) {
       ctx.addIssue({ code: 'custom', path: ['absoluteTimeout'], message: 'must not be shorter than idleTimeout' });
@@ -393,7 +426,11 @@ const routesSchema = z
       // A token is minted per route only for routes that carry one; on `none` the keys would
       // be silently ignored.
       if (route.token === 'none' && (route.audience !== undefined || route.scopes !== undefined)) {
-        ctx.addIssue({ code: 'custom', path: [index, route.audience !== undefined ? 'audience' : 'scopes'], message: 'has no effect on token: none routes' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [index, route.audience !== undefined ? 'audience' : 'scopes'],
+          message: 'has no effect on token: none routes',
+        });
       }
       // Only a user route always has a session whose login can be judged.
       if (route.require && route.token !== 'user') ctx.addIssue({ code: 'custom', path: [index, 'require'], message: 'needs token: user' });
@@ -424,7 +461,12 @@ export const configSchema = z
       .transform((tokens) => ({ refreshBeforeExpiryMs: tokens.refreshBeforeExpiry, retryOn401: tokens.retryOn401 })),
     // Header names are matched case-insensitively: kept lower-case, as Node presents them.
     csrf: z
-      .strictObject({ header: z.string().regex(/^[a-zA-Z0-9-]+$/, 'must be a header name').default('x-csrf') })
+      .strictObject({
+        header: z
+          .string()
+          .regex(/^[a-zA-Z0-9-]+$/, 'must be a header name')
+          .default('x-csrf'),
+      })
       .prefault({})
       .transform((csrf) => ({ header: csrf.header.toLowerCase() })),
     scrub: z
@@ -445,12 +487,17 @@ export const configSchema = z
     // A route's required acr must be one a login may ask for, or its step-up could never succeed.
     config.routes.forEach((route, index) => {
       const unknown = route.require?.acr?.find((acr) => !config.oidc.acrValues.includes(acr));
-      if (unknown !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', index, 'require', 'acr'], message: `${unknown} is not listed in oidc.acrValues` });
+      if (unknown !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'require', 'acr'], message: `${unknown} is not listed in oidc.acrValues` });
     });
     if (ctx.issues.length > 0) return z.NEVER;
     const secureCookie = isSecureCookieOrigin(config.publicUrl);
     if (!secureCookie && session.cookieName && PREFIXED_COOKIE.test(session.cookieName)) {
-      ctx.addIssue({ code: 'custom', path: ['session', 'cookieName'], message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['session', 'cookieName'],
+        message: 'a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)',
+      });
       return z.NEVER;
     }
     return {

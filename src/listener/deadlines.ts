@@ -52,7 +52,11 @@ function declaresBody(request: FastifyRequest): boolean {
  * parser, so the handler never runs on it.
  */
 export function bodyIdleGuard(idleMs: number) {
-  return async function guardBody(request: FastifyRequest, reply: FastifyReply, payload: NodeJS.ReadableStream): Promise<NodeJS.ReadableStream> {
+  return async function guardBody(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: NodeJS.ReadableStream,
+  ): Promise<NodeJS.ReadableStream> {
     if (!declaresBody(request)) return payload;
     const stop = () => clearTimeout(timer);
     const guarded = new Transform({

@@ -12,7 +12,8 @@ export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
   const code = (err as FastifyError).code;
   const status = (err as FastifyError).statusCode ?? 500;
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return new GatewayError('payload_too_large', { detail: code, cause: err });
-  if (status >= 400 && status < 500) return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}`, cause: err });
+  if (status >= 400 && status < 500)
+    return new GatewayError('invalid_request', { detail: `${code ?? 'client error'}: ${err.message}`, cause: err });
   return new GatewayError('internal_error', { detail: err.message, cause: err });
 }
 
@@ -20,7 +21,10 @@ export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
   if (error.status >= 500) request.log.warn(errorLogFields(error), 'request failed');
   else request.log.info(errorLogFields(error), 'request refused');
-  reply.code(error.status).headers(ERROR_HEADERS).send(errorBody(error.code, error.message, error.fields));
+  reply
+    .code(error.status)
+    .headers(ERROR_HEADERS)
+    .send(errorBody(error.code, error.message, error.fields));
 }
 
 /**

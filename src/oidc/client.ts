@@ -52,11 +52,19 @@ export interface LoginChecks {
 /** Fresh random state, nonce and PKCE verifier (with its S256 challenge) for one login. */
 export async function newLoginChecks(): Promise<LoginChecks> {
   const codeVerifier = client.randomPKCECodeVerifier();
-  return { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, codeChallenge: await client.calculatePKCECodeChallenge(codeVerifier) };
+  return {
+    state: client.randomState(),
+    nonce: client.randomNonce(),
+    codeVerifier,
+    codeChallenge: await client.calculatePKCECodeChallenge(codeVerifier),
+  };
 }
 
 /** The grants and revocation the token layer uses (refresh/): what a fake IdP must offer in unit tests. */
-export type TokenGrants = Pick<IdpClient, 'refresh' | 'tokenExchange' | 'supportsTokenExchange' | 'clientCredentials' | 'canRevoke' | 'revoke'>;
+export type TokenGrants = Pick<
+  IdpClient,
+  'refresh' | 'tokenExchange' | 'supportsTokenExchange' | 'clientCredentials' | 'canRevoke' | 'revoke'
+>;
 
 export interface AuthorizationRequest {
   state: string;
@@ -92,7 +100,13 @@ export class IdpClient {
         try {
           const configuration = await this.discover();
           const jwksUri = configuration.serverMetadata().jwks_uri;
-          this.keySet = jwksUri ? createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: this.config.oidc.timeoutMs, cooldownDuration: 0, cacheMaxAge: 5 * 60_000 }) : undefined;
+          this.keySet = jwksUri
+            ? createRemoteJWKSet(new URL(jwksUri), {
+                timeoutDuration: this.config.oidc.timeoutMs,
+                cooldownDuration: 0,
+                cacheMaxAge: 5 * 60_000,
+              })
+            : undefined;
           this.configuration = configuration;
           this.log.info({ issuer: this.config.oidc.issuer }, 'identity provider metadata loaded');
           return;
@@ -216,8 +230,19 @@ export class IdpClient {
   async exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<TokenResponse> {
     return this.call(async () => {
       const configuration = await this.configured();
-      const checkOptions = { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true };
-      const response = await client.authorizationCodeGrant(configuration, callbackUrl, checkOptions, undefined, this.dpopOptions(configuration));
+      const checkOptions = {
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        pkceCodeVerifier: checks.codeVerifier,
+        idTokenExpected: true,
+      };
+      const response = await client.authorizationCodeGrant(
+        configuration,
+        callbackUrl,
+        checkOptions,
+        undefined,
+        this.dpopOptions(configuration),
+      );
       return this.verifyIdTokenSignature(response);
     });
   }
@@ -237,7 +262,10 @@ export class IdpClient {
       // rotated refresh token, and with reuse detection the next refresh would end the grant.
       // Keep the tokens, drop the ID token nobody could verify: the session keeps the identity
       // verified at login.
-      this.log.warn({ event: 'refresh_id_token_unverified', reason: (err as { code?: string }).code ?? 'keys unavailable' }, 'refreshed ID token dropped: the identity provider keys could not be fetched');
+      this.log.warn(
+        { event: 'refresh_id_token_unverified', reason: (err as { code?: string }).code ?? 'keys unavailable' },
+        'refreshed ID token dropped: the identity provider keys could not be fetched',
+      );
       delete (response as { id_token?: string }).id_token;
       return response;
     }
@@ -254,7 +282,9 @@ export class IdpClient {
     return this.call(async () => {
       const configuration = await this.configured();
       const body = { ...parameters, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE };
-      return this.verifyIdTokenSignature(await client.genericGrantRequest(configuration, TOKEN_EXCHANGE, body, this.dpopOptions(configuration)));
+      return this.verifyIdTokenSignature(
+        await client.genericGrantRequest(configuration, TOKEN_EXCHANGE, body, this.dpopOptions(configuration)),
+      );
     });
   }
 

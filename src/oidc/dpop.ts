@@ -66,7 +66,10 @@ export class DpopKey {
       ath: createHash('sha256').update(accessToken).digest('base64url'),
     };
     if (nonce !== undefined) claims.nonce = nonce;
-    return new SignJWT(claims).setProtectedHeader({ typ: 'dpop+jwt', alg: this.alg, jwk: this.publicJwk }).setIssuedAt().sign(this.keyPair.privateKey);
+    return new SignJWT(claims)
+      .setProtectedHeader({ typ: 'dpop+jwt', alg: this.alg, jwk: this.publicJwk })
+      .setIssuedAt()
+      .sign(this.keyPair.privateKey);
   }
 
   nonceFor(url: string | URL): string | undefined {

@@ -69,7 +69,8 @@ export class LogoutTokenVerifier {
     if (!sid && !sub) throw new LogoutTokenError('logout token names neither sid nor sub');
     if (typeof payload.jti !== 'string' || !payload.jti) throw new LogoutTokenError('missing jti');
     const replayTtlMs = (MAX_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS) * 2000;
-    if (!(await this.claims.claim('logout-jti', hashed(`${payload.iss}\n${payload.jti}`), replayTtlMs))) throw new LogoutTokenError('logout token replayed');
+    if (!(await this.claims.claim('logout-jti', hashed(`${payload.iss}\n${payload.jti}`), replayTtlMs)))
+      throw new LogoutTokenError('logout token replayed');
     return { sid, sub };
   }
 }

@@ -35,7 +35,8 @@ export function registerAdminSessions(app: FastifyInstance, { sessions: store, e
   app.register(async (scope) => {
     scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       reply.header('cache-control', 'no-store');
-      if (!bearerMatches(request.headers.authorization, token)) throw new GatewayError('unauthenticated', { message: 'The admin token is missing or wrong.' });
+      if (!bearerMatches(request.headers.authorization, token))
+        throw new GatewayError('unauthenticated', { message: 'The admin token is missing or wrong.' });
     });
     scope.get('/sessions', async (request) => {
       const sessions = await selectSessions(store, selectionFrom(request.query));

@@ -49,7 +49,11 @@ async function checkIdp(config: GatewayConfig): Promise<Outcome> {
   const url = discoveryUrl(issuer);
   const where = `identity provider (${url.href})`;
   try {
-    const response = await fetch(url, { redirect: 'manual', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) });
+    const response = await fetch(url, {
+      redirect: 'manual',
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (response.status !== 200) {
       await response.body?.cancel();
       return { ok: false, line: `${where}: HTTP ${response.status}, expected 200 with the discovery document` };
@@ -67,7 +71,11 @@ async function checkIdp(config: GatewayConfig): Promise<Outcome> {
     } catch {
       named = undefined;
     }
-    if (named !== new URL(issuer).href) return { ok: false, line: `${where}: the document names issuer ${JSON.stringify(document.issuer)}, not the configured ${JSON.stringify(issuer)}` };
+    if (named !== new URL(issuer).href)
+      return {
+        ok: false,
+        line: `${where}: the document names issuer ${JSON.stringify(document.issuer)}, not the configured ${JSON.stringify(issuer)}`,
+      };
     return { ok: true, line: `${where}: ok, issuer matches` };
   } catch (err) {
     return { ok: false, line: `${where}: ${fetchProblem(err, timeoutMs)}` };

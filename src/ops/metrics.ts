@@ -7,7 +7,12 @@ import { STORE_OPS } from '../session/counted-store.ts';
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'bff_requests_total', help: 'Requests answered, by route and status class.', labelNames: ['route', 'status'], registers: [this.registry] });
+  readonly requests = new Counter({
+    name: 'bff_requests_total',
+    help: 'Requests answered, by route and status class.',
+    labelNames: ['route', 'status'],
+    registers: [this.registry],
+  });
   readonly upstreamDuration = new Histogram({
     name: 'bff_upstream_duration_seconds',
     help: 'Time from forwarding a request to the upstream response headers.',
@@ -15,15 +20,30 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  readonly tokenRefresh = new Counter({ name: 'bff_token_refresh_total', help: 'Access-token refresh outcomes.', labelNames: ['result'], registers: [this.registry] });
+  readonly tokenRefresh = new Counter({
+    name: 'bff_token_refresh_total',
+    help: 'Access-token refresh outcomes.',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   readonly refreshDuration = new Histogram({
     name: 'bff_token_refresh_duration_seconds',
     help: 'Duration of refresh_token grants at the IdP.',
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  readonly logins = new Counter({ name: 'bff_logins_total', help: 'Completed login attempts.', labelNames: ['result'], registers: [this.registry] });
-  readonly logouts = new Counter({ name: 'bff_logouts_total', help: 'Sessions ended, by kind.', labelNames: ['kind'], registers: [this.registry] });
+  readonly logins = new Counter({
+    name: 'bff_logins_total',
+    help: 'Completed login attempts.',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly logouts = new Counter({
+    name: 'bff_logouts_total',
+    help: 'Sessions ended, by kind.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({
     name: 'bff_store_errors_total',
     help: 'Session store calls that failed because the store could not be reached, by operation group.',

@@ -33,7 +33,9 @@ export interface Credentials {
 function recordTokens(record: SessionRecord): string[] {
   const { accessToken, refreshToken, idToken } = record.tokens;
   const routeTokens = Object.values(record.routeTokens ?? {}).map((token) => token.accessToken);
-  return [accessToken, refreshToken, idToken, ...routeTokens].filter((token): token is string => typeof token === 'string' && token.length > 0);
+  return [accessToken, refreshToken, idToken, ...routeTokens].filter(
+    (token): token is string => typeof token === 'string' && token.length > 0,
+  );
 }
 
 /** A route with its own `audience` or `scopes` carries a token minted for it (docs/http-interface.md#route-tokens). */
@@ -119,7 +121,9 @@ export class CredentialSource {
       dpop: isDpopType(first.tokenType),
       async retry() {
         const rejected = credentials.accessToken as string;
-        record = ownToken ? await refresher.refreshRouteAfterRejection(session, route, rejected) : await refresher.refreshAfterRejection(session, rejected);
+        record = ownToken
+          ? await refresher.refreshRouteAfterRejection(session, route, rejected)
+          : await refresher.refreshAfterRejection(session, rejected);
         for (const token of recordTokens(record)) seen.add(token);
         const next = carried(record, route);
         credentials.accessToken = next.accessToken;

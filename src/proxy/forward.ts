@@ -221,7 +221,12 @@ class Exchange implements Dispatcher.DispatchHandler, UpstreamResponse {
     if (this.cancelled) controller.abort(this.cancelled);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
     if (statusCode < 200) {
       if (statusCode === 103) this.events.earlyHints(headers);
       return;
@@ -329,7 +334,8 @@ export class Forwarder {
 
       const slots = this.slotsFor(target.carriesToken, target.url.origin);
       const pool = target.carriesToken ? this.tokenPool : this.plainPool;
-      const headers = target.contentLength === undefined ? target.headers : { ...target.headers, 'content-length': String(target.contentLength) };
+      const headers =
+        target.contentLength === undefined ? target.headers : { ...target.headers, 'content-length': String(target.contentLength) };
       const secrets = target.secrets ?? [];
       const attempt = () => {
         const current: Exchange = new Exchange({
@@ -344,7 +350,13 @@ export class Forwarder {
               return;
             }
             // A body that failed on the client's side (stalled, aborted) says so itself.
-            const failure = error instanceof GatewayError ? error : new GatewayError('bad_gateway', { detail: `upstream ${target.url.origin}: ${(error as NodeJS.ErrnoException).code ?? error.message}`, cause: error });
+            const failure =
+              error instanceof GatewayError
+                ? error
+                : new GatewayError('bad_gateway', {
+                    detail: `upstream ${target.url.origin}: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+                    cause: error,
+                  });
             settle(() => reject(failure));
           },
           earlyHints: (hints) => {
@@ -361,11 +373,22 @@ export class Forwarder {
         });
         exchange = current;
         try {
-          pool.dispatch({ origin: target.url.origin, path: target.url.pathname + target.url.search, method: target.method, headers, body: target.body ?? null }, current);
+          pool.dispatch(
+            {
+              origin: target.url.origin,
+              path: target.url.pathname + target.url.search,
+              method: target.method,
+              headers,
+              body: target.body ?? null,
+            },
+            current,
+          );
         } catch (err) {
           exchange = undefined;
           slots.leave();
-          settle(() => reject(new GatewayError('bad_gateway', { detail: `upstream request refused: ${(err as Error).message}`, cause: err })));
+          settle(() =>
+            reject(new GatewayError('bad_gateway', { detail: `upstream request refused: ${(err as Error).message}`, cause: err })),
+          );
         }
       };
       withdraw = slots.enter(() => {
@@ -384,7 +407,8 @@ export class Forwarder {
       dispatched += slots.active;
     }
     let undiciPending = 0;
-    for (const pool of [this.tokenPool, this.plainPool]) for (const stats of Object.values(pool.stats)) undiciPending += (stats as { pending?: number }).pending ?? 0;
+    for (const pool of [this.tokenPool, this.plainPool])
+      for (const stats of Object.values(pool.stats)) undiciPending += (stats as { pending?: number }).pending ?? 0;
     return { waiting, dispatched, undiciPending };
   }
 

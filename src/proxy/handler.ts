@@ -71,14 +71,25 @@ function scrubbableAcceptEncoding(value: string | string[] | undefined): string 
 function closesConnection(error: GatewayError, req: IncomingMessage): boolean {
   if (error.code === 'invalid_request' || error.code === 'request_timeout' || error.code === 'payload_too_large') return true;
   const { headers } = req;
-  const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+  const hasBody =
+    headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
   return hasBody && !req.complete;
 }
 
 /** Serves one proxied request on raw Node objects; answers every failure itself, never throws. */
 export type ProxyHandler = (exchange: ProxyExchange) => Promise<void>;
 
-export function createProxyHandler({ config, cookie, requestSessions, credentials: source, idp, metrics, routes, forwarder, steps = [] }: ProxyDeps): ProxyHandler {
+export function createProxyHandler({
+  config,
+  cookie,
+  requestSessions,
+  credentials: source,
+  idp,
+  metrics,
+  routes,
+  forwarder,
+  steps = [],
+}: ProxyDeps): ProxyHandler {
   const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
   const gatewayCookies = new Set([cookie.name, cookie.loginName]);
   const publicUrl = new URL(config.publicUrl);
@@ -116,7 +127,8 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       query = resolved.query;
       if (route.methods && !route.methods.includes(method)) throw new GatewayError('method_not_allowed');
       client = clientAddress(req, config.trustProxy);
-      if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientRequests` });
+      if (!clients.acquire(client))
+        throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientRequests` });
     } catch (err) {
       fail(exchange, err, isGatewayError(err) && err.status < 500 ? 'request refused' : 'request failed');
       return;
@@ -142,9 +154,15 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       // A 401 can be answered with a replay only if the body can be sent twice: buffer it when
       // it is small, of declared length and fits the shared budget; anything else streams.
       const replayable = credentials.accessToken !== undefined && config.tokens.retryOn401;
-      if (replayable && framing.kind === 'sized' && framing.length <= REPLAY_BODY_LIMIT && bufferBudget.reserve(framing.length)) buffered = framing.length;
+      if (replayable && framing.kind === 'sized' && framing.length <= REPLAY_BODY_LIMIT && bufferBudget.reserve(framing.length))
+        buffered = framing.length;
       const canReplay = replayable && (framing.kind === 'none' || buffered > 0);
-      const body = buffered > 0 ? await readBody(req, config.limits.bodyIdleTimeoutMs) : framing.kind === 'none' ? undefined : bodyWithIdleDeadline(req, config.limits.bodyIdleTimeoutMs);
+      const body =
+        buffered > 0
+          ? await readBody(req, config.limits.bodyIdleTimeoutMs)
+          : framing.kind === 'none'
+            ? undefined
+            : bodyWithIdleDeadline(req, config.limits.bodyIdleTimeoutMs);
       const contentLength = framing.kind === 'sized' && !Buffer.isBuffer(body) ? framing.length : undefined;
 
       const scrubbing = config.scrub.bodies && credentials.accessToken !== undefined;
@@ -174,14 +192,32 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
         const headers = await headersFor();
         const started = performance.now();
         const resendable = framing.kind === 'none' || Buffer.isBuffer(body) ? IDEMPOTENT.has(method) : false;
-        return forwarder.send(res, { method, url: target, headers, body, contentLength, timeoutMs: route.timeoutMs, carriesToken: tokenRoute, resendable, secrets: credentials.tokens() }).finally(() => {
-          metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
-        });
+        return forwarder
+          .send(res, {
+            method,
+            url: target,
+            headers,
+            body,
+            contentLength,
+            timeoutMs: route.timeoutMs,
+            carriesToken: tokenRoute,
+            resendable,
+            secrets: credentials.tokens(),
+          })
+          .finally(() => {
+            metrics.upstreamDuration.observe({ route: route.path }, (performance.now() - started) / 1000);
+          });
       };
 
       upstream = await send();
       const challenge = () => String(upstream?.headers['www-authenticate'] ?? '');
-      if (canReplay && credentials.dpop && upstream.statusCode === 401 && USE_DPOP_NONCE.test(challenge()) && idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])) {
+      if (
+        canReplay &&
+        credentials.dpop &&
+        upstream.statusCode === 401 &&
+        USE_DPOP_NONCE.test(challenge()) &&
+        idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce'])
+      ) {
         upstream.discard();
         upstream = await send();
       }
@@ -193,14 +229,22 @@ export function createProxyHandler({ config, cookie, requestSessions, credential
       // A resource server may rotate its nonce on any answer (RFC 9449 section 9).
       if (credentials.dpop) idp.dpop?.rememberNonce(target, upstream.headers['dpop-nonce']);
       // RFC 9470: the upstream wants a stronger or fresher login; the app gets step_up_required.
-      const stepUp = upstream.statusCode === 401 && credentials.session ? upstreamStepUp(config.oidc, upstream.headers, req.url ?? '/') : undefined;
+      const stepUp =
+        upstream.statusCode === 401 && credentials.session ? upstreamStepUp(config.oidc, upstream.headers, req.url ?? '/') : undefined;
       if (stepUp) {
         upstream.discard();
         throw stepUp;
       }
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
-      respond(res, method, upstream, { dropNames, gatewayCookies, tokens: credentials.tokens(), scrub: config.scrub.bodies, extraCookies, sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs });
+      respond(res, method, upstream, {
+        dropNames,
+        gatewayCookies,
+        tokens: credentials.tokens(),
+        scrub: config.scrub.bodies,
+        extraCookies,
+        sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs,
+      });
     } catch (err) {
       upstream?.discard();
       fail(exchange, err, 'proxy request failed');

@@ -24,12 +24,30 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { withoutCookies } from '../session/cookie.ts';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+]);
 
 /** Set by the forwarder from the request it accepted, never copied from the client. */
 const FRAMING = new Set(['content-length', 'transfer-encoding', 'expect', 'host']);
 
-const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip']);
+const FORWARDING = new Set([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-real-ip',
+]);
 
 /**
  * What frameworks, servers and CDNs commonly trust as the client's address, scheme, host or URL
@@ -39,15 +57,44 @@ const FORWARDING = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-proto',
  * sets none of them, so none may pass.
  */
 const CLIENT_CLAIMED = [
-  'x-forwarded', 'true-client-ip', 'x-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-original-forwarded-for', 'x-remote-ip', 'x-remote-addr', 'x-originating-ip',
-  'front-end-https', 'x-url-scheme', 'x-scheme', 'x-host', 'x-original-host', 'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-method',
+  'x-forwarded',
+  'true-client-ip',
+  'x-client-ip',
+  'client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-originating-ip',
+  'front-end-https',
+  'x-url-scheme',
+  'x-scheme',
+  'x-host',
+  'x-original-host',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-original-method',
 ];
 /** Method overrides: not identity, but they would let a request bypass a route's `methods` rule. */
 const METHOD_OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
 /** Headers some upstreams treat as identity (or routing); nobody but the gateway may set them. */
 const IDENTITY_PREFIXES = ['x-forwarded-', 'x-auth-request-', 'x-amzn-oidc-'];
-const IDENTITY = new Set([...FORWARDING, ...CLIENT_CLAIMED, ...METHOD_OVERRIDES, 'authorization', 'x-access-token', 'x-id-token', 'x-refresh-token', 'x-real-ip', 'x-user', 'x-email']);
+const IDENTITY = new Set([
+  ...FORWARDING,
+  ...CLIENT_CLAIMED,
+  ...METHOD_OVERRIDES,
+  'authorization',
+  'x-access-token',
+  'x-id-token',
+  'x-refresh-token',
+  'x-real-ip',
+  'x-user',
+  'x-email',
+]);
 
 export const TOKEN_RESPONSE_HEADERS = [
   'authorization',
@@ -136,7 +183,9 @@ export function browserResponseHeaders(upstream: IncomingHttpHeaders, options: R
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name) || options.dropNames.has(name)) continue;
     if (name === 'set-cookie') {
-      const kept = [value].flat().filter((line) => !options.gatewayCookies.has(setCookieName(line)) && !containsToken(line, options.tokens));
+      const kept = [value]
+        .flat()
+        .filter((line) => !options.gatewayCookies.has(setCookieName(line)) && !containsToken(line, options.tokens));
       if (kept.length > 0) out[name] = kept;
       continue;
     }
@@ -164,12 +213,20 @@ export interface ExchangeHeaders {
    * headers, and on token routes the gateway's `Authorization` and `DPoP` proof in place of the
    * browser's (which never pass there).
    */
-  request(req: IncomingMessage, exchange: { tokenRoute: boolean; auth: UpstreamAuth; keepUpgrade?: boolean }): Record<string, string | string[]>;
+  request(
+    req: IncomingMessage,
+    exchange: { tokenRoute: boolean; auth: UpstreamAuth; keepUpgrade?: boolean },
+  ): Record<string, string | string[]>;
   /** The response-header rules of an exchange that carried `tokens`. */
   response(tokens: readonly string[]): ResponseHeaderOptions;
 }
 
-export function exchangeHeaders(options: { trustProxy: boolean; publicUrl: string; gatewayCookies: readonly string[]; scrubResponseHeaders: readonly string[] }): ExchangeHeaders {
+export function exchangeHeaders(options: {
+  trustProxy: boolean;
+  publicUrl: string;
+  gatewayCookies: readonly string[];
+  scrubResponseHeaders: readonly string[];
+}): ExchangeHeaders {
   const gatewayCookies: ReadonlySet<string> = new Set(options.gatewayCookies);
   const dropNames: ReadonlySet<string> = new Set([...TOKEN_RESPONSE_HEADERS, ...options.scrubResponseHeaders]);
   const publicUrl = new URL(options.publicUrl);

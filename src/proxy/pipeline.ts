@@ -59,5 +59,18 @@ export interface ProxyStep {
 }
 
 export function newExchange(req: IncomingMessage, res: ServerResponse, id: string, log: Logger, bound = false): ProxyExchange {
-  return { req, res, started: performance.now(), id, log, bound, route: undefined, path: undefined, credentials: undefined, upstreamHeaders: {}, logFields: undefined, error: undefined };
+  return {
+    req,
+    res,
+    started: performance.now(),
+    id,
+    log,
+    bound,
+    route: undefined,
+    path: undefined,
+    credentials: undefined,
+    upstreamHeaders: {},
+    logFields: undefined,
+    error: undefined,
+  };
 }

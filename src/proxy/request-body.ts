@@ -36,10 +36,15 @@ export function requestFraming(method: string, headers: IncomingHttpHeaders): Fr
   const transferEncoding = headers['transfer-encoding'];
   if (transferEncoding !== undefined) {
     if (transferEncoding.trim().toLowerCase() !== 'chunked') {
-      throw new GatewayError('invalid_request', { message: 'Only chunked transfer coding is accepted.', detail: `transfer-encoding ${transferEncoding}` });
+      throw new GatewayError('invalid_request', {
+        message: 'Only chunked transfer coding is accepted.',
+        detail: `transfer-encoding ${transferEncoding}`,
+      });
     }
     if (BODYLESS_METHODS.has(method)) {
-      const message = NO_BODY_METHODS.has(method) ? `A ${method} request cannot have a body.` : `A ${method} request body needs a Content-Length.`;
+      const message = NO_BODY_METHODS.has(method)
+        ? `A ${method} request cannot have a body.`
+        : `A ${method} request body needs a Content-Length.`;
       throw new GatewayError('invalid_request', { message, detail: `chunked body on ${method}` });
     }
     return { kind: 'chunked' };
@@ -50,7 +55,10 @@ export function requestFraming(method: string, headers: IncomingHttpHeaders): Fr
   const length = Number(declared);
   if (length === 0) return { kind: 'none' };
   if (NO_BODY_METHODS.has(method)) {
-    throw new GatewayError('invalid_request', { message: `A ${method} request cannot have a body.`, detail: `body of ${length} bytes on ${method}` });
+    throw new GatewayError('invalid_request', {
+      message: `A ${method} request cannot have a body.`,
+      detail: `body of ${length} bytes on ${method}`,
+    });
   }
   return { kind: 'sized', length };
 }

@@ -50,7 +50,8 @@ export function hasResponseBody(method: string, status: number, headers?: Incomi
 
 export function respond(res: ServerResponse, method: string, upstream: UpstreamResponse, options: RespondOptions): void {
   const headers = browserResponseHeaders(upstream.headers, options);
-  if (options.extraCookies.length > 0) headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
+  if (options.extraCookies.length > 0)
+    headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
   const bodyless = !hasResponseBody(method, upstream.statusCode, upstream.headers);
   let decoder: Transform | null = null;
   let redactor: Redactor | undefined;
@@ -58,7 +59,9 @@ export function respond(res: ServerResponse, method: string, upstream: UpstreamR
     const found = decoderFor(upstream.headers['content-encoding']);
     if (found === undefined) {
       upstream.discard();
-      throw new GatewayError('bad_gateway', { detail: `upstream body encoding ${String(upstream.headers['content-encoding'])} cannot be inspected for tokens` });
+      throw new GatewayError('bad_gateway', {
+        detail: `upstream body encoding ${String(upstream.headers['content-encoding'])} cannot be inspected for tokens`,
+      });
     }
     decoder = found;
     if (decoder) delete headers['content-encoding'];

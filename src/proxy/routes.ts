@@ -77,7 +77,8 @@ function splitUrl(url: string): { path: string; query: string } {
 export function resolveRoute(routes: RouteTable, rawUrl: string): { route: RouteConfig; path: string; query: string } {
   const { path: rawPath, query } = splitUrl(rawUrl);
   const normalised = normalisePath(rawPath);
-  if (!normalised.ok) throw new GatewayError('invalid_request', { message: 'The request path is not acceptable.', detail: normalised.reason });
+  if (!normalised.ok)
+    throw new GatewayError('invalid_request', { message: 'The request path is not acceptable.', detail: normalised.reason });
   const route = routes.match(normalised.path);
   if (!route) throw new GatewayError('not_found');
   return { route, path: normalised.path, query };

@@ -158,7 +158,9 @@ export class Redactor {
    */
   private couldGrow(buffer: Buffer, at: number, length: number): boolean {
     const rest = buffer.length - at;
-    return this.needles.some(({ bytes }) => bytes.length > length && bytes.length > rest && bytes.subarray(0, rest).equals(buffer.subarray(at)));
+    return this.needles.some(
+      ({ bytes }) => bytes.length > length && bytes.length > rest && bytes.subarray(0, rest).equals(buffer.subarray(at)),
+    );
   }
 
   /** Appends `buffer` with every complete needle replaced to `output`; returns the index consumed up to. */

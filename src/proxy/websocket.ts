@@ -64,7 +64,12 @@ export interface UpgradeDeps {
 }
 
 export function createUpgradeHandler({ config, cookie, credentials: source, watch: watchDeps, routes }: UpgradeDeps): UpgradeHandler {
-  const headerRules = exchangeHeaders({ trustProxy: config.trustProxy, publicUrl: config.publicUrl, gatewayCookies: [cookie.name, cookie.loginName], scrubResponseHeaders: config.scrub.responseHeaders });
+  const headerRules = exchangeHeaders({
+    trustProxy: config.trustProxy,
+    publicUrl: config.publicUrl,
+    gatewayCookies: [cookie.name, cookie.loginName],
+    scrubResponseHeaders: config.scrub.responseHeaders,
+  });
   const clients = new ClientLimit(config.limits.perClientWebSockets);
   const budget = new BufferBudget(config.limits.maxBufferedBytes);
   const watch = new SessionSocketWatch(watchDeps);
@@ -93,7 +98,8 @@ export function createUpgradeHandler({ config, cookie, credentials: source, watc
       const { route, path, query } = resolveRoute(routes, req.url ?? '/');
       // Counted from here until the browser's socket closes, whatever becomes of it.
       const client = clientAddress(req, config.trustProxy);
-      if (!clients.acquire(client)) throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientWebSockets` });
+      if (!clients.acquire(client))
+        throw new GatewayError('too_many_requests', { detail: `client ${client} over limits.perClientWebSockets` });
       socket.once('close', () => clients.release(client));
       const tokenRoute = route.token !== 'none';
       if (tokenRoute && req.headers.origin !== config.publicUrl) throw new GatewayError('csrf_required');

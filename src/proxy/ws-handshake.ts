@@ -53,12 +53,15 @@ export function assertWebSocketHandshake(req: IncomingMessage): void {
   if (upgrade !== 'websocket') throw refuse(`upgrade to ${JSON.stringify(req.headers.upgrade ?? '')}`);
   if (req.method !== 'GET') throw refuse(`websocket upgrade with ${req.method}`);
   const version = req.headers['sec-websocket-version'];
-  if (!KEY.test(req.headers['sec-websocket-key'] ?? '') || (version !== '13' && version !== '8')) throw refuse('websocket handshake without a valid key or version');
+  if (!KEY.test(req.headers['sec-websocket-key'] ?? '') || (version !== '13' && version !== '8'))
+    throw refuse('websocket handshake without a valid key or version');
 }
 
 /** The `Sec-WebSocket-Accept` that answers `key`. */
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + WEBSOCKET_GUID)
+    .digest('base64');
 }
 
 /** Whether an upstream's 101 really switched to WebSocket for the browser's `key`. */

@@ -10,7 +10,9 @@ export type MessageRedactor = (data: Buffer) => Buffer;
 
 export function messageRedactor(tokens: readonly string[]): MessageRedactor {
   // Longest first: when one token is a prefix of another, the longer one is replaced whole.
-  const needles = [...new Set(tokens.filter((token) => token.length > 0))].map((token) => Buffer.from(token)).sort((a, b) => b.length - a.length);
+  const needles = [...new Set(tokens.filter((token) => token.length > 0))]
+    .map((token) => Buffer.from(token))
+    .sort((a, b) => b.length - a.length);
   if (needles.length === 0) return (data) => data;
   return (data) => {
     const parts: Buffer[] = [];

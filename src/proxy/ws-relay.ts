@@ -37,7 +37,16 @@ const HIGH_WATER_BYTES = 1024 * 1024;
 const MAX_REASON_BYTES = 123;
 
 /** The handshake headers each side's library sets itself; never copied across. */
-const HANDSHAKE_HEADERS = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'sec-websocket-accept', 'connection', 'upgrade', 'host']);
+const HANDSHAKE_HEADERS = new Set([
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-protocol',
+  'sec-websocket-extensions',
+  'sec-websocket-accept',
+  'connection',
+  'upgrade',
+  'host',
+]);
 /** RFC 6455 section 7.4.1: going away (the idle timeout), and try again later (the budget). */
 const IDLE_CLOSE = { code: 1001, reason: 'idle timeout' } as const;
 const OVERLOADED_CLOSE = { code: 1013, reason: 'try again later' } as const;
@@ -132,7 +141,9 @@ export function relay(options: RelayOptions): void {
   let acceptedHeaders: string[] = [];
   upstream.once('upgrade', (response: IncomingMessage) => {
     const kept = browserResponseHeaders(response.headers, options.rules);
-    acceptedHeaders = Object.entries(kept).flatMap(([name, value]) => (HANDSHAKE_HEADERS.has(name) || value === undefined ? [] : [value].flat().map((item) => `${name}: ${String(item)}`)));
+    acceptedHeaders = Object.entries(kept).flatMap(([name, value]) =>
+      HANDSHAKE_HEADERS.has(name) || value === undefined ? [] : [value].flat().map((item) => `${name}: ${String(item)}`),
+    );
   });
   upstream.once('unexpected-response', (_request, response: IncomingMessage) => {
     response.resume();
@@ -141,7 +152,13 @@ export function relay(options: RelayOptions): void {
   });
   upstream.on('error', (err: Error) => {
     const timedOut = /handshake has timed out/i.test(err.message);
-    fail(timedOut ? new GatewayError('gateway_timeout', { detail: `no WebSocket handshake answer from ${options.target.origin} within ${options.timeoutMs}ms` }) : new GatewayError('bad_gateway', { detail: `upstream ${options.target.origin}: ${err.message}` }));
+    fail(
+      timedOut
+        ? new GatewayError('gateway_timeout', {
+            detail: `no WebSocket handshake answer from ${options.target.origin} within ${options.timeoutMs}ms`,
+          })
+        : new GatewayError('bad_gateway', { detail: `upstream ${options.target.origin}: ${err.message}` }),
+    );
   });
 
   upstream.once('open', () => {
@@ -150,7 +167,13 @@ export function relay(options: RelayOptions): void {
       return;
     }
     answered = true;
-    const server = new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: true, maxPayload: MAX_MESSAGE_BYTES, handleProtocols: () => upstream.protocol || false });
+    const server = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: true,
+      maxPayload: MAX_MESSAGE_BYTES,
+      handleProtocols: () => upstream.protocol || false,
+    });
     server.once('headers', (lines) => lines.push(...acceptedHeaders));
     server.handleUpgrade(req, socket, options.head, (browser) => {
       socket.off('close', onBrowserGone);

@@ -66,7 +66,15 @@ export class SessionSocketWatch {
 
   /** Watches one socket of `session`; `end` closes it. */
   watch(session: LoadedSession, end: () => void): WatchHandle {
-    const watch: Watch = { handle: session.handle, session: { handle: session.handle, record: session.record, sealed: session.sealed }, end, activeSinceCheck: false, timer: undefined, checking: false, stopped: false };
+    const watch: Watch = {
+      handle: session.handle,
+      session: { handle: session.handle, record: session.record, sealed: session.sealed },
+      end,
+      activeSinceCheck: false,
+      timer: undefined,
+      checking: false,
+      stopped: false,
+    };
     let set = this.byHandle.get(watch.handle);
     if (!set) {
       set = new Set();

@@ -51,8 +51,14 @@ export function tunnel(options: TunnelOptions): void {
   const onBrowserGone = () => upstreamRequest.destroy();
   socket.once('close', onBrowserGone);
 
-  upstreamRequest.setTimeout(options.timeoutMs, () => fail(new GatewayError('gateway_timeout', { detail: `no WebSocket handshake answer from ${target.origin} within ${options.timeoutMs}ms` })));
-  upstreamRequest.on('error', (err: NodeJS.ErrnoException) => fail(new GatewayError('bad_gateway', { detail: `upstream ${target.origin}: ${err.code ?? err.message}` })));
+  upstreamRequest.setTimeout(options.timeoutMs, () =>
+    fail(
+      new GatewayError('gateway_timeout', { detail: `no WebSocket handshake answer from ${target.origin} within ${options.timeoutMs}ms` }),
+    ),
+  );
+  upstreamRequest.on('error', (err: NodeJS.ErrnoException) =>
+    fail(new GatewayError('bad_gateway', { detail: `upstream ${target.origin}: ${err.code ?? err.message}` })),
+  );
 
   upstreamRequest.on('response', (response: IncomingMessage) => {
     if (options.refuseOtherAnswers) {
@@ -77,7 +83,11 @@ export function tunnel(options: TunnelOptions): void {
     }
     if (!isWebSocketAccept(response.headers, [options.headers['sec-websocket-key']].flat()[0] as string | undefined)) {
       upstreamSocket.destroy();
-      fail(new GatewayError('bad_gateway', { detail: `upstream switched to ${JSON.stringify(response.headers.upgrade ?? '')} without a valid WebSocket accept` }));
+      fail(
+        new GatewayError('bad_gateway', {
+          detail: `upstream switched to ${JSON.stringify(response.headers.upgrade ?? '')} without a valid WebSocket accept`,
+        }),
+      );
       return;
     }
     answered = true;

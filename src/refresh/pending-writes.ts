@@ -104,7 +104,8 @@ export class PendingWrites {
       // `update` refuses (false) once the session's timeouts have passed or its record is gone.
       stored = await this.deps.sessions.update(entry.session, record);
     } catch (err) {
-      if (!isStoreOutage(err)) this.deps.log.warn({ event: 'refresh_store_retry_failed', detail: errorDetail(err) }, 'storing refreshed tokens failed; retrying');
+      if (!isStoreOutage(err))
+        this.deps.log.warn({ event: 'refresh_store_retry_failed', detail: errorDetail(err) }, 'storing refreshed tokens failed; retrying');
       this.schedule(handle, entry);
       return;
     }

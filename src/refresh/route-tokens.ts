@@ -51,7 +51,8 @@ export async function mintRouteToken({ idp, now, route, session, freshMain }: Mi
   const { record } = session;
   const refreshToken = record.tokens.refreshToken;
   // Nothing can mint a token for this route; the session itself is still fine for other routes.
-  if (!refreshToken) throw new GatewayError('idp_unavailable', { detail: `no refresh token and no token exchange to mint a token for ${route.path}` });
+  if (!refreshToken)
+    throw new GatewayError('idp_unavailable', { detail: `no refresh token and no token exchange to mint a token for ${route.path}` });
   const response = await idp.refresh(refreshToken, parameters);
   return {
     ...record,

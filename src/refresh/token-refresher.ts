@@ -199,11 +199,15 @@ export class TokenRefresher {
     }
     const backoff = this.backingOff(key);
     if (backoff && backoff.askedUntil > this.deps.now()) {
-      return Promise.reject(new GatewayError('idp_unavailable', { detail: 'the identity provider asked to wait before the next refresh (Retry-After)' }));
+      return Promise.reject(
+        new GatewayError('idp_unavailable', { detail: 'the identity provider asked to wait before the next refresh (Retry-After)' }),
+      );
     }
     const attributes = { 'bff.refresh.target': target.route ? 'route' : 'main' };
     const refreshing = () => this.refreshAcrossInstances(session, target, staleToken, force);
-    const promise = inSpan('bff.token_refresh', attributes, refreshing, () => ({ 'bff.refresh.result': 'success' })).finally(() => this.inflight.delete(key));
+    const promise = inSpan('bff.token_refresh', attributes, refreshing, () => ({ 'bff.refresh.result': 'success' })).finally(() =>
+      this.inflight.delete(key),
+    );
     this.inflight.set(key, promise);
     return promise;
   }
@@ -219,7 +223,12 @@ export class TokenRefresher {
     return token !== undefined && token.accessToken !== staleToken && (force || !this.expiredToken(token));
   }
 
-  private async refreshAcrossInstances(session: LoadedSession, target: Target, staleToken: string | undefined, force: boolean): Promise<SessionRecord> {
+  private async refreshAcrossInstances(
+    session: LoadedSession,
+    target: Target,
+    staleToken: string | undefined,
+    force: boolean,
+  ): Promise<SessionRecord> {
     const { store, sessions } = this.deps;
     // Real elapsed time, not the injectable clock: the lock's TTL runs in the store's real time.
     const deadline = performance.now() + this.lockTtlMs + 1_000;
@@ -264,7 +273,8 @@ export class TokenRefresher {
       if (target.route) {
         const route = target.route;
         // Token exchange presents the main access token: make it fresh first, under this lock.
-        const freshMain = async (current: LoadedSession) => (this.stale(current.record.tokens) ? this.callIdp(current, MAIN, lockOwner) : current.record);
+        const freshMain = async (current: LoadedSession) =>
+          this.stale(current.record.tokens) ? this.callIdp(current, MAIN, lockOwner) : current.record;
         updated = await mintRouteToken({ idp: this.deps.idp, now: this.deps.now, route, session, freshMain });
       } else {
         const refreshed = await this.refreshMain(session);
@@ -322,9 +332,21 @@ export class TokenRefresher {
     const count = (unstored.refreshToken ? 1 : 0) + unstored.accessTokens.length;
     void revokeTokens(idp, log, unstored, { kind: 'refresh_lost_race', route: target.route?.path }).then((failed) => {
       const fields = { route: target.route?.path, tokens: count, failed };
-      if (!idp.canRevoke) log.info({ event: 'lost_race_tokens_not_revoked', ...fields }, 'tokens from a refresh that finished after the session ended were dropped; the identity provider offers no revocation');
-      else if (failed === 0) log.info({ event: 'lost_race_tokens_revoked', ...fields }, 'tokens from a refresh that finished after the session ended were revoked');
-      else log.warn({ event: 'lost_race_tokens_revoke_failed', ...fields }, `${failed} of ${count} tokens from a refresh that finished after the session ended could not be revoked`);
+      if (!idp.canRevoke)
+        log.info(
+          { event: 'lost_race_tokens_not_revoked', ...fields },
+          'tokens from a refresh that finished after the session ended were dropped; the identity provider offers no revocation',
+        );
+      else if (failed === 0)
+        log.info(
+          { event: 'lost_race_tokens_revoked', ...fields },
+          'tokens from a refresh that finished after the session ended were revoked',
+        );
+      else
+        log.warn(
+          { event: 'lost_race_tokens_revoke_failed', ...fields },
+          `${failed} of ${count} tokens from a refresh that finished after the session ended could not be revoked`,
+        );
     });
   }
 
@@ -365,7 +387,10 @@ export class TokenRefresher {
     }
     if (target.route && failure.kind === 'rejected' && ROUTE_CONFIGURATION_ERRORS.has(failure.reason)) {
       metrics.tokenRefresh.inc({ result: 'error' });
-      log.warn({ event: 'route_token_refused', route, reason: failure.reason }, "identity provider refused the route's audience or scopes; session kept");
+      log.warn(
+        { event: 'route_token_refused', route, reason: failure.reason },
+        "identity provider refused the route's audience or scopes; session kept",
+      );
       throw new GatewayError('bad_gateway', { detail: `token for route ${target.route.path} refused: ${failure.reason}`, cause: err });
     }
     metrics.tokenRefresh.inc({ result: failure.kind === 'rejected' ? 'invalid_grant' : 'error' });

@@ -29,7 +29,12 @@ export function countStoreErrors(store: SessionStore, onError: (op: StoreOp) => 
     destroy: (handle) => counted('delete', store.destroy(handle)),
     onEnded: (listener) => store.onEnded(listener),
     // The change feed is not a store call: passed through as is (absent when the store has none).
-    ...(store.watchChanges ? { watchChanges: (listener: (handle: string | null) => void) => (store.watchChanges as NonNullable<SessionStore['watchChanges']>).call(store, listener) } : {}),
+    ...(store.watchChanges
+      ? {
+          watchChanges: (listener: (handle: string | null) => void) =>
+            (store.watchChanges as NonNullable<SessionStore['watchChanges']>).call(store, listener),
+        }
+      : {}),
     indexAdd: (index, handle, ttlMs) => counted('index', store.indexAdd(index, handle, ttlMs)),
     indexMembers: (index) => counted('index', store.indexMembers(index)),
     indexRemove: (index, handles) => counted('index', store.indexRemove(index, handles)),

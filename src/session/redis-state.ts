@@ -80,7 +80,10 @@ export interface ConnectionWatch {
  * Follows `client`'s events. Without a logger it still tracks the state and the last cause
  * (and it always swallows `error` events, which ioredis would otherwise print).
  */
-export function watchConnection(client: Emitter, options: { log?: Logger | undefined; target: Record<string, unknown>; secrets: readonly string[] }): ConnectionWatch {
+export function watchConnection(
+  client: Emitter,
+  options: { log?: Logger | undefined; target: Record<string, unknown>; secrets: readonly string[] },
+): ConnectionWatch {
   const { log, target, secrets } = options;
   let state: RedisConnectionState = 'starting';
   let lastCause: RedisCause | undefined;

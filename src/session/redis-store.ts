@@ -103,7 +103,9 @@ export function createRedisClient(config: RedisConfig): Client {
 function subscriberFor(client: Client): Client {
   // Unlike commands, a subscription may wait for a connection: it is re-made on every reconnect.
   const overrides = { lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, commandTimeout: undefined };
-  return client instanceof Cluster ? client.duplicate([], { ...overrides, redisOptions: { ...client.options.redisOptions, ...overrides } }) : client.duplicate(overrides);
+  return client instanceof Cluster
+    ? client.duplicate([], { ...overrides, redisOptions: { ...client.options.redisOptions, ...overrides } })
+    : client.duplicate(overrides);
 }
 
 export class RedisStore implements SessionStore {
@@ -123,7 +125,11 @@ export class RedisStore implements SessionStore {
    * `options.watch` follows the connection's state (see redis-state.ts); without it, connection
    * errors are merely swallowed (ioredis would print every reconnect attempt).
    */
-  constructor(private readonly client: Client, keyPrefix: string, options: { log?: Logger | undefined; watch?: ConnectionWatch | undefined } = {}) {
+  constructor(
+    private readonly client: Client,
+    keyPrefix: string,
+    options: { log?: Logger | undefined; watch?: ConnectionWatch | undefined } = {},
+  ) {
     this.prefix = keyPrefix;
     this.endedChannel = `${keyPrefix}ended`;
     this.changedChannel = `${keyPrefix}changed`;
@@ -177,7 +183,9 @@ export class RedisStore implements SessionStore {
   }
 
   async replace(handle: string, expected: string, sealed: string, ttlMs: number): Promise<boolean> {
-    const result = await this.run(() => this.client.eval(REPLACE, 1, this.key('s', handle), expected, sealed, String(Math.max(1, Math.ceil(ttlMs)))));
+    const result = await this.run(() =>
+      this.client.eval(REPLACE, 1, this.key('s', handle), expected, sealed, String(Math.max(1, Math.ceil(ttlMs)))),
+    );
     if (result === 1) await this.announceChange(handle);
     return result === 1;
   }
@@ -260,7 +268,10 @@ export class RedisStore implements SessionStore {
           const cause = causeOf(err, []);
           if (cause.message === changeRefusal) return;
           changeRefusal = cause.message;
-          this.log?.warn({ channel: this.changedChannel, cause }, 'redis: cannot subscribe to session-change announcements; the in-process session cache stays off');
+          this.log?.warn(
+            { channel: this.changedChannel, cause },
+            'redis: cannot subscribe to session-change announcements; the in-process session cache stays off',
+          );
         },
       );
       subscriber.subscribe(this.endedChannel).then(
@@ -272,7 +283,10 @@ export class RedisStore implements SessionStore {
           const cause = causeOf(err, []);
           if (cause.message === refusal) return;
           refusal = cause.message;
-          this.log?.warn({ channel: this.endedChannel, cause }, 'redis: cannot subscribe to ended-session announcements; open WebSockets close only at their periodic re-check');
+          this.log?.warn(
+            { channel: this.endedChannel, cause },
+            'redis: cannot subscribe to ended-session announcements; open WebSockets close only at their periodic re-check',
+          );
         },
       );
     });

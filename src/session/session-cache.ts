@@ -53,7 +53,9 @@ export class SessionCache {
     private readonly now: () => number,
   ) {
     // `null`: the feed went down or came back; anything may have changed meanwhile.
-    this.feed = (store.watchChanges as NonNullable<SessionStore['watchChanges']>)((handle) => (handle === null ? this.clear() : this.invalidate(handle)));
+    this.feed = (store.watchChanges as NonNullable<SessionStore['watchChanges']>)((handle) =>
+      handle === null ? this.clear() : this.invalidate(handle),
+    );
   }
 
   /** Whether the cache may be used right now (the change feed is live). */

@@ -73,7 +73,10 @@ export interface LoadedSession {
   sealed: string;
 }
 
-export type LoadResult = { state: 'none' } | { state: 'ended'; record: SessionRecord; handle: string } | ({ state: 'active' } & LoadedSession);
+export type LoadResult =
+  | { state: 'none' }
+  | { state: 'ended'; record: SessionRecord; handle: string }
+  | ({ state: 'active' } & LoadedSession);
 
 const MAX_SLIDE_INTERVAL_MS = 60_000;
 
@@ -114,7 +117,10 @@ export class Sessions {
   }
 
   /** Creates and stores a brand-new session. Returns the browser-side id. */
-  async create(data: Pick<SessionRecord, 'sub' | 'idpSid' | 'claims' | 'tokens' | 'device'>, lifetimeCapMs?: number): Promise<{ id: string } & LoadedSession> {
+  async create(
+    data: Pick<SessionRecord, 'sub' | 'idpSid' | 'claims' | 'tokens' | 'device'>,
+    lifetimeCapMs?: number,
+  ): Promise<{ id: string } & LoadedSession> {
     const now = this.now();
     const id = Sessions.newId();
     const handle = Sessions.handleOf(id);
@@ -254,7 +260,10 @@ export class Sessions {
           dead.add(handle);
         }
       }
-      await this.store.indexRemove(name, handles.filter((handle) => dead.has(handle)));
+      await this.store.indexRemove(
+        name,
+        handles.filter((handle) => dead.has(handle)),
+      );
     }
     return found;
   }

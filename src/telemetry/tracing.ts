@@ -15,7 +15,17 @@
  * session: attributes are built here from those few fields only.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
+import {
+  context,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type Tracer,
+} from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -91,7 +101,12 @@ function failed(span: Span, err: unknown): void {
  * Runs `fn` inside a child span of the current one (or alone when tracing is off). `outcome`
  * names the result in attributes (a refresh's result, say).
  */
-export async function inSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>, outcome?: (result: T) => Attributes): Promise<T> {
+export async function inSpan<T>(
+  name: string,
+  attributes: Attributes,
+  fn: () => Promise<T>,
+  outcome?: (result: T) => Attributes,
+): Promise<T> {
   if (!tracer) return fn();
   const span = tracer.startSpan(name, { attributes });
   try {
@@ -150,7 +165,12 @@ export function endServerSpan(serverTrace: ServerTrace | undefined, route: strin
  */
 export function startClientSpan(name: string, method: string, url: URL, headers: Record<string, string | string[]>): Span | undefined {
   if (!tracer) return undefined;
-  const attributes = { 'http.request.method': method, 'server.address': url.hostname, 'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)), 'url.path': url.pathname };
+  const attributes = {
+    'http.request.method': method,
+    'server.address': url.hostname,
+    'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+    'url.path': url.pathname,
+  };
   const span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes });
   propagator.inject(trace.setSpan(context.active(), span), headers, { set: (carrier, key, value) => (carrier[key] = value) });
   return span;

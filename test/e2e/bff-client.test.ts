@@ -18,7 +18,10 @@ const contexts: BrowserContext[] = [];
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or run .ci/run)`);
   demo = await startDemo({ port: 0, idpPort: 0, logLevel: 'silent' });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
+  });
 }, 45_000);
 
 afterAll(async () => {
@@ -54,7 +57,12 @@ function withClient<T>(page: Page, body: string): Promise<T> {
 
 test('fetch adds the CSRF header; user() exposes acr and auth_time; expiring fires before the idle expiry', async () => {
   const page = await device();
-  const result = await withClient<{ plain: number; wrapped: number; user: Record<string, unknown>; expiring: { reason: string; at: number } }>(
+  const result = await withClient<{
+    plain: number;
+    wrapped: number;
+    user: Record<string, unknown>;
+    expiring: { reason: string; at: number };
+  }>(
     page,
     `const plain = (await fetch('/api/hello')).status;
      const bff = createBffClient({ expiryWarningMs: 60 * 60_000 });
@@ -76,7 +84,10 @@ test('step-up: 401 step_up_required surfaces as an event; the one-time code logi
   const page = await device();
   await page.click('#sensitive');
   await page.waitForFunction(() => document.getElementById('status')?.textContent === 'GET /api/sensitive: 401');
-  expect(JSON.parse((await page.textContent('#output')) ?? '{}')).toMatchObject({ error: 'step_up_required', loginUrl: '/auth/login?returnTo=%2Fapi%2Fsensitive&acr_values=mfa' });
+  expect(JSON.parse((await page.textContent('#output')) ?? '{}')).toMatchObject({
+    error: 'step_up_required',
+    loginUrl: '/auth/login?returnTo=%2Fapi%2Fsensitive&acr_values=mfa',
+  });
   await page.waitForSelector('#step-up:not([hidden])');
 
   const requested: string[] = [];
@@ -94,7 +105,10 @@ test('step-up: 401 step_up_required surfaces as an event; the one-time code logi
   await expect.poll(() => page.textContent('#acr')).toBe('mfa');
   await page.click('#sensitive');
   await page.waitForFunction(() => document.getElementById('status')?.textContent === 'GET /api/sensitive: 200');
-  expect(JSON.parse((await page.textContent('#output')) ?? '{}')).toMatchObject({ message: 'sensitive data for alice', claims: { sub: 'alice' } });
+  expect(JSON.parse((await page.textContent('#output')) ?? '{}')).toMatchObject({
+    message: 'sensitive data for alice',
+    claims: { sub: 'alice' },
+  });
 });
 
 test('sessions, log out other devices, the login navigation after the session ended, and its opt-out', async () => {

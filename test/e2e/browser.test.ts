@@ -25,7 +25,16 @@ beforeAll(async () => {
   demo = await startDemo({ port: 0, idpPort: 0, logLevel: 'silent' });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
   page = await context.newPage();
@@ -72,7 +81,11 @@ test('login, API call, user view, no token reachable from the page, logout', asy
   expect(api.message).toBe('hello alice');
   expect(api.claims).toMatchObject({ sub: 'alice', iss: demo.idp.issuer });
 
-  const me = (await statusAfterClick('whoami', 'GET /auth/user: 200')) as { sub: string; claims: Record<string, unknown>; logoutUrl: string };
+  const me = (await statusAfterClick('whoami', 'GET /auth/user: 200')) as {
+    sub: string;
+    claims: Record<string, unknown>;
+    logoutUrl: string;
+  };
   expect(me.sub).toBe('alice');
   expect(me.claims).toMatchObject({ name: 'Alice', email: 'alice@example.com' });
   expect(me.logoutUrl.startsWith(`${demo.url}/auth/logout?sid=`)).toBe(true);
@@ -88,8 +101,17 @@ test('login, API call, user view, no token reachable from the page, logout', asy
   const accessToken = demo.api.acceptedTokens.at(-1);
   expect(accessToken).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
   const reachable = await page.evaluate(() => {
-    const dump = (storage: Storage) => Object.keys(storage).map((key) => `${key}=${storage.getItem(key)}`).join('\n');
-    return [dump(localStorage), dump(sessionStorage), document.cookie, document.documentElement.outerHTML, JSON.stringify(performance.getEntries())].join('\n');
+    const dump = (storage: Storage) =>
+      Object.keys(storage)
+        .map((key) => `${key}=${storage.getItem(key)}`)
+        .join('\n');
+    return [
+      dump(localStorage),
+      dump(sessionStorage),
+      document.cookie,
+      document.documentElement.outerHTML,
+      JSON.stringify(performance.getEntries()),
+    ].join('\n');
   });
   const signature = (accessToken as string).split('.')[2] as string;
   // The scan does see what the page shows (the user view)…

@@ -52,7 +52,10 @@ beforeAll(async () => {
   cookieHeader = session.cookieHeader;
   const probe = await fetch(`${world.url}/api/probe`, { headers: apiHeaders(cookieHeader) });
   expect(probe.status).toBe(200);
-  const record = (await world.gateway.gateway.services.sessions.load(cookieHeader.split('=')[1]?.split('.')[0] ?? '')) as { state: string; record?: { tokens: Record<string, unknown> } };
+  const record = (await world.gateway.gateway.services.sessions.load(cookieHeader.split('=')[1]?.split('.')[0] ?? '')) as {
+    state: string;
+    record?: { tokens: Record<string, unknown> };
+  };
   expect(record.state).toBe('active');
   tokens = Object.values(record.record?.tokens ?? {}).filter((value): value is string => typeof value === 'string' && value.length > 20);
   expect(tokens.length).toBeGreaterThanOrEqual(2);
@@ -70,7 +73,36 @@ function assertSafe(response: RawResponse): void {
 
 /** Path characters an attacker would try: separators, encodings, dots, controls, unicode. */
 const pathPiece = fc.oneof(
-  fc.constantFrom('/', '//', '/..', '/.', '%2e', '%2E%2e', '%2f', '%5c', '\\', ';', '%00', '%252e', '@', '?', '#', '%', '%zz', 'api', 'maybe', 'auth', 'login', 'callback', 'user', '..;', '~', '%u002e', '\u2215', '\uff0f'),
+  fc.constantFrom(
+    '/',
+    '//',
+    '/..',
+    '/.',
+    '%2e',
+    '%2E%2e',
+    '%2f',
+    '%5c',
+    '\\',
+    ';',
+    '%00',
+    '%252e',
+    '@',
+    '?',
+    '#',
+    '%',
+    '%zz',
+    'api',
+    'maybe',
+    'auth',
+    'login',
+    'callback',
+    'user',
+    '..;',
+    '~',
+    '%u002e',
+    '\u2215',
+    '\uff0f',
+  ),
   fc.string({ maxLength: 6 }),
 );
 const path = fc.array(pathPiece, { maxLength: 8 }).map((parts) => `/${parts.join('')}`.replace(/[\s\r\n]/g, '_'));
@@ -95,7 +127,12 @@ describe('fuzz: the gateway under hostile input', () => {
         fc.constantFrom('/api', '/maybe', '', '/auth'),
         path,
         cookie,
-        fc.record({ csrf: fc.option(headerValue), origin: fc.option(headerValue), authorization: fc.option(headerValue), forwarded: fc.option(headerValue) }),
+        fc.record({
+          csrf: fc.option(headerValue),
+          origin: fc.option(headerValue),
+          authorization: fc.option(headerValue),
+          forwarded: fc.option(headerValue),
+        }),
         async (method, prefix, tail, cookieValue, extra) => {
           const headers: Record<string, string> = {};
           const cookieLine = cookieFor(cookieValue);
@@ -114,7 +151,13 @@ describe('fuzz: the gateway under hostile input', () => {
   test('an authenticated session never sees its tokens, whatever it asks the upstream to echo', async () => {
     await fc.assert(
       fc.asyncProperty(path, fc.string({ maxLength: 200 }), async (tail, body) => {
-        const response = await rawRequest(port, 'POST', `/api${tail}`, { cookie: cookieHeader, 'x-csrf': '1', 'content-type': 'text/plain' }, body);
+        const response = await rawRequest(
+          port,
+          'POST',
+          `/api${tail}`,
+          { cookie: cookieHeader, 'x-csrf': '1', 'content-type': 'text/plain' },
+          body,
+        );
         assertSafe(response);
       }),
       { numRuns: RUNS },
@@ -124,15 +167,20 @@ describe('fuzz: the gateway under hostile input', () => {
   test('callback and login parameters never cause a 5xx', async () => {
     const param = fc.tuple(fc.constantFrom('code', 'state', 'iss', 'error', 'returnTo', 'sid', 'x'), fc.string({ maxLength: 30 }));
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('/auth/callback', '/auth/login', '/auth/logout', '/auth/user'), fc.array(param, { maxLength: 6 }), cookie, async (endpoint, params, cookieValue) => {
-        const query = params.map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('&');
-        const headers: Record<string, string> = { 'x-csrf': '1' };
-        const cookieLine = cookieFor(cookieValue === 'VALID' ? undefined : cookieValue);
-        if (cookieLine !== undefined) headers.cookie = cookieLine;
-        const response = await rawRequest(port, 'GET', `${endpoint}?${query}`, headers);
-        // The IdP is healthy, so even login (which needs it) must not fail with a 5xx.
-        assertSafe(response);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom('/auth/callback', '/auth/login', '/auth/logout', '/auth/user'),
+        fc.array(param, { maxLength: 6 }),
+        cookie,
+        async (endpoint, params, cookieValue) => {
+          const query = params.map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('&');
+          const headers: Record<string, string> = { 'x-csrf': '1' };
+          const cookieLine = cookieFor(cookieValue === 'VALID' ? undefined : cookieValue);
+          if (cookieLine !== undefined) headers.cookie = cookieLine;
+          const response = await rawRequest(port, 'GET', `${endpoint}?${query}`, headers);
+          // The IdP is healthy, so even login (which needs it) must not fail with a 5xx.
+          assertSafe(response);
+        },
+      ),
       { numRuns: RUNS },
     );
   });

@@ -35,7 +35,15 @@ const method = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('POST', 'PUT', 'PATCH') },
 );
 const acceptedCoding = fc.constantFrom('chunked', 'Chunked', 'CHUNKED', 'chunked ', 'chunked\t', ' chunked');
-const oddCoding = fc.constantFrom('xchunked', 'chunked, identity', 'identity, chunked', 'identity', 'gzip, chunked', 'chunked;q=1', '"chunked"');
+const oddCoding = fc.constantFrom(
+  'xchunked',
+  'chunked, identity',
+  'identity, chunked',
+  'identity',
+  'gzip, chunked',
+  'chunked;q=1',
+  '"chunked"',
+);
 type LengthSpelling = (n: number) => string;
 const lengthSpelling = fc.oneof(
   { weight: 3, arbitrary: fc.constant<LengthSpelling>((n) => String(n)) },
@@ -53,14 +61,27 @@ const lengthSpelling = fc.oneof(
 );
 const lengthValue = fc.oneof(
   { weight: 3, arbitrary: fc.constant((body: number) => body) },
-  { weight: 1, arbitrary: fc.constantFrom<(body: number) => number>(() => 0, (body) => Math.max(0, body - 7), (body) => body + 7) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<(body: number) => number>(
+      () => 0,
+      (body) => Math.max(0, body - 7),
+      (body) => body + 7,
+    ),
+  },
 );
-const nominated = fc.subarray(['content-length', 'transfer-encoding', 'host', 'te', 'keep-alive', 'close', 'expect'], { minLength: 1 }).map((names) => `connection: ${names.join(', ')}`);
+const nominated = fc
+  .subarray(['content-length', 'transfer-encoding', 'host', 'te', 'keep-alive', 'close', 'expect'], { minLength: 1 })
+  .map((names) => `connection: ${names.join(', ')}`);
 
 /** A framing header line as a function of the body's length (the line itself, without its end). */
 type FramingLine = (bodyLength: number) => string;
 const transferEncoding = (coding: fc.Arbitrary<string>) => coding.map<FramingLine>((value) => () => `transfer-encoding: ${value}`);
-const contentLength = fc.tuple(lengthSpelling, lengthValue).map<FramingLine>(([spell, value]) => (body) => `content-length: ${spell(value(body))}`);
+const contentLength = fc.tuple(lengthSpelling, lengthValue).map<FramingLine>(
+  ([spell, value]) =>
+    (body) =>
+      `content-length: ${spell(value(body))}`,
+);
 const primaryFraming = fc.oneof(
   { weight: 3, arbitrary: transferEncoding(acceptedCoding) },
   { weight: 1, arbitrary: transferEncoding(oddCoding) },
@@ -69,12 +90,25 @@ const primaryFraming = fc.oneof(
 const extraLine: fc.Arbitrary<FramingLine> = fc.oneof(
   transferEncoding(fc.oneof(acceptedCoding, oddCoding)),
   contentLength,
-  fc.constantFrom<FramingLine>(() => 'te: chunked', () => 'te: trailers', () => 'expect: 100-continue', () => 'x-folded: a\r\n transfer-encoding: chunked', () => 'transfer-encoding: identity\r\n chunked'),
+  fc.constantFrom<FramingLine>(
+    () => 'te: chunked',
+    () => 'te: trailers',
+    () => 'expect: 100-continue',
+    () => 'x-folded: a\r\n transfer-encoding: chunked',
+    () => 'transfer-encoding: identity\r\n chunked',
+  ),
   nominated.map<FramingLine>((line) => () => line),
 );
 
 const sizeSpelling = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom<(n: number) => string>((n) => n.toString(16), (n) => n.toString(16).toUpperCase(), (n) => `000${n.toString(16)}`) },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom<(n: number) => string>(
+      (n) => n.toString(16),
+      (n) => n.toString(16).toUpperCase(),
+      (n) => `000${n.toString(16)}`,
+    ),
+  },
   {
     weight: 2,
     arbitrary: fc.constantFrom<(n: number) => string>(
@@ -97,7 +131,10 @@ const framing = fc.record({
   identity: fc.constantFrom(...IDENTITY_NAMES),
   method,
   primary: primaryFraming,
-  extras: fc.oneof({ weight: 3, arbitrary: fc.constant<FramingLine[]>([]) }, { weight: 2, arbitrary: fc.array(extraLine, { minLength: 1, maxLength: 3 }) }),
+  extras: fc.oneof(
+    { weight: 3, arbitrary: fc.constant<FramingLine[]>([]) },
+    { weight: 2, arbitrary: fc.array(extraLine, { minLength: 1, maxLength: 3 }) },
+  ),
   body: bodyShape,
   eol: lineEnd,
 });
@@ -109,8 +146,14 @@ test(
       fc.asyncProperty(framing, async ({ identity, method: verb, primary, extras, body, eol }) => {
         const { path, lines } = stage.target(identity);
         const inner = innerRequest(stage.victimRequestLength);
-        const payload = body.kind === 'none' ? '' : body.kind === 'raw' ? inner : `${chunk(inner, body.size, body.eol)}0${body.eol}${body.eol}`;
-        const head = [`${verb} ${path} HTTP/1.1`, 'host: x', ...lines.split('\r\n').filter(Boolean), ...[primary, ...extras].map((line) => line(payload.length))].join(eol);
+        const payload =
+          body.kind === 'none' ? '' : body.kind === 'raw' ? inner : `${chunk(inner, body.size, body.eol)}0${body.eol}${body.eol}`;
+        const head = [
+          `${verb} ${path} HTTP/1.1`,
+          'host: x',
+          ...lines.split('\r\n').filter(Boolean),
+          ...[primary, ...extras].map((line) => line(payload.length)),
+        ].join(eol);
         const round = await stage.attack({ bytes: `${head}${eol}${eol}${payload}`, ...(verb === 'HEAD' ? { head: new Set([0]) } : {}) });
         // (a) and (b) only: a generated message may be incomplete in the gateway's reading (chunked
         // with no body), which the gateway may rightly answer with a timeout, holding the one

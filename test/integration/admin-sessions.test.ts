@@ -26,7 +26,11 @@ afterAll(() => world?.close());
 const auth = { authorization: `Bearer ${TOKEN}` };
 const status = async (cookie: string) => (await fetch(`${second.url}/auth/user`, { headers: apiHeaders(cookie) })).status;
 const revoke = (body: unknown, headers: Record<string, string> = auth) =>
-  fetch(`${adminUrl}/sessions/revoke`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  fetch(`${adminUrl}/sessions/revoke`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 
 describe('admin session API', () => {
   test('refuses calls without the admin token, or with a wrong one', async () => {
@@ -70,7 +74,9 @@ describe('admin session API', () => {
   test('revoking by handle ends exactly that session', async () => {
     const first = await login(world.url, { user: 'erin' });
     const other = await login(world.url, { user: 'erin' });
-    const list = (await (await fetch(`${adminUrl}/sessions?sub=erin`, { headers: auth })).json()) as { sessions: Array<{ handle: string }> };
+    const list = (await (await fetch(`${adminUrl}/sessions?sub=erin`, { headers: auth })).json()) as {
+      sessions: Array<{ handle: string }>;
+    };
     expect(list.sessions).toHaveLength(2);
     const res = await revoke({ handle: list.sessions[0]!.handle });
     expect(await res.json()).toMatchObject({ revoked: 1 });

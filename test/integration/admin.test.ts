@@ -66,7 +66,13 @@ describe('admin listener', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();
-    for (const name of ['bff_requests_total', 'bff_upstream_duration_seconds', 'bff_token_refresh_total', 'bff_logins_total', 'bff_logouts_total']) {
+    for (const name of [
+      'bff_requests_total',
+      'bff_upstream_duration_seconds',
+      'bff_token_refresh_total',
+      'bff_logins_total',
+      'bff_logouts_total',
+    ]) {
       expect(text).toMatch(new RegExp(`^# TYPE ${name} (counter|histogram)$`, 'm'));
     }
     expect(text).toMatch(/^bff_requests_total\{[^}]*\} [1-9]\d*$/m);
@@ -80,7 +86,10 @@ describe('admin listener', () => {
 describe('readiness failures', () => {
   it('/readyz is 503 naming the identity provider when its metadata cannot be loaded', async () => {
     const closed = await freePort();
-    const raw = deepMerge(world.rawConfig(), { oidc: { issuer: `http://127.0.0.1:${closed}`, timeout: '500ms' }, admin: { host: '127.0.0.1', port: 0 } });
+    const raw = deepMerge(world.rawConfig(), {
+      oidc: { issuer: `http://127.0.0.1:${closed}`, timeout: '500ms' },
+      admin: { host: '127.0.0.1', port: 0 },
+    });
     orphan = await buildGateway(buildConfig(raw), { log: createLogger({ destination: logCapture().stream }), metrics: new Metrics() });
     orphan.start();
     const url = await listenAdmin(orphan);

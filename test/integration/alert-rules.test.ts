@@ -29,7 +29,7 @@ function findPromtool(): string | undefined {
 
 const promtool = findPromtool();
 const MISSING =
-  'promtool not found: install Debian\'s `prometheus` package (`apt-get install -y --no-install-recommends prometheus`), as .ci/run does';
+  "promtool not found: install Debian's `prometheus` package (`apt-get install -y --no-install-recommends prometheus`), as .ci/run does";
 if (!promtool && !process.env.CI) console.warn(`alert-rules.test.ts: promtool checks skipped. ${MISSING}`);
 
 function runPromtool(args: string[]): { status: number | null; output: string } {
@@ -104,7 +104,11 @@ function matchers(expr: string): Array<{ metric: string; label: string; values: 
   for (const [, metric, body] of expr.matchAll(/\b((?:bff|process|nodejs)_[a-zA-Z0-9_]+)\{([^}]*)\}/g)) {
     for (const [, label, op, value] of (body as string).matchAll(/(\w+)\s*(=~|=)\s*"([^"]*)"/g)) {
       if (label === 'job' || label === 'instance' || label === 'le') continue;
-      found.push({ metric: metric as string, label: label as string, values: op === '=~' ? (value as string).split('|') : [value as string] });
+      found.push({
+        metric: metric as string,
+        label: label as string,
+        values: op === '=~' ? (value as string).split('|') : [value as string],
+      });
     }
   }
   return found;
@@ -144,7 +148,15 @@ describe('Prometheus alert rules (deploy/prometheus)', () => {
     const exprs = [...rules.map((r) => r.expr), ...dashboardExprs];
     const used = new Set(exprs.flatMap(metricNames));
     // The dashboard and rules cover the gateway's own metrics, all of them.
-    for (const own of ['bff_requests_total', 'bff_upstream_duration_seconds_bucket', 'bff_token_refresh_total', 'bff_token_refresh_duration_seconds_bucket', 'bff_logins_total', 'bff_logouts_total', 'bff_store_errors_total']) {
+    for (const own of [
+      'bff_requests_total',
+      'bff_upstream_duration_seconds_bucket',
+      'bff_token_refresh_total',
+      'bff_token_refresh_duration_seconds_bucket',
+      'bff_logins_total',
+      'bff_logouts_total',
+      'bff_store_errors_total',
+    ]) {
       expect(used, own).toContain(own);
     }
     for (const name of used) expect(names, `${name} is not in /metrics`).toContain(name);

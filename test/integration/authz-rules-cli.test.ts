@@ -44,7 +44,16 @@ beforeAll(async () => {
       routes: [
         { path: '/admin', upstream: upstream.url, allow: { anyOf: [{ claim: 'groups', contains: 'admins' }] } },
         { path: '/corp', upstream: upstream.url, allow: { allOf: [{ emailDomain: 'example.com' }] } },
-        { path: '/audit', upstream: upstream.url, allow: { anyOf: [{ claim: 'roles', contains: 'auditor' }, { claim: 'groups', contains: 'admins' }] } },
+        {
+          path: '/audit',
+          upstream: upstream.url,
+          allow: {
+            anyOf: [
+              { claim: 'roles', contains: 'auditor' },
+              { claim: 'groups', contains: 'admins' },
+            ],
+          },
+        },
         { path: '/reports', upstream: upstream.url, token: 'client', allow: { anyOf: [{ claim: 'groups', contains: ['staff'] }] } },
         {
           path: '/api',
@@ -110,7 +119,16 @@ describe('identity for upstreams through the CLI', () => {
   ];
   const port = () => Number(new URL(gateway).port);
   const spoofed = (path: string, user: string | undefined, extra: string[] = SPOOFS) =>
-    [`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port()}`, 'x-csrf: 1', ...(user ? [`Cookie: ${cookies[user]}`] : []), ...extra, 'Connection: close', '', ''].join('\r\n');
+    [
+      `GET ${path} HTTP/1.1`,
+      `Host: 127.0.0.1:${port()}`,
+      'x-csrf: 1',
+      ...(user ? [`Cookie: ${cookies[user]}`] : []),
+      ...extra,
+      'Connection: close',
+      '',
+      '',
+    ].join('\r\n');
   const lastAt = (marker: string) => upstream.requests.filter((r) => r.url.startsWith(marker)).at(-1);
   const anyEvil = (rawHeaders: string[]) => rawHeaders.some((value) => /evil/i.test(value));
 
@@ -129,23 +147,34 @@ describe('identity for upstreams through the CLI', () => {
     expect(upstream.linesNamed(seen, 'x-user-name')).toEqual([['x-user-name', 'Zo%C3%AB%0D%0AX-Admin:%20yes']]);
     expect(upstream.linesNamed(seen, 'x-admin')).toEqual([]);
     expect(upstream.linesNamed(seen, 'x-identity-assertion')).toHaveLength(1);
-    expect(seen.assertion).toMatchObject({ ok: true, payload: { sub: 'alice', aud: API_AUDIENCE, iss: world.publicUrl, email: 'alice@example.com', groups: ['admins', 'staff'] } });
+    expect(seen.assertion).toMatchObject({
+      ok: true,
+      payload: { sub: 'alice', aud: API_AUDIENCE, iss: world.publicUrl, email: 'alice@example.com', groups: ['admins', 'staff'] },
+    });
   });
 
   test('client-sent identity headers never reach the upstream on routes without claim headers, with or without a session', async () => {
-    for (const [path, user] of [['/public/page', undefined], ['/public/page', 'bob'], ['/admin/page', 'alice'], ['/reports/page', 'bob']] as const) {
+    for (const [path, user] of [
+      ['/public/page', undefined],
+      ['/public/page', 'bob'],
+      ['/admin/page', 'alice'],
+      ['/reports/page', 'bob'],
+    ] as const) {
       const { answers } = await converse(port(), spoofed(path, user), { expected: 1 });
       expect(answers[0]?.status).toBe(200);
       const seen = lastAt(path);
       if (!seen) throw new Error(`the upstream saw no request for ${path}`);
       expect(anyEvil(seen.rawHeaders)).toBe(false);
-      for (const name of ['x-user-email', 'x-user-sub', 'x-user-groups', 'x-identity-assertion']) expect(upstream.linesNamed(seen, name)).toEqual([]);
+      for (const name of ['x-user-email', 'x-user-sub', 'x-user-groups', 'x-identity-assertion'])
+        expect(upstream.linesNamed(seen, name)).toEqual([]);
     }
   });
 
   test('a folded (obs-fold) identity header is refused, never forwarded', async () => {
     const before = upstream.requests.length;
-    const { answers } = await converse(port(), spoofed('/public/fold', 'alice', ['X-User-Email: a@b.test', ' evil-fold@spoof.test']), { expected: 1 });
+    const { answers } = await converse(port(), spoofed('/public/fold', 'alice', ['X-User-Email: a@b.test', ' evil-fold@spoof.test']), {
+      expected: 1,
+    });
     // Node's parser refuses obs-fold outright; the gateway answers its JSON 400.
     expect(answers[0]?.status).toBe(400);
     for (const seen of upstream.requests.slice(before)) {

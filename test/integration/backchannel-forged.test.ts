@@ -5,7 +5,14 @@
  * same builder without the change does end that session, so each refusal is the rule's doing.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { BACKCHANNEL_EVENT, hmacLogoutToken, impostorKey, postLogoutToken, signLogoutToken, unsignedLogoutToken } from '../support/logout-tokens.ts';
+import {
+  BACKCHANNEL_EVENT,
+  hmacLogoutToken,
+  impostorKey,
+  postLogoutToken,
+  signLogoutToken,
+  unsignedLogoutToken,
+} from '../support/logout-tokens.ts';
 import { login } from '../support/login.ts';
 import { logoutsOf, recordOf } from '../support/session-probe.ts';
 import { CLIENT_ID, CLIENT_SECRET, apiHeaders, startWorld, type World } from '../support/world.ts';
@@ -62,11 +69,17 @@ test.each(forgeries)('logout token with %s: 400 invalid_request, nothing ends', 
 });
 
 const malformedBodies: Array<[string, () => Promise<Response>]> = [
-  ['a JSON body', async () => postLogoutToken(world.url, '', { contentType: 'application/json', body: JSON.stringify({ logout_token: await sign({}) }) })],
+  [
+    'a JSON body',
+    async () => postLogoutToken(world.url, '', { contentType: 'application/json', body: JSON.stringify({ logout_token: await sign({}) }) }),
+  ],
   ['a text/plain body', async () => postLogoutToken(world.url, '', { contentType: 'text/plain', body: `logout_token=${await sign({})}` })],
   ['no logout_token field', () => postLogoutToken(world.url, '', { body: new URLSearchParams({ token: 'x' }) })],
   ['an empty logout_token', () => postLogoutToken(world.url, '')],
-  ['the field twice', async () => postLogoutToken(world.url, '', { body: `logout_token=${await sign({})}&logout_token=${await sign({})}` })],
+  [
+    'the field twice',
+    async () => postLogoutToken(world.url, '', { body: `logout_token=${await sign({})}&logout_token=${await sign({})}` }),
+  ],
   ['an oversized field', () => postLogoutToken(world.url, 'a'.repeat(20_000))],
 ];
 
@@ -79,7 +92,10 @@ test.each(malformedBodies)('request with %s: 400 invalid_request, nothing ends',
 });
 
 test('a valid token for an unknown sid: 200, no-store, and no other session ends', async () => {
-  const res = await postLogoutToken(world.url, await signLogoutToken(world.idp, CLIENT_ID, { sid: 'no-such-idp-session', sub: victim.sub }));
+  const res = await postLogoutToken(
+    world.url,
+    await signLogoutToken(world.idp, CLIENT_ID, { sid: 'no-such-idp-session', sub: victim.sub }),
+  );
   expect(res.status).toBe(200);
   expect(res.headers.get('cache-control')).toBe('no-store');
   expect(await alive(victim.cookie)).toBe(true);

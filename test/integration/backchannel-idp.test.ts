@@ -16,7 +16,8 @@ beforeAll(async () => {
 });
 afterAll(() => world?.close());
 
-const status = async (gateway: RunningGateway, cookie: string) => (await fetch(`${gateway.url}/auth/user`, { headers: apiHeaders(cookie) })).status;
+const status = async (gateway: RunningGateway, cookie: string) =>
+  (await fetch(`${gateway.url}/auth/user`, { headers: apiHeaders(cookie) })).status;
 
 test('signing out at the IdP ends every gateway session of that IdP session, on every instance', async () => {
   const first = await login(world.url);

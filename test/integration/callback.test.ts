@@ -126,7 +126,12 @@ describe('refused callbacks', () => {
     const start = await fetchWithJar(`${world.url}/auth/login?returnTo=${encodeURIComponent('/orders?page=2#list')}`, jar);
     const state = new URL(start.headers.get('location') ?? '').searchParams.get('state') as string;
     const url = new URL(`${world.url}/auth/callback`);
-    url.search = new URLSearchParams({ error: 'access_denied', error_description: 'The user said no', state, iss: world.idp.issuer }).toString();
+    url.search = new URLSearchParams({
+      error: 'access_denied',
+      error_description: 'The user said no',
+      state,
+      iss: world.idp.issuer,
+    }).toString();
     const res = await callback(url.href, jar.header(world.url));
     expect(res.status).toBe(302);
     // The IdP's free-text description never reaches the app's URL.

@@ -27,15 +27,26 @@ interface Result {
 
 function check(args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
   return new Promise((done) => {
-    execFile(process.execPath, ['--import', 'tsx', ENTRY, 'check', ...args], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: unknown }).code as number | null) : 0;
-      done({ code: typeof code === 'number' ? code : null, stdout: stdout.split('\n').filter(Boolean), stderr: stderr.split('\n').filter(Boolean) });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', ENTRY, 'check', ...args],
+      { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: unknown }).code as number | null) : 0;
+        done({
+          code: typeof code === 'number' ? code : null,
+          stdout: stdout.split('\n').filter(Boolean),
+          stderr: stderr.split('\n').filter(Boolean),
+        });
+      },
+    );
   });
 }
 
 /** Serves a discovery document naming `issuer` (its own URL unless told otherwise); `hang` never answers. */
-async function discoveryServer(options: { issuer?: (own: string) => string; hang?: boolean } = {}): Promise<{ url: string; server: Server }> {
+async function discoveryServer(
+  options: { issuer?: (own: string) => string; hang?: boolean } = {},
+): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     if (options.hang) return;
     if (req.url !== '/.well-known/openid-configuration') {
@@ -43,7 +54,9 @@ async function discoveryServer(options: { issuer?: (own: string) => string; hang
       return;
     }
     const own = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: options.issuer ? options.issuer(own) : own, authorization_endpoint: `${own}/auth` }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ issuer: options.issuer ? options.issuer(own) : own, authorization_endpoint: `${own}/auth` }));
   });
   await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
@@ -57,14 +70,23 @@ let silent: { url: string; server: Server };
 let stoppedIdp: string;
 
 /** Short deadlines only where a test waits for one to pass: a loaded machine must not fail the others. */
-function configFile(name: string, issuer: string, deadlines: { timeout: string; commandTimeout: string } = { timeout: '10s', commandTimeout: '5s' }): string {
+function configFile(
+  name: string,
+  issuer: string,
+  deadlines: { timeout: string; commandTimeout: string } = { timeout: '10s', commandTimeout: '5s' },
+): string {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(
     file,
     stringify({
       publicUrl: 'http://localhost:8080',
       oidc: { issuer, clientId: 'spa', clientSecret: 'dev-secret', timeout: deadlines.timeout },
-      session: { store: 'redis', redis: { url: '${REDIS_URL}', commandTimeout: deadlines.commandTimeout }, secret: 'check-connect-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
+      session: {
+        store: 'redis',
+        redis: { url: '${REDIS_URL}', commandTimeout: deadlines.commandTimeout },
+        secret: 'check-connect-secret-0123456789abcdef',
+        encryptionKey: randomBytes(32).toString('base64'),
+      },
     }),
   );
   return file;
@@ -83,7 +105,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   silent?.server.closeAllConnections();
-  await Promise.all([redis?.stop(), ...[idp, otherIssuer, silent].map((entry) => entry && new Promise((closed) => entry.server.close(closed)))]);
+  await Promise.all([
+    redis?.stop(),
+    ...[idp, otherIssuer, silent].map((entry) => entry && new Promise((closed) => entry.server.close(closed))),
+  ]);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -116,7 +141,9 @@ describe.concurrent('bff-gateway check --connect', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toEqual([`${file}: configuration is valid`]);
     expect(result.stderr).toEqual([
-      expect.stringMatching(new RegExp(`^session store \\(redis standalone 127\\.0\\.0\\.1:${redis.port}\\): authentication failed: WRONGPASS `)),
+      expect.stringMatching(
+        new RegExp(`^session store \\(redis standalone 127\\.0\\.0\\.1:${redis.port}\\): authentication failed: WRONGPASS `),
+      ),
       expect.stringMatching(new RegExp(`^identity provider \\(${stoppedIdp}/\\.well-known/openid-configuration\\): ECONNREFUSED`)),
     ]);
     expectNoPassword(result);

@@ -81,7 +81,10 @@ describe('client authentication at the token endpoint', () => {
     const registered = await generateKeyPair('RS256', { extractable: true });
     const other = await generateKeyPair('RS256', { extractable: true });
     world = await startWorld({
-      idp: { clientAuthMethod: 'private_key_jwt', clientJwks: { keys: [{ ...(await exportJWK(registered.publicKey)), kid: 'k', alg: 'RS256' }] } },
+      idp: {
+        clientAuthMethod: 'private_key_jwt',
+        clientJwks: { keys: [{ ...(await exportJWK(registered.publicKey)), kid: 'k', alg: 'RS256' }] },
+      },
       config: { oidc: { clientAuth: 'private_key_jwt', clientSecret: undefined, privateKey: await exportPKCS8(other.privateKey) } },
     });
     await expect(login(world.url)).rejects.toThrow(/HTTP 400[\s\S]*login_failed/);

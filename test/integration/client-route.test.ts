@@ -79,8 +79,11 @@ describe('token: client routes', () => {
     expect(response.headers.get('x-access-token')).toBeNull();
   });
 
-  test('ask for the route\'s own scopes', async () => {
-    const narrow = await world.startGateway({}, { routes: [{ path: '/orders', upstream: world.upstream.url, token: 'client', scopes: ['orders.read'] }] });
+  test("ask for the route's own scopes", async () => {
+    const narrow = await world.startGateway(
+      {},
+      { routes: [{ path: '/orders', upstream: world.upstream.url, token: 'client', scopes: ['orders.read'] }] },
+    );
     const response = await fetch(`${narrow.url}/orders/protected`, { headers: csrf });
     expect(response.status).toBe(200);
     expect(world.idp.tokenRequests.at(-1)).toMatchObject({ grantType: 'client_credentials', params: { scope: 'orders.read' } });

@@ -193,7 +193,10 @@ describe('starting the gateway', () => {
 
   test('SIGINT (Ctrl-C) stops it as cleanly: exit 0 after "stopped"', async () => {
     const run = cli(['--config', goodFile], SECRET_ENV);
-    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), {
+      timeout: 20_000,
+      interval: 100,
+    });
     run.child.kill('SIGINT');
     expect(await run.exit).toEqual({ code: 0, signal: null });
     expect(run.stdout.some((line) => line.includes('"signal":"SIGINT"'))).toBe(true);
@@ -202,12 +205,18 @@ describe('starting the gateway', () => {
 
   test('a valid configuration (from BFF_CONFIG) listens, logs JSON lines, and drains in-flight requests on SIGTERM', async () => {
     const run = cli([], { ...SECRET_ENV, BFF_CONFIG: goodFile });
-    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), {
+      timeout: 20_000,
+      interval: 100,
+    });
     expect(await portOpen(port)).toBe(true);
 
     const before = upstream.requests.length;
     const slow = get(`http://127.0.0.1:${port}/slow?ms=800`);
-    await vi.waitFor(() => expect(upstream.requests.slice(before).some((r) => r.url.startsWith('/slow'))).toBe(true), { timeout: 5_000, interval: 20 });
+    await vi.waitFor(() => expect(upstream.requests.slice(before).some((r) => r.url.startsWith('/slow'))).toBe(true), {
+      timeout: 5_000,
+      interval: 20,
+    });
     run.child.kill('SIGTERM');
 
     // No new connections once shutdown has begun, while the slow one is still being answered.
@@ -226,7 +235,10 @@ describe('starting the gateway', () => {
 
   test('past shutdownGrace, a request still running and an open WebSocket are cut and the process exits 0', async () => {
     const run = cli(['--config', shortGraceFile], SECRET_ENV);
-    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), { timeout: 20_000, interval: 100 });
+    await vi.waitFor(() => expect(run.stdout.some((line) => line.includes('bff-gateway started'))).toBe(true), {
+      timeout: 20_000,
+      interval: 100,
+    });
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
     await new Promise((done, fail) => {
       ws.once('open', done);

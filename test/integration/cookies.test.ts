@@ -31,7 +31,10 @@ afterAll(async () => {
 });
 
 function attributes(setCookie: string): string[] {
-  return setCookie.split(';').slice(1).map((part) => part.trim().toLowerCase());
+  return setCookie
+    .split(';')
+    .slice(1)
+    .map((part) => part.trim().toLowerCase());
 }
 
 describe('session cookie attributes', () => {
@@ -123,7 +126,13 @@ describe('Redis contents', () => {
     for (const key of keys) {
       const type = redisCli('TYPE', key).trim();
       const value =
-        type === 'string' ? redisCli('GET', key) : type === 'set' ? redisCli('SMEMBERS', key) : type === 'hash' ? redisCli('HGETALL', key) : redisCli('DUMP', key);
+        type === 'string'
+          ? redisCli('GET', key)
+          : type === 'set'
+            ? redisCli('SMEMBERS', key)
+            : type === 'hash'
+              ? redisCli('HGETALL', key)
+              : redisCli('DUMP', key);
       parts.push(`${key}\n${type}\n${value}`);
     }
     return parts.join('\n');

@@ -76,7 +76,9 @@ describe('only the exact value counts', () => {
 describe('fetch metadata and origins', () => {
   it('Sec-Fetch-Site: cross-site is refused even with x-csrf: 1', async () => {
     const before = world.upstream.requests.length;
-    const res = await fetch(`${world.url}/api/echo`, { headers: { cookie: session.cookieHeader, 'x-csrf': '1', 'sec-fetch-site': 'cross-site' } });
+    const res = await fetch(`${world.url}/api/echo`, {
+      headers: { cookie: session.cookieHeader, 'x-csrf': '1', 'sec-fetch-site': 'cross-site' },
+    });
     await expectCsrfRefused(res, before);
   });
 

@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startWorld, type RunningGateway, type World } from '../support/world.ts';
 import { sleep, until } from '../support/time.ts';
 
-
 /** A raw connection that records every byte the server writes and whether it closed. */
 class RawClient {
   readonly socket: Socket;
@@ -73,7 +72,10 @@ function expectRequestTimeout(client: RawClient): void {
   expect(answer.headers['content-type']).toMatch(/^application\/json/);
   expect(answer.headers['cache-control']).toBe('no-store');
   expect(answer.headers.connection).toBe('close');
-  expect(JSON.parse(answer.body.slice(0, Number(answer.headers['content-length'])))).toEqual({ error: 'request_timeout', message: expect.any(String) });
+  expect(JSON.parse(answer.body.slice(0, Number(answer.headers['content-length'])))).toEqual({
+    error: 'request_timeout',
+    message: expect.any(String),
+  });
   expect(client.text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
   expect(client.closed).toBe(true);
 }
@@ -87,7 +89,9 @@ let tight: RunningGateway;
 let patient: RunningGateway;
 
 beforeAll(async () => {
-  world = await startWorld({ config: { limits: { headersTimeout: '1s', requestTimeout: '2s', bodyIdleTimeout: '1500ms', keepAliveTimeout: '1s' } } });
+  world = await startWorld({
+    config: { limits: { headersTimeout: '1s', requestTimeout: '2s', bodyIdleTimeout: '1500ms', keepAliveTimeout: '1s' } },
+  });
   tight = world.gateway;
   patient = await world.startGateway({}, { limits: { requestTimeout: '60s' } });
 });
@@ -130,7 +134,9 @@ describe('public listener deadlines', () => {
   ])('a %s body that stalls past bodyIdleTimeout: JSON 408 request_timeout, connection closed', async (_name, path, type, start) => {
     const client = await RawClient.open(patient.port);
     try {
-      client.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${patient.port}\r\nx-csrf: 1\r\ncontent-type: ${type}\r\ncontent-length: 200\r\n\r\n${start}`);
+      client.write(
+        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${patient.port}\r\nx-csrf: 1\r\ncontent-type: ${type}\r\ncontent-length: 200\r\n\r\n${start}`,
+      );
       await until(() => client.closed, 'the connection closed', BOUND_MS);
       expectRequestTimeout(client);
     } finally {
@@ -142,7 +148,9 @@ describe('public listener deadlines', () => {
     const client = await RawClient.open(patient.port);
     try {
       const body = 'logout_token=not-a-jwt';
-      client.write(`POST /auth/backchannel-logout HTTP/1.1\r\nHost: 127.0.0.1:${patient.port}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\n\r\n`);
+      client.write(
+        `POST /auth/backchannel-logout HTTP/1.1\r\nHost: 127.0.0.1:${patient.port}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\n\r\n`,
+      );
       for (const char of body) {
         client.write(char);
         await sleep(100);

@@ -63,7 +63,11 @@ test('an API call carries Authorization: DPoP and a proof the upstream verifies'
 test('every request gets a fresh proof (own jti), also for other methods', async () => {
   const before = world.upstream.requests.length;
   expect((await callProtected()).status).toBe(200);
-  const post = await fetch(`${world.url}/api/protected?x=1`, { method: 'POST', headers: apiHeaders(cookieHeader, { 'content-type': 'application/json' }), body: '{}' });
+  const post = await fetch(`${world.url}/api/protected?x=1`, {
+    method: 'POST',
+    headers: apiHeaders(cookieHeader, { 'content-type': 'application/json' }),
+    body: '{}',
+  });
   expect(post.status).toBe(200);
   const [first, second] = world.upstream.requests.slice(before);
   expect(first?.auth?.dpop?.ok).toBe(true);

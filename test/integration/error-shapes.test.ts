@@ -83,7 +83,14 @@ describe('every error code on every listener', () => {
     'public proxy scope': () => rawRequest(`${gateway.url}/api/orders`, { headers: { cookie, 'x-csrf': '1' } }),
     'public WebSocket upgrade': () =>
       rawRequest(`${gateway.url}/api/socket`, {
-        headers: { cookie, origin: world.url, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') },
+        headers: {
+          cookie,
+          origin: world.url,
+          connection: 'Upgrade',
+          upgrade: 'websocket',
+          'sec-websocket-version': '13',
+          'sec-websocket-key': randomBytes(16).toString('base64'),
+        },
       }),
     'admin listener': () => rawRequest(`${adminUrl}/sessions?sub=alice`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
   };
@@ -102,7 +109,8 @@ describe('every error code on every listener', () => {
     const logged = gateway.logs.filter((line) => line.includes(PRIVATE));
     // One line per code for each fastify surface and the proxy (upgrades are refused silently).
     expect(logged.length).toBeGreaterThanOrEqual(CODES.length * 2);
-    for (const code of CODES) expect(logged.some((line) => line.includes(`"code":"${code}"`) && line.includes(`${PRIVATE} ${code}`))).toBe(true);
+    for (const code of CODES)
+      expect(logged.some((line) => line.includes(`"code":"${code}"`) && line.includes(`${PRIVATE} ${code}`))).toBe(true);
   });
 
   test('unknown paths: the admin listener answers not_found in the gateway shape, not fastify’s', async () => {
@@ -124,7 +132,10 @@ describe('every error code on every listener', () => {
       body: '{}',
     });
     expect(unnamed.status).toBe(400);
-    expect(JSON.parse(unnamed.body.toString())).toEqual({ error: 'invalid_request', message: 'Name one of sub, sid, handle, or all: true.' });
+    expect(JSON.parse(unnamed.body.toString())).toEqual({
+      error: 'invalid_request',
+      message: 'Name one of sub, sid, handle, or all: true.',
+    });
     const malformed = await rawRequest(`${adminUrl}/sessions/revoke`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
@@ -162,6 +173,11 @@ describe('real failures', () => {
     const text = answer.body.toString();
     expect(text).not.toMatch(/redis|connection|closed|statusCode/i);
     // The operator still learns what happened: the detail is in the gateway's log.
-    expect(world.gateway.logs.some((line) => line.includes('"listener":"admin"') && line.includes('"code":"session_store_unavailable"') && /"detail":"redis: /.test(line))).toBe(true);
+    expect(
+      world.gateway.logs.some(
+        (line) =>
+          line.includes('"listener":"admin"') && line.includes('"code":"session_store_unavailable"') && /"detail":"redis: /.test(line),
+      ),
+    ).toBe(true);
   });
 });

@@ -46,20 +46,60 @@ describe('error responses', () => {
     ['missing CSRF header', () => fetch(`${world.url}/api/echo`, { headers: { cookie: session.cookieHeader } }), 403, 'csrf_required'],
     ['bad returnTo', () => fetch(`${world.url}/auth/login?returnTo=//evil.example`, { redirect: 'manual' }), 400, 'invalid_return_to'],
     ['callback without state', () => fetch(`${world.url}/auth/callback?code=abc`), 400, 'login_failed'],
-    ['logout link with a wrong sid', () => fetch(`${world.url}/auth/logout?sid=wrong`, { headers: { cookie: session.cookieHeader }, redirect: 'manual' }), 400, 'invalid_request'],
+    [
+      'logout link with a wrong sid',
+      () => fetch(`${world.url}/auth/logout?sid=wrong`, { headers: { cookie: session.cookieHeader }, redirect: 'manual' }),
+      400,
+      'invalid_request',
+    ],
     [
       'back-channel logout without a token',
-      () => fetch(`${world.url}/auth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'x=1' }),
+      () =>
+        fetch(`${world.url}/auth/backchannel-logout`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'x=1',
+        }),
       400,
       'invalid_request',
     ],
     ['no matching route', () => fetch(`${world.url}/nothing/here`), 404, 'not_found'],
-    ['oversized body', () => fetch(`${world.url}/auth/logout`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf': '1' }, body: JSON.stringify({ padding: 'a'.repeat(2 * 1024 * 1024) }) }), 413, 'payload_too_large'],
-    ['oversized back-channel body', () => fetch(`${world.url}/auth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `logout_token=${'a'.repeat(100_000)}` }), 400, 'invalid_request'],
+    [
+      'oversized body',
+      () =>
+        fetch(`${world.url}/auth/logout`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-csrf': '1' },
+          body: JSON.stringify({ padding: 'a'.repeat(2 * 1024 * 1024) }),
+        }),
+      413,
+      'payload_too_large',
+    ],
+    [
+      'oversized back-channel body',
+      () =>
+        fetch(`${world.url}/auth/backchannel-logout`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: `logout_token=${'a'.repeat(100_000)}`,
+        }),
+      400,
+      'invalid_request',
+    ],
     ['unreachable upstream', () => fetch(`${world.url}/down/x`), 502, 'bad_gateway'],
     ['upstream reset', () => fetch(`${world.url}/static/reset`), 502, 'bad_gateway'],
     ['slow upstream', () => fetch(`${world.url}/quick/slow?ms=1500`), 504, 'gateway_timeout'],
-    ['malformed JSON to an auth endpoint', () => fetch(`${world.url}/auth/logout`, { method: 'POST', headers: apiHeaders(session.cookieHeader, { 'content-type': 'application/json' }), body: '{"x":' }), 400, 'invalid_request'],
+    [
+      'malformed JSON to an auth endpoint',
+      () =>
+        fetch(`${world.url}/auth/logout`, {
+          method: 'POST',
+          headers: apiHeaders(session.cookieHeader, { 'content-type': 'application/json' }),
+          body: '{"x":',
+        }),
+      400,
+      'invalid_request',
+    ],
   ];
 
   it.each(cases)('%s', async (_label, send, status, code) => {
@@ -69,7 +109,10 @@ describe('error responses', () => {
 
   it('TRACE: 405 in the same format', async () => {
     const res = await rawRequest(`${world.url}/static/x`, { method: 'TRACE' });
-    expectContractError(res.status, new Headers(res.headers as Record<string, string>), res.body.toString('utf8'), { status: 405, code: 'method_not_allowed' });
+    expectContractError(res.status, new Headers(res.headers as Record<string, string>), res.body.toString('utf8'), {
+      status: 405,
+      code: 'method_not_allowed',
+    });
   });
 });
 

@@ -79,7 +79,9 @@ describe('Expect: 100-continue still works', () => {
   ])('%s listener: 100 Continue, then the answer', async (_which, port, path, status) => {
     const wire = await Wire.open(port());
     try {
-      wire.write(`POST ${path} HTTP/1.1\r\nhost: localhost\r\nx-csrf: 1\r\nexpect: 100-continue\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n`);
+      wire.write(
+        `POST ${path} HTTP/1.1\r\nhost: localhost\r\nx-csrf: 1\r\nexpect: 100-continue\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n`,
+      );
       const interim = await wire.next({ timeoutMs: 5_000 });
       expect(interim.status).toBe(100);
       wire.write('{}');

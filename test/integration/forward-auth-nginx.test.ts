@@ -77,7 +77,11 @@ beforeAll(async () => {
   upstream = await startIdentityUpstream({ issuer: front });
   world = await startProcessWorld({
     instances: 1,
-    idp: { redirectUris: [`${front}/auth/callback`], postLogoutRedirectUris: [`${front}/`], accountClaims: { bob: { groups: ['staff'] }, alice: { groups: ['admins'] } } },
+    idp: {
+      redirectUris: [`${front}/auth/callback`],
+      postLogoutRedirectUris: [`${front}/`],
+      accountClaims: { bob: { groups: ['staff'] }, alice: { groups: ['admins'] } },
+    },
     config: {
       publicUrl: front,
       trustProxy: true,
@@ -102,7 +106,13 @@ beforeAll(async () => {
   nginx = started;
   for (let attempt = 0; attempt < 100; attempt++) {
     if (started.exitCode !== null) throw new Error(`nginx exited with ${started.exitCode}`);
-    if (await fetch(`${front}/auth/user`).then(() => true, () => false)) return;
+    if (
+      await fetch(`${front}/auth/user`).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     await sleep(50);
   }
   throw new Error('nginx did not start');
@@ -135,7 +145,10 @@ describe('nginx auth_request against the gateway', () => {
     if (!seen) throw new Error('the upstream saw no request');
     expect(seen.url).toBe('/app/page?x=1');
     expect(upstream.linesNamed(seen, 'x-user-email')).toEqual([['X-User-Email', 'alice@example.com']]);
-    expect(seen.assertion).toMatchObject({ ok: true, payload: { sub: 'alice', email: 'alice@example.com', aud: new URL(upstream.url).origin, iss: front } });
+    expect(seen.assertion).toMatchObject({
+      ok: true,
+      payload: { sub: 'alice', email: 'alice@example.com', aud: new URL(upstream.url).origin, iss: front },
+    });
     // No forwardAuthToken on this route: the check hands out no token for nginx to forward.
     expect(upstream.linesNamed(seen, 'authorization')).toEqual([]);
   });

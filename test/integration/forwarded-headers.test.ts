@@ -91,7 +91,8 @@ const ATTACKER_VALUES = ['evil', '203.0.113.9', '203.0.113.10', '203.0.113.11', 
 /** Header values the upstream received under `name` (case-insensitive), in order. */
 function values(seen: HopRequest, name: string): string[] {
   const out: string[] = [];
-  for (let i = 0; i < seen.rawHeaders.length; i += 2) if (seen.rawHeaders[i]?.toLowerCase() === name) out.push(seen.rawHeaders[i + 1] as string);
+  for (let i = 0; i < seen.rawHeaders.length; i += 2)
+    if (seen.rawHeaders[i]?.toLowerCase() === name) out.push(seen.rawHeaders[i + 1] as string);
   return out;
 }
 
@@ -127,17 +128,25 @@ function frontOf(spec: FrontSpec): Front {
 
 describe('forwarding headers come from publicUrl and the observed peer only', () => {
   // Token routes need the session, which belongs to the world's publicUrl.
-  const matrix = FRONTS.flatMap((spec) => ROUTES.filter((route) => !route.session || !spec.elsewhere).map((route) => [spec.label, route.route, spec, route] as const));
+  const matrix = FRONTS.flatMap((spec) =>
+    ROUTES.filter((route) => !route.session || !spec.elsewhere).map((route) => [spec.label, route.route, spec, route] as const),
+  );
 
   it.each(matrix)('%s, %s route: spoofed forwarding headers never reach the upstream', async (_front, _route, spec, route) => {
     const front = frontOf(spec);
-    const extra: Array<[string, string]> = [...(route.session ? [['cookie', session.cookieHeader] as [string, string]] : []), ...(route.csrf ? [['x-csrf', '1'] as [string, string]] : [])];
+    const extra: Array<[string, string]> = [
+      ...(route.session ? [['cookie', session.cookieHeader] as [string, string]] : []),
+      ...(route.csrf ? [['x-csrf', '1'] as [string, string]] : []),
+    ];
     const seen = await through(front, route.path, [...spoofed(front.publicUrl), ...extra]);
     const publicUrl = new URL(front.publicUrl);
 
     const received = names(seen);
     for (const name of ['forwarded', 'x-real-ip', 'x-forwarded-prefix', 'x-forwarded-port']) expect(received).not.toContain(name);
-    expect(received.filter((name) => name.includes('_')), 'underscore spellings').toEqual([]);
+    expect(
+      received.filter((name) => name.includes('_')),
+      'underscore spellings',
+    ).toEqual([]);
     const everything = seen.rawHeaders.join('\n');
     for (const value of ATTACKER_VALUES) expect(everything, `${value} reached the upstream`).not.toContain(value);
 
@@ -148,14 +157,17 @@ describe('forwarding headers come from publicUrl and the observed peer only', ()
     if (route.session) expect(values(seen, 'authorization')).toHaveLength(1);
   });
 
-  it.each(FRONTS.map((spec) => [spec.label, spec] as const))('%s: with no forwarding header from the client the upstream still gets all three, from publicUrl and the peer', async (_label, spec) => {
-    const front = frontOf(spec);
-    const seen = await through(front, '/echo', []);
-    const publicUrl = new URL(front.publicUrl);
-    expect(values(seen, 'x-forwarded-host')).toEqual([publicUrl.host]);
-    expect(values(seen, 'x-forwarded-proto')).toEqual([publicUrl.protocol.replace(':', '')]);
-    expect(values(seen, 'x-forwarded-for')).toEqual([PEER]);
-  });
+  it.each(FRONTS.map((spec) => [spec.label, spec] as const))(
+    '%s: with no forwarding header from the client the upstream still gets all three, from publicUrl and the peer',
+    async (_label, spec) => {
+      const front = frontOf(spec);
+      const seen = await through(front, '/echo', []);
+      const publicUrl = new URL(front.publicUrl);
+      expect(values(seen, 'x-forwarded-host')).toEqual([publicUrl.host]);
+      expect(values(seen, 'x-forwarded-proto')).toEqual([publicUrl.protocol.replace(':', '')]);
+      expect(values(seen, 'x-forwarded-for')).toEqual([PEER]);
+    },
+  );
 
   it('trustProxy: a chain split over several X-Forwarded-For lines is kept in order, then the peer', async () => {
     const front = frontOf(FRONTS[1]);

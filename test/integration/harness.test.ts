@@ -235,10 +235,12 @@ describe('upstream and login helpers against a minimal gateway', () => {
         const verifier = /bff-login=([^;]+)/.exec(req.headers.cookie ?? '')?.[1] ?? '';
         const tokens = await oidc.authorizationCodeGrant(config, url, { pkceCodeVerifier: verifier });
         sessions.set('s1', tokens.access_token);
-        res.writeHead(302, {
-          location: '/app',
-          'set-cookie': ['bff-login=; Path=/auth; Max-Age=0', 'bff-session=s1; Path=/; HttpOnly; SameSite=Lax'],
-        }).end();
+        res
+          .writeHead(302, {
+            location: '/app',
+            'set-cookie': ['bff-login=; Path=/auth; Max-Age=0', 'bff-session=s1; Path=/; HttpOnly; SameSite=Lax'],
+          })
+          .end();
       })().catch((err: unknown) => res.writeHead(500).end(String(err)));
     });
   });

@@ -59,7 +59,7 @@ describe('authorization response iss (RFC 9207)', () => {
 });
 
 describe('single use', () => {
-  it('a replayed callback fails on the gateway\'s own state rule even when the IdP honours the code again', async () => {
+  it("a replayed callback fails on the gateway's own state rule even when the IdP honours the code again", async () => {
     front.honourReusedCodes = true;
     const pending = await loginUpToCallback(world.url);
     const first = await fetch(pending.callbackUrl, { redirect: 'manual', headers: { cookie: pending.gatewayCookieHeader } });

@@ -81,8 +81,11 @@ describe('claims', () => {
 });
 
 describe('signatures', () => {
-  it.each<IdTokenCorruption>(['alg-none', 'flipped-signature', 'hs256-client-secret', 'foreign-key', 'unknown-kid'])('refuses an ID token that is %s', async (corruption) => {
-    front.corruption = corruption;
-    await expectRefused(await callbackThroughFront());
-  });
+  it.each<IdTokenCorruption>(['alg-none', 'flipped-signature', 'hs256-client-secret', 'foreign-key', 'unknown-kid'])(
+    'refuses an ID token that is %s',
+    async (corruption) => {
+      front.corruption = corruption;
+      await expectRefused(await callbackThroughFront());
+    },
+  );
 });

@@ -33,7 +33,10 @@ async function callbackStatus(): Promise<{ status: number; sessionSet: boolean }
   const pending = await loginUpToCallback(world.url);
   const res = await fetch(pending.callbackUrl, { redirect: 'manual', headers: { cookie: pending.gatewayCookieHeader } });
   await res.body?.cancel();
-  return { status: res.status, sessionSet: res.headers.getSetCookie().some((line) => line.startsWith('bff-session=') && !isClearingCookie(line)) };
+  return {
+    status: res.status,
+    sessionSet: res.headers.getSetCookie().some((line) => line.startsWith('bff-session=') && !isClearingCookie(line)),
+  };
 }
 
 describe('signing keys', () => {
@@ -96,10 +99,14 @@ describe('discovery', () => {
     const discoveries = front.requests.filter((r) => r.path === '/.well-known/openid-configuration').length;
     const own = await startOwnGateway();
     // Two refused attempts prove the refusal is not a one-off network hiccup.
-    await vi.waitFor(() => expect(front.requests.filter((r) => r.path === '/.well-known/openid-configuration').length).toBeGreaterThanOrEqual(discoveries + 2), {
-      timeout: 5_000,
-      interval: 50,
-    });
+    await vi.waitFor(
+      () =>
+        expect(front.requests.filter((r) => r.path === '/.well-known/openid-configuration').length).toBeGreaterThanOrEqual(discoveries + 2),
+      {
+        timeout: 5_000,
+        interval: 50,
+      },
+    );
     expect(own.gateway.services.idp.ready).toBe(false);
     const res = await fetch(`${own.url}/auth/login`, { redirect: 'manual' });
     expect(res.status).toBe(503);

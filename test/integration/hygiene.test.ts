@@ -86,12 +86,24 @@ function jsonError(raw: string): string | undefined {
 
 describe('request smuggling and malformed framing', () => {
   it.each([
-    ['CL and TE together', 'POST /raw/up HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n'],
-    ['TE and CL together (reversed order)', 'POST /raw/up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 6\r\n\r\n0\r\n\r\nGET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n'],
-    ['two different Content-Lengths', 'POST /raw/up HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 40\r\n\r\nabcdGET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n'],
+    [
+      'CL and TE together',
+      'POST /raw/up HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n',
+    ],
+    [
+      'TE and CL together (reversed order)',
+      'POST /raw/up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 6\r\n\r\n0\r\n\r\nGET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n',
+    ],
+    [
+      'two different Content-Lengths',
+      'POST /raw/up HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 40\r\n\r\nabcdGET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n',
+    ],
     ['a non-hex chunk size', 'POST /raw/up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n'],
     ['a chunk size with a sign', 'POST /raw/up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n'],
-    ['an overflowing chunk size', 'POST /raw/up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffffff\r\nhello\r\n0\r\n\r\n'],
+    [
+      'an overflowing chunk size',
+      'POST /raw/up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffffff\r\nhello\r\n0\r\n\r\n',
+    ],
   ])('%s: 400 invalid_request, connection closed, nothing forwarded', async (_label, bytes) => {
     const before = seen.length;
     const res = await exchange(bytes);
@@ -103,7 +115,9 @@ describe('request smuggling and malformed framing', () => {
 
   it('control: a well-framed chunked request on the same connection style is forwarded', async () => {
     const before = seen.length;
-    const res = await exchange('POST /raw/up HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    const res = await exchange(
+      'POST /raw/up HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
     expect(res.status).toBe(200);
     expect(seen.slice(before).map((s) => s.url)).toEqual(['/raw/up']);
   });
@@ -112,16 +126,19 @@ describe('request smuggling and malformed framing', () => {
 describe('bodies on methods without body semantics', () => {
   // An upstream that ignores a declared length on these methods (CL.0) would parse the body as a
   // second request; browsers never send one (fetch forbids it), so the gateway refuses it.
-  it.each(['GET', 'HEAD', 'OPTIONS'])('%s with a Content-Length body: 400 invalid_request, connection closed, nothing forwarded', async (method) => {
-    const before = seen.length;
-    const inner = 'GET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n';
-    const res = await exchange(`${method} /raw/cl HTTP/1.1\r\nhost: x\r\ncontent-length: ${inner.length}\r\n\r\n${inner}`);
-    expect(res.status).toBe(400);
-    if (method !== 'HEAD') expect(jsonError(res.raw)).toBe('invalid_request');
-    expect(res.raw.toLowerCase()).toContain('connection: close');
-    expect(res.closed).toBe(true);
-    expect(seen.slice(before)).toEqual([]);
-  });
+  it.each(['GET', 'HEAD', 'OPTIONS'])(
+    '%s with a Content-Length body: 400 invalid_request, connection closed, nothing forwarded',
+    async (method) => {
+      const before = seen.length;
+      const inner = 'GET /raw/smuggled HTTP/1.1\r\nhost: x\r\n\r\n';
+      const res = await exchange(`${method} /raw/cl HTTP/1.1\r\nhost: x\r\ncontent-length: ${inner.length}\r\n\r\n${inner}`);
+      expect(res.status).toBe(400);
+      if (method !== 'HEAD') expect(jsonError(res.raw)).toBe('invalid_request');
+      expect(res.raw.toLowerCase()).toContain('connection: close');
+      expect(res.closed).toBe(true);
+      expect(seen.slice(before)).toEqual([]);
+    },
+  );
 
   it.each(['GET', 'HEAD', 'OPTIONS'])('%s with Content-Length: 0 is forwarded', async (method) => {
     const before = seen.length;
@@ -132,7 +149,9 @@ describe('bodies on methods without body semantics', () => {
 
   it('DELETE with a Content-Length body is forwarded with it; chunked is refused', async () => {
     const before = seen.length;
-    const sized = await exchange('DELETE /raw/del HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ids":[1]}');
+    const sized = await exchange(
+      'DELETE /raw/del HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ids":[1]}',
+    );
     expect(sized.status).toBe(200);
     expect(seen.slice(before).map((s) => [s.method, s.url, s.headers['content-length']])).toEqual([['DELETE', '/raw/del', '11']]);
     const chunked = await exchange('DELETE /raw/del2 HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
@@ -237,17 +256,25 @@ describe('path tricks (route /api, stripPrefix, upstream base path /v1)', () => 
     expect((seen.at(-1) as Seen).url).toBe('/v1/x');
   });
 
-  it.each(['/api/%2e%2e/secret', '/api/..%2fsecret', '/api/%252e%252e/x', '/api\\..\\x', '/api/..\\x', '//api/x', '/api;x=/../x', '/api/..;/x', '/api/.%2e/.%2e/x', '/api/x/../../x'])(
-    '%s never reaches the upstream outside /v1',
-    async (path) => {
-      const before = seen.length;
-      const res = await exchange(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
-      const forwarded = seen.slice(before);
-      if (forwarded.length === 0) {
-        expect([400, 404]).toContain(res.status);
-      } else {
-        for (const request of forwarded) expect(leniently(request.url)).toMatch(/^\/v1(\/|$)/);
-      }
-    },
-  );
+  it.each([
+    '/api/%2e%2e/secret',
+    '/api/..%2fsecret',
+    '/api/%252e%252e/x',
+    '/api\\..\\x',
+    '/api/..\\x',
+    '//api/x',
+    '/api;x=/../x',
+    '/api/..;/x',
+    '/api/.%2e/.%2e/x',
+    '/api/x/../../x',
+  ])('%s never reaches the upstream outside /v1', async (path) => {
+    const before = seen.length;
+    const res = await exchange(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+    const forwarded = seen.slice(before);
+    if (forwarded.length === 0) {
+      expect([400, 404]).toContain(res.status);
+    } else {
+      for (const request of forwarded) expect(leniently(request.url)).toMatch(/^\/v1(\/|$)/);
+    }
+  });
 });

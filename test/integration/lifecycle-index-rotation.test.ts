@@ -69,7 +69,13 @@ function configFile(keys: string[]): string {
     publicUrl,
     shutdownGrace: '1s',
     admin: { host: '127.0.0.1', port: adminPort },
-    oidc: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' },
+    oidc: {
+      issuer: idp.issuer,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      scopes: ['openid', 'profile', 'email', 'api'],
+      timeout: '3s',
+    },
     session: { store: 'redis', redis: { url: redis.url }, secret: SESSION_SECRET, encryptionKey: keys },
     routes: [{ path: '/api', upstream: upstream.url, token: 'user' }],
   };
@@ -92,7 +98,10 @@ async function stopGateway(): Promise<void> {
 /** A restart of the (single) instance with the step's keys; resolves once /readyz answers 200. */
 async function restartWith(keys: string[]): Promise<void> {
   await stopGateway();
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--config', configFile(keys)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--config', configFile(keys)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
   child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString('utf8')));
@@ -100,7 +109,10 @@ async function restartWith(keys: string[]): Promise<void> {
   gateway = { child, output, exited };
   for (let attempt = 0; attempt < 600; attempt++) {
     if (child.exitCode !== null) throw new Error(`gateway exited:\n${output.join('')}`);
-    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((res) => res.status === 200, () => false);
+    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then(
+      (res) => res.status === 200,
+      () => false,
+    );
     if (ready) return;
     await sleep(50);
   }
@@ -110,7 +122,10 @@ async function restartWith(keys: string[]): Promise<void> {
 /** `bff-gateway sessions list --sub SUB` in its own process, with the step's configuration. */
 function listSessions(keys: string[], sub: string): Promise<string[]> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'sessions', 'list', '--sub', sub, '--config', configFile(keys)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'sessions', 'list', '--sub', sub, '--config', configFile(keys)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
@@ -119,7 +134,13 @@ function listSessions(keys: string[], sub: string): Promise<string[]> {
     child.once('close', (code) => {
       if (code !== 0) fail(new Error(`sessions list exited ${code}: ${stderr}`));
       // One line per session (`<handle>  sub=…`), then the count.
-      else done(stdout.split('\n').filter((line) => line.includes(`  sub=${sub}  `)).map((line) => line.split(' ')[0]!));
+      else
+        done(
+          stdout
+            .split('\n')
+            .filter((line) => line.includes(`  sub=${sub}  `))
+            .map((line) => line.split(' ')[0]!),
+        );
     });
   });
 }
@@ -147,7 +168,9 @@ async function signOutAtIdp(session: Browser): Promise<void> {
   await vi.waitFor(async () => expect(await status(session.cookie)).toBe(401), { timeout: 5_000, interval: 50 });
 }
 
-test('sessions list --sub and back-channel logout find every session before, during and after a key rotation', { timeout: 120_000 }, async () => {
+test('sessions list --sub and back-channel logout find every session before, during and after a key rotation', {
+  timeout: 120_000,
+}, async () => {
   // Before: everything under A.
   await restartWith([KEY_A]);
   const alice = await Promise.all([browser('alice'), browser('alice'), browser('alice'), browser('alice')]);

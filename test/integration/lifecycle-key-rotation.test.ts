@@ -28,7 +28,8 @@ beforeAll(async () => {
 afterAll(() => world?.close());
 
 const oldSession = async (user = 'alice') => (await login(world.url, { user })).cookieHeader;
-const userStatus = async (gateway: RunningGateway, cookie: string) => (await fetch(`${gateway.url}/auth/user`, { headers: apiHeaders(cookie) })).status;
+const userStatus = async (gateway: RunningGateway, cookie: string) =>
+  (await fetch(`${gateway.url}/auth/user`, { headers: apiHeaders(cookie) })).status;
 
 test('a rotated gateway accepts an old cookie, re-signs it with the new secret and re-seals the record under the new key', async () => {
   const cookie = await oldSession();

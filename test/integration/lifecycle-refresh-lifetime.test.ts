@@ -29,7 +29,9 @@ test('refresh_expires_in caps the session: expiresAt, store TTL and the end foll
   const refreshDeadline = record.createdAt + REFRESH_LIFETIME_S * 1000;
   expect(record.absoluteExpiresAt).toBe(refreshDeadline);
 
-  const user = (await (await fetch(`${gateway.url}/auth/user`, { headers: apiHeaders(cookie) })).json()) as { session: { expiresAt: string } };
+  const user = (await (await fetch(`${gateway.url}/auth/user`, { headers: apiHeaders(cookie) })).json()) as {
+    session: { expiresAt: string };
+  };
   expect(user.session.expiresAt).toBe(new Date(refreshDeadline).toISOString());
 
   // Kept busy within the idle window, the session still ends with the refresh token.

@@ -145,7 +145,11 @@ test('a timed-out session is counted once however often its cookie returns; a lo
   const deadline = Date.now() + 1_000;
   await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(deadline + 200), { timeout: 3_000, interval: 100 });
 
-  const statuses = await Promise.all([idle, idle, idle, loggedOut, loggedOut].map(async (cookie) => (await fetch(`${realTime.url}/auth/user`, { headers: apiHeaders(cookie) })).status));
+  const statuses = await Promise.all(
+    [idle, idle, idle, loggedOut, loggedOut].map(
+      async (cookie) => (await fetch(`${realTime.url}/auth/user`, { headers: apiHeaders(cookie) })).status,
+    ),
+  );
   expect(statuses).toEqual([401, 401, 401, 401, 401]);
   expect(await logoutsOf(realTime, 'timeout')).toBe(timeoutsBefore + 1);
 });

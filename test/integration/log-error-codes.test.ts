@@ -27,7 +27,9 @@ describe('a refused upstream connection', () => {
     const res = await fetch(`${world.url}/down/orders`);
     expect(res.status).toBe(502);
     expect(((await res.json()) as { error: string }).error).toBe('bad_gateway');
-    const failed = world.gateway.logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.msg === 'proxy request failed');
+    const failed = world.gateway.logs
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((entry) => entry.msg === 'proxy request failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ code: 'bad_gateway', route: '/down', err: { code: 'ECONNREFUSED' } });
   });
@@ -41,7 +43,11 @@ describe('redaction paths', () => {
   }
 
   test('error codes at any level are kept', () => {
-    const entry = logged({ code: 'session_store_unavailable', err: { type: 'Error', code: 'ECONNREFUSED' }, upstream: { code: 'ETIMEDOUT' } });
+    const entry = logged({
+      code: 'session_store_unavailable',
+      err: { type: 'Error', code: 'ECONNREFUSED' },
+      upstream: { code: 'ETIMEDOUT' },
+    });
     expect(entry).toMatchObject({ code: 'session_store_unavailable', err: { code: 'ECONNREFUSED' }, upstream: { code: 'ETIMEDOUT' } });
   });
 
@@ -54,7 +60,11 @@ describe('redaction paths', () => {
     const entry = logged({
       query: { code: 'auth-code-1', state: 's' },
       body: { code: 'auth-code-2' },
-      req: { query: { code: 'auth-code-3' }, body: { code: 'auth-code-4' }, headers: { cookie: 'bff-session=x', authorization: 'Bearer t' } },
+      req: {
+        query: { code: 'auth-code-3' },
+        body: { code: 'auth-code-4' },
+        headers: { cookie: 'bff-session=x', authorization: 'Bearer t' },
+      },
       headers: { 'set-cookie': 'bff-session=y', 'proxy-authorization': 'Basic z' },
       tokens: { accessToken: 'at', refresh_token: 'rt', id_token: 'it' },
       accessToken: 'at2',
@@ -63,7 +73,25 @@ describe('redaction paths', () => {
       logout_token: 'lt',
     });
     const text = JSON.stringify(entry);
-    for (const secret of ['auth-code-1', 'auth-code-2', 'auth-code-3', 'auth-code-4', 'bff-session=x', 'Bearer t', 'bff-session=y', 'Basic z', '"at"', '"rt"', '"it"', 'at2', '"cs"', '"pk"', '"ss"', '"ek"', '"lt"']) {
+    for (const secret of [
+      'auth-code-1',
+      'auth-code-2',
+      'auth-code-3',
+      'auth-code-4',
+      'bff-session=x',
+      'Bearer t',
+      'bff-session=y',
+      'Basic z',
+      '"at"',
+      '"rt"',
+      '"it"',
+      'at2',
+      '"cs"',
+      '"pk"',
+      '"ss"',
+      '"ek"',
+      '"lt"',
+    ]) {
       expect(text).not.toContain(secret);
     }
     expect(entry).toMatchObject({ query: { code: '[redacted]', state: 's' }, body: { code: '[redacted]' } });

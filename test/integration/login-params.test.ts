@@ -17,7 +17,11 @@ async function startApi(): Promise<{ url: string; seen: string[]; server: Server
   const server = createServer((req, res) => {
     seen.push(req.url ?? '');
     if (req.url?.startsWith('/api/rs/challenge')) {
-      res.writeHead(401, { 'www-authenticate': 'Bearer error="insufficient_user_authentication", error_description="stronger login needed", acr_values="mfa", max_age=60', 'content-type': 'text/plain' });
+      res.writeHead(401, {
+        'www-authenticate':
+          'Bearer error="insufficient_user_authentication", error_description="stronger login needed", acr_values="mfa", max_age=60',
+        'content-type': 'text/plain',
+      });
       res.end('opaque upstream 401');
       return;
     }
@@ -65,27 +69,52 @@ async function api401(base: string, path: string, jar: CookieJar): Promise<{ sta
 
 describe('login parameters', () => {
   test('allow-listed parameters reach the IdP; the rest, and the protocol parameters, never do', async () => {
-    const evil = 'returnTo=/x&prompt=login&ui_locales=de-CH&login_hint=bob%40example.com&client_id=evil&redirect_uri=http%3A%2F%2Fevil.example%2F&scope=admin&state=s&nonce=n&code_challenge=c&code_challenge_method=plain&response_type=token&foo=bar';
+    const evil =
+      'returnTo=/x&prompt=login&ui_locales=de-CH&login_hint=bob%40example.com&client_id=evil&redirect_uri=http%3A%2F%2Fevil.example%2F&scope=admin&state=s&nonce=n&code_challenge=c&code_challenge_method=plain&response_type=token&foo=bar';
     const res = await fetch(`${world.publicUrl}/auth/login?${evil}`, { redirect: 'manual' });
     expect(res.status).toBe(302);
     const location = new URL(res.headers.get('location') as string);
     expect(location.origin).toBe(world.idp.issuer);
     const sent = Object.fromEntries(location.searchParams);
-    expect(sent).toMatchObject({ client_id: 'spa-bff', redirect_uri: `${world.publicUrl}/auth/callback`, scope: 'openid profile email api', response_type: 'code', code_challenge_method: 'S256', prompt: 'login', ui_locales: 'de-CH', login_hint: 'bob@example.com' });
+    expect(sent).toMatchObject({
+      client_id: 'spa-bff',
+      redirect_uri: `${world.publicUrl}/auth/callback`,
+      scope: 'openid profile email api',
+      response_type: 'code',
+      code_challenge_method: 'S256',
+      prompt: 'login',
+      ui_locales: 'de-CH',
+      login_hint: 'bob@example.com',
+    });
     expect(sent.state).not.toBe('s');
     expect(sent.nonce).not.toBe('n');
     expect(sent.code_challenge).not.toBe('c');
-    expect(Object.keys(sent).sort()).toEqual(['client_id', 'code_challenge', 'code_challenge_method', 'login_hint', 'nonce', 'prompt', 'redirect_uri', 'response_type', 'scope', 'state', 'ui_locales']);
+    expect(Object.keys(sent).sort()).toEqual([
+      'client_id',
+      'code_challenge',
+      'code_challenge_method',
+      'login_hint',
+      'nonce',
+      'prompt',
+      'redirect_uri',
+      'response_type',
+      'scope',
+      'state',
+      'ui_locales',
+    ]);
   });
 
-  test.each(['prompt=sometimes', 'prompt=none%20login', 'max_age=-5', 'max_age=soon', 'acr_values=gold', 'prompt=login&prompt=none'])('%s: 400 invalid_request, no login started', async (query) => {
-    const res = await fetch(`${world.publicUrl}/auth/login?returnTo=/x&${query}`, { redirect: 'manual' });
-    expect(res.status).toBe(400);
-    expect(res.headers.get('set-cookie')).toBeNull();
-    const body = (await res.json()) as { error: string; message: string };
-    expect(body.error).toBe('invalid_request');
-    expect(body.message).toMatch(/^The login parameter (prompt|max_age|acr_values) /);
-  });
+  test.each(['prompt=sometimes', 'prompt=none%20login', 'max_age=-5', 'max_age=soon', 'acr_values=gold', 'prompt=login&prompt=none'])(
+    '%s: 400 invalid_request, no login started',
+    async (query) => {
+      const res = await fetch(`${world.publicUrl}/auth/login?returnTo=/x&${query}`, { redirect: 'manual' });
+      expect(res.status).toBe(400);
+      expect(res.headers.get('set-cookie')).toBeNull();
+      const body = (await res.json()) as { error: string; message: string };
+      expect(body.error).toBe('invalid_request');
+      expect(body.message).toMatch(/^The login parameter (prompt|max_age|acr_values) /);
+    },
+  );
 });
 
 describe('silent check and prompt', () => {
@@ -154,7 +183,9 @@ describe('acr and max_age are verified', () => {
     const body = JSON.parse(refused.text) as { message: string; loginUrl: string };
     const loginUrl = '/auth/login?returnTo=%2Fapi%2Ffresh%2Freport%3Fid%3D7&max_age=300';
     expect(refused.text).toBe(`{"error":"step_up_required","message":${JSON.stringify(body.message)},"loginUrl":"${loginUrl}"}`);
-    const stepped = await loginFlow(stale.publicUrl, Object.fromEntries(new URL(body.loginUrl, stale.publicUrl).searchParams), { jar: first.jar });
+    const stepped = await loginFlow(stale.publicUrl, Object.fromEntries(new URL(body.loginUrl, stale.publicUrl).searchParams), {
+      jar: first.jar,
+    });
     expect(stepped.location).toBe('/api/fresh/report?id=7&error=unmet_authentication_requirements');
     expect(await user(stale.publicUrl, first.jar)).toEqual(before);
   });
@@ -181,7 +212,9 @@ describe('step-up on routes and from upstreams', () => {
     // require.maxAge: this IdP states auth_time only when asked (max_age), so the step-up asks.
     const stale = JSON.parse((await api401(world.publicUrl, '/api/fresh', first.jar)).text) as Record<string, string>;
     expect(stale).toMatchObject({ error: 'step_up_required', loginUrl: '/auth/login?returnTo=%2Fapi%2Ffresh&max_age=300' });
-    const fresh = await loginFlow(world.publicUrl, Object.fromEntries(new URL(stale.loginUrl as string, world.publicUrl).searchParams), { jar: first.jar });
+    const fresh = await loginFlow(world.publicUrl, Object.fromEntries(new URL(stale.loginUrl as string, world.publicUrl).searchParams), {
+      jar: first.jar,
+    });
     expect(fresh).toMatchObject({ interactions: 0, location: '/api/fresh' });
     expect((await api401(world.publicUrl, '/api/fresh', first.jar)).status).toBe(200);
   });
@@ -191,7 +224,14 @@ describe('step-up on routes and from upstreams', () => {
     const seenBefore = api.seen.length;
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(`${world.publicUrl}/api/sensitive/feed`, {
-        headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', origin: world.publicUrl, cookie: first.jar.header(world.publicUrl) },
+        headers: {
+          connection: 'Upgrade',
+          upgrade: 'websocket',
+          'sec-websocket-version': '13',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          origin: world.publicUrl,
+          cookie: first.jar.header(world.publicUrl),
+        },
       });
       req.on('response', (res) => {
         let body = '';
@@ -203,7 +243,10 @@ describe('step-up on routes and from upstreams', () => {
       req.end();
     });
     expect(answer.status).toBe(401);
-    expect(JSON.parse(answer.body)).toMatchObject({ error: 'step_up_required', loginUrl: '/auth/login?returnTo=%2Fapi%2Fsensitive%2Ffeed&acr_values=mfa' });
+    expect(JSON.parse(answer.body)).toMatchObject({
+      error: 'step_up_required',
+      loginUrl: '/auth/login?returnTo=%2Fapi%2Fsensitive%2Ffeed&acr_values=mfa',
+    });
     expect(api.seen.length).toBe(seenBefore);
   });
 
@@ -213,6 +256,10 @@ describe('step-up on routes and from upstreams', () => {
     expect(res.status).toBe(401);
     expect(res.text).not.toContain('opaque upstream 401');
     const body = JSON.parse(res.text) as Record<string, string>;
-    expect(body).toEqual({ error: 'step_up_required', message: expect.any(String), loginUrl: '/auth/login?returnTo=%2Fapi%2Frs%2Fchallenge%3Fx%3D1&acr_values=mfa&max_age=60' });
+    expect(body).toEqual({
+      error: 'step_up_required',
+      message: expect.any(String),
+      loginUrl: '/auth/login?returnTo=%2Fapi%2Frs%2Fchallenge%3Fx%3D1&acr_values=mfa&max_age=60',
+    });
   });
 });

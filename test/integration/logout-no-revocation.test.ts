@@ -18,7 +18,9 @@ afterAll(() => world?.close());
 
 test('logout ends the session and attempts no revocation', async () => {
   const session = await login(world.url);
-  const user = (await (await fetch(`${world.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) })).json()) as { logoutUrl: string };
+  const user = (await (await fetch(`${world.url}/auth/user`, { headers: apiHeaders(session.cookieHeader) })).json()) as {
+    logoutUrl: string;
+  };
   const logout = await navigate(user.logoutUrl, { cookie: session.cookieHeader });
   expect(logout.status).toBe(302);
   expect(logout.headers.get('location')).toContain('/session/end');

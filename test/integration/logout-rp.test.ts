@@ -161,7 +161,13 @@ test('GET /auth/logout?sid from a client that sends no Sec-Fetch headers (an old
 test('a cross-site style GET (an <img> on another site, no sid) does not log out', async () => {
   const alice = await loggedIn();
   const res = await fetch(`${world.url}/auth/logout`, {
-    headers: { cookie: alice.cookie, 'sec-fetch-site': 'cross-site', 'sec-fetch-dest': 'image', 'sec-fetch-mode': 'no-cors', referer: 'https://evil.example/' },
+    headers: {
+      cookie: alice.cookie,
+      'sec-fetch-site': 'cross-site',
+      'sec-fetch-dest': 'image',
+      'sec-fetch-mode': 'no-cors',
+      referer: 'https://evil.example/',
+    },
     redirect: 'manual',
   });
   expect(res.status).toBe(400);
@@ -204,7 +210,10 @@ test('POST /auth/logout without x-csrf (or from another origin): 403 csrf_requir
   const bare = await fetch(`${world.url}/auth/logout`, { method: 'POST', headers: { cookie: alice.cookie } });
   expect(bare.status).toBe(403);
   expect(await bare.json()).toMatchObject({ error: 'csrf_required' });
-  const foreign = await fetch(`${world.url}/auth/logout`, { method: 'POST', headers: apiHeaders(alice.cookie, { origin: 'https://evil.example' }) });
+  const foreign = await fetch(`${world.url}/auth/logout`, {
+    method: 'POST',
+    headers: apiHeaders(alice.cookie, { origin: 'https://evil.example' }),
+  });
   expect(foreign.status).toBe(403);
   expect((await userOf(alice.cookie)).status).toBe(200);
 });

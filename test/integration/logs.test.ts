@@ -101,7 +101,8 @@ it('failure paths log no secret either: refused callbacks, refused and failing r
   const responsesBefore = front.tokenResponses.length;
   const ended = await login(world.url);
   const kept = await login(world.url);
-  for (const session of [ended, kept]) secrets.set(`cookie ${session.cookie.slice(0, 12)}`, session.cookie.slice(session.cookie.indexOf('=') + 1));
+  for (const session of [ended, kept])
+    secrets.set(`cookie ${session.cookie.slice(0, 12)}`, session.cookie.slice(session.cookie.indexOf('=') + 1));
   world.idp.faults.token = 'invalid_grant';
   expect((await fetch(`${world.url}/api/echo`, { headers: apiHeaders(ended.cookieHeader) })).status).toBe(401);
   world.idp.faults.token = 'http503';
@@ -116,7 +117,11 @@ it('failure paths log no secret either: refused callbacks, refused and failing r
   // A forged logout token (HMAC with the client secret) and a tampered session cookie.
   const forgedToken = await hmacLogoutToken(world.idp, CLIENT_ID, CLIENT_SECRET, { sub: 'alice' });
   secrets.set('forged logout token', forgedToken);
-  const bcl = await fetch(`${world.url}/auth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `logout_token=${forgedToken}` });
+  const bcl = await fetch(`${world.url}/auth/backchannel-logout`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: `logout_token=${forgedToken}`,
+  });
   expect(bcl.status).toBe(400);
   const tampered = `${kept.cookie.slice(kept.cookie.indexOf('=') + 1)}x`;
   expect((await fetch(`${world.url}/api/echo`, { headers: apiHeaders(`bff-session=${tampered}`) })).status).toBe(401);

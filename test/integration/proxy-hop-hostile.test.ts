@@ -58,7 +58,11 @@ function startHostile(): Promise<{ server: Server; url: string; requests: Hostil
       else socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests, on })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests, on }),
+    ),
+  );
 }
 
 const tokenOf = (request: HostileRequest) => (request.headers.authorization ?? '').replace(/^Bearer /, '');
@@ -104,7 +108,9 @@ function startBulk(): Promise<string> {
     };
     pump();
   });
-  return new Promise((resolve) => bulk.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(bulk.address() as { port: number }).port}`)));
+  return new Promise((resolve) =>
+    bulk.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(bulk.address() as { port: number }).port}`)),
+  );
 }
 
 beforeAll(async () => {
@@ -134,8 +140,13 @@ beforeEach(() => {
   uncaught.length = 0;
 });
 
-const apiRequest = (path: string): Buffer => requestBytes('GET', path, [['cookie', session.cookieHeader], ['x-csrf', '1']]);
-const invalidToken = 'HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error="invalid_token"\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\nhello';
+const apiRequest = (path: string): Buffer =>
+  requestBytes('GET', path, [
+    ['cookie', session.cookieHeader],
+    ['x-csrf', '1'],
+  ]);
+const invalidToken =
+  'HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error="invalid_token"\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\nhello';
 
 describe('a discarded 401 body', () => {
   test('that fails while the gateway refreshes: the replay answers, nothing is thrown', async () => {
@@ -152,7 +163,10 @@ describe('a discarded 401 body', () => {
       expect(answer.status).toBe(200);
       expect(answer.body.toString()).toBe('replayed');
       // The reset lands after the 401 was discarded: give it the time to surface.
-      await until(() => hostile.requests.filter((r) => r.path.endsWith('/reset401')).every((r) => r.closed), 'both upstream connections closed');
+      await until(
+        () => hostile.requests.filter((r) => r.path.endsWith('/reset401')).every((r) => r.closed),
+        'both upstream connections closed',
+      );
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(uncaught).toEqual([]);
     } finally {
@@ -169,27 +183,33 @@ describe('a discarded 401 body', () => {
     wire.write(apiRequest('/api/stuck401'));
     await until(() => hostile.requests.filter((r) => r.path.endsWith('/stuck401')).length === 2, 'the replay reached the upstream');
     wire.destroy();
-    await until(() => hostile.requests.filter((r) => r.path.endsWith('/stuck401')).every((r) => r.closed), 'both upstream requests released');
+    await until(
+      () => hostile.requests.filter((r) => r.path.endsWith('/stuck401')).every((r) => r.closed),
+      'both upstream requests released',
+    );
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(uncaught).toEqual([]);
   });
 });
 
 describe('limits.sendIdleTimeout', () => {
-  test.each(['none', 'user'] as const)('a browser that stops reading (%s route) is disconnected and the upstream request aborted', async (token) => {
-    const before = bulkClosed.length;
-    const wire = await Wire.open(world.gateway.port);
-    try {
-      wire.socket.pause();
-      wire.write(token === 'user' ? apiRequest('/bulk-user/big') : requestBytes('GET', '/bulk-none/big', []));
-      await until(() => bulkClosed.length > before, 'the request reached the upstream');
-      await until(() => bulkClosed[before] === true, 'upstream request aborted', 10_000);
-      wire.socket.resume();
-      expect(await wire.waitClosed(5_000)).toBe(true);
-    } finally {
-      wire.destroy();
-    }
-  });
+  test.each(['none', 'user'] as const)(
+    'a browser that stops reading (%s route) is disconnected and the upstream request aborted',
+    async (token) => {
+      const before = bulkClosed.length;
+      const wire = await Wire.open(world.gateway.port);
+      try {
+        wire.socket.pause();
+        wire.write(token === 'user' ? apiRequest('/bulk-user/big') : requestBytes('GET', '/bulk-none/big', []));
+        await until(() => bulkClosed.length > before, 'the request reached the upstream');
+        await until(() => bulkClosed[before] === true, 'upstream request aborted', 10_000);
+        wire.socket.resume();
+        expect(await wire.waitClosed(5_000)).toBe(true);
+      } finally {
+        wire.destroy();
+      }
+    },
+  );
 
   test('a slow stream the browser reads runs past the deadline', async () => {
     const res = await fetch(`${world.url}/bulk-user/events`, { headers: { cookie: session.cookieHeader, 'x-csrf': '1' } });
@@ -203,7 +223,9 @@ describe('an answer before the request body was read', () => {
     hostile.on.set('upload', (request) => setTimeout(() => request.socket.resetAndDestroy(), 10));
     const wire = await Wire.open(world.gateway.port);
     try {
-      wire.write(Buffer.concat([Buffer.from('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n'), Buffer.alloc(20_000, 'a')]));
+      wire.write(
+        Buffer.concat([Buffer.from('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n'), Buffer.alloc(20_000, 'a')]),
+      );
       const answer = await wire.next({ timeoutMs: 10_000 });
       expect(answer.status).toBe(502);
       expect(errorCode(answer)).toBe('bad_gateway');
@@ -218,7 +240,10 @@ describe('an answer before the request body was read', () => {
 
 describe('bodyless answers on a token route', () => {
   test.each([
-    ['200', 'HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-type: application/json\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'],
+    [
+      '200',
+      'HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-type: application/json\r\ncontent-length: 0\r\nconnection: close\r\n\r\n',
+    ],
     ['205', 'HTTP/1.1 205 Reset Content\r\ncontent-encoding: gzip\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'],
     ['205 without a length', 'HTTP/1.1 205 Reset Content\r\ncontent-encoding: gzip\r\nconnection: close\r\n\r\n'],
   ])('%s, gzip, empty: relayed, the connection usable', async (label, bytes) => {

@@ -30,7 +30,12 @@ afterAll(() => new Promise((resolve) => server.close(resolve)));
 
 /** What `send` needs of the browser's response: it stays open for the whole test. */
 function browser(): NodeResponse {
-  return Object.assign(new EventEmitter(), { destroyed: false, writableFinished: false, headersSent: false, writeEarlyHints() {} }) as unknown as NodeResponse;
+  return Object.assign(new EventEmitter(), {
+    destroyed: false,
+    writableFinished: false,
+    headersSent: false,
+    writeEarlyHints() {},
+  }) as unknown as NodeResponse;
 }
 
 const target = (path: string, timeoutMs: number): ForwardTarget => ({

@@ -16,7 +16,17 @@
 import { randomBytes } from 'node:crypto';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANNOUNCED_LENGTH, ETAG, GRPC_TRAILER, grpcWebTextBody, replaceAll, startHopUpstream, TYPED_BODIES, typedBody, type HopUpstream } from '../support/hop-upstream.ts';
+import {
+  ANNOUNCED_LENGTH,
+  ETAG,
+  GRPC_TRAILER,
+  grpcWebTextBody,
+  replaceAll,
+  startHopUpstream,
+  TYPED_BODIES,
+  typedBody,
+  type HopUpstream,
+} from '../support/hop-upstream.ts';
 import { startWorldBehindFront } from '../support/hostile-idp.ts';
 import { login, type LoginResult } from '../support/login.ts';
 import { bearerOf } from '../support/upstream.ts';
@@ -123,7 +133,16 @@ describe('answers without a body, labelled gzip', () => {
     const wire = await Wire.open(world.gateway.port);
     try {
       const id = nextId('304');
-      wire.write(requestBytes('GET', `/api/bodyless?status=304&id=${id}`, api([['accept-encoding', 'gzip'], ['if-none-match', ETAG]])));
+      wire.write(
+        requestBytes(
+          'GET',
+          `/api/bodyless?status=304&id=${id}`,
+          api([
+            ['accept-encoding', 'gzip'],
+            ['if-none-match', ETAG],
+          ]),
+        ),
+      );
       const res = await wire.next({ timeoutMs: 5_000 });
       tokenSeen(id);
       expect(res.status).toBe(304);
@@ -151,7 +170,16 @@ describe('answers without a body, labelled gzip', () => {
       expect(JSON.parse(plain)).toEqual({ version: 1, token: '[redacted]' });
 
       const second = nextId('etag');
-      wire.write(requestBytes('GET', `/api/etag?id=${second}`, api([['accept-encoding', 'gzip, deflate, br'], ['if-none-match', fresh.get('etag') as string]])));
+      wire.write(
+        requestBytes(
+          'GET',
+          `/api/etag?id=${second}`,
+          api([
+            ['accept-encoding', 'gzip, deflate, br'],
+            ['if-none-match', fresh.get('etag') as string],
+          ]),
+        ),
+      );
       const revalidated = await wire.next({ timeoutMs: 5_000 });
       expect(hop.byId(second)?.headers['if-none-match']).toBe(ETAG);
       expect(revalidated.status).toBe(304);
@@ -192,32 +220,37 @@ describe('body scrubbing covers every content type', () => {
 });
 
 describe('body scrubbing finds a token that the body carries only encoded', () => {
-  it.each(['identity', 'gzip', 'br'] as const)('grpc-web-text (%s), a real body (base64 of the gRPC frames): the token is in none of its forms, the frames still decode', async (encoding) => {
-    const wire = await Wire.open(world.gateway.port);
-    try {
-      const id = nextId('grpc-web-text');
-      const query = new URLSearchParams({ type: 'application/grpc-web-text', id, ...(encoding === 'identity' ? {} : { encoding }) });
-      wire.write(requestBytes('GET', `/api/typed?${query}`, api([['accept-encoding', 'gzip, br']])));
-      const res = await wire.next({ timeoutMs: 5_000 });
-      const token = tokenSeen(id);
-      expect(res.status).toBe(200);
-      expect(res.get('content-type')).toBe('application/grpc-web-text');
-      // The upstream sent what a real server sends: the token's bytes only inside the base64.
-      const original = grpcWebTextBody(token);
-      expect(original.includes(Buffer.from(token))).toBe(false);
-      expect(Buffer.from(original.toString('latin1'), 'base64').includes(Buffer.from(token))).toBe(true);
+  it.each(['identity', 'gzip', 'br'] as const)(
+    'grpc-web-text (%s), a real body (base64 of the gRPC frames): the token is in none of its forms, the frames still decode',
+    async (encoding) => {
+      const wire = await Wire.open(world.gateway.port);
+      try {
+        const id = nextId('grpc-web-text');
+        const query = new URLSearchParams({ type: 'application/grpc-web-text', id, ...(encoding === 'identity' ? {} : { encoding }) });
+        wire.write(requestBytes('GET', `/api/typed?${query}`, api([['accept-encoding', 'gzip, br']])));
+        const res = await wire.next({ timeoutMs: 5_000 });
+        const token = tokenSeen(id);
+        expect(res.status).toBe(200);
+        expect(res.get('content-type')).toBe('application/grpc-web-text');
+        // The upstream sent what a real server sends: the token's bytes only inside the base64.
+        const original = grpcWebTextBody(token);
+        expect(original.includes(Buffer.from(token))).toBe(false);
+        expect(Buffer.from(original.toString('latin1'), 'base64').includes(Buffer.from(token))).toBe(true);
 
-      const text = decoded(res).toString('latin1');
-      expect(text, 'still base64 text').toMatch(/^[A-Za-z0-9+/]+=*$/);
-      const frames = Buffer.from(text, 'base64');
-      // Up to two bytes at each end of the token share a base64 group with its neighbours.
-      expect(frames.includes(Buffer.from(token.slice(2, -2))), 'the token in the decoded frames').toBe(false);
-      expect(frames.subarray(frames.length - GRPC_TRAILER.length).toString('latin1'), 'the trailer frame after the message').toBe(GRPC_TRAILER);
-      await connectionStillServes(wire);
-    } finally {
-      wire.destroy();
-    }
-  });
+        const text = decoded(res).toString('latin1');
+        expect(text, 'still base64 text').toMatch(/^[A-Za-z0-9+/]+=*$/);
+        const frames = Buffer.from(text, 'base64');
+        // Up to two bytes at each end of the token share a base64 group with its neighbours.
+        expect(frames.includes(Buffer.from(token.slice(2, -2))), 'the token in the decoded frames').toBe(false);
+        expect(frames.subarray(frames.length - GRPC_TRAILER.length).toString('latin1'), 'the trailer frame after the message').toBe(
+          GRPC_TRAILER,
+        );
+        await connectionStillServes(wire);
+      } finally {
+        wire.destroy();
+      }
+    },
+  );
 
   describe('an opaque access token with slashes, in JSON that escapes them as \\/', () => {
     // What the IdP front issues instead of its JWT: opaque, with `/` (and `+`) like base64 text.
@@ -233,27 +266,36 @@ describe('body scrubbing finds a token that the body carries only encoded', () =
     });
     afterAll(() => escapedWorld?.close());
 
-    it.each(['identity', 'gzip'] as const)('JSON (%s) with the token written as op\\/aque…: neither spelling reaches the browser', async (encoding) => {
-      const wire = await Wire.open(escapedWorld.gateway.port);
-      try {
-        const id = nextId('escaped-json');
-        const query = new URLSearchParams({ type: 'application/json', id, ...(encoding === 'identity' ? {} : { encoding }) });
-        wire.write(requestBytes('GET', `/api/typed?${query}`, [['cookie', escapedSession.cookieHeader], ['x-csrf', '1'], ['accept-encoding', 'gzip']]));
-        const res = await wire.next({ timeoutMs: 5_000 });
-        expect(tokenSeen(id), 'the upstream got the opaque token').toBe(OPAQUE);
-        expect(res.status).toBe(200);
-        const escaped = OPAQUE.replaceAll('/', '\\/');
-        // The upstream wrote the escaped spelling only.
-        expect(typedBody('application/json', OPAQUE).body.toString('latin1')).toContain(escaped);
-        const text = decoded(res).toString('latin1');
-        expect(text.includes(escaped), 'the escaped token').toBe(false);
-        expect(text.includes(OPAQUE), 'the token').toBe(false);
-        const parsed = JSON.parse(text) as { token: string };
-        expect(parsed.token, 'the JSON still parses and the value is gone').not.toBe(OPAQUE);
-        expect(parsed.token).toContain('[redacted]');
-      } finally {
-        wire.destroy();
-      }
-    });
+    it.each(['identity', 'gzip'] as const)(
+      'JSON (%s) with the token written as op\\/aque…: neither spelling reaches the browser',
+      async (encoding) => {
+        const wire = await Wire.open(escapedWorld.gateway.port);
+        try {
+          const id = nextId('escaped-json');
+          const query = new URLSearchParams({ type: 'application/json', id, ...(encoding === 'identity' ? {} : { encoding }) });
+          wire.write(
+            requestBytes('GET', `/api/typed?${query}`, [
+              ['cookie', escapedSession.cookieHeader],
+              ['x-csrf', '1'],
+              ['accept-encoding', 'gzip'],
+            ]),
+          );
+          const res = await wire.next({ timeoutMs: 5_000 });
+          expect(tokenSeen(id), 'the upstream got the opaque token').toBe(OPAQUE);
+          expect(res.status).toBe(200);
+          const escaped = OPAQUE.replaceAll('/', '\\/');
+          // The upstream wrote the escaped spelling only.
+          expect(typedBody('application/json', OPAQUE).body.toString('latin1')).toContain(escaped);
+          const text = decoded(res).toString('latin1');
+          expect(text.includes(escaped), 'the escaped token').toBe(false);
+          expect(text.includes(OPAQUE), 'the token').toBe(false);
+          const parsed = JSON.parse(text) as { token: string };
+          expect(parsed.token, 'the JSON still parses and the value is gone').not.toBe(OPAQUE);
+          expect(parsed.token).toContain('[redacted]');
+        } finally {
+          wire.destroy();
+        }
+      },
+    );
   });
 });

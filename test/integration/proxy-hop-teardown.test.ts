@@ -28,7 +28,6 @@ const POOL = 4;
 let sequence = 0;
 const nextId = (label: string) => `${label}-${++sequence}`;
 
-
 function portOf(world: ProcessWorld): number {
   return Number(new URL(world.gateways[0]?.url as string).port);
 }
@@ -66,7 +65,10 @@ describe('Expect: 100-continue, client aborts and route timeouts', () => {
     await hop?.close();
   });
 
-  const withSession = (): Array<[string, string]> => [['cookie', session.cookieHeader], ['x-csrf', '1']];
+  const withSession = (): Array<[string, string]> => [
+    ['cookie', session.cookieHeader],
+    ['x-csrf', '1'],
+  ];
   const kinds = [
     { label: 'none route, no session', prefix: '', headers: (): Array<[string, string]> => [] },
     { label: 'optional route, no session', prefix: '/maybe', headers: (): Array<[string, string]> => [['x-csrf', '1']] },
@@ -74,96 +76,154 @@ describe('Expect: 100-continue, client aborts and route timeouts', () => {
     { label: 'user route, session', prefix: '/api', headers: withSession },
   ];
 
-  it.each(['upstream silent', 'no body'] as const)('Expect: 100-continue, %s, beyond the pool size: 100 Continue from the gateway, no Expect upstream, every upstream request released at the route timeout, every route usable afterwards', async (variant) => {
-    hop.resetPeak();
-    const body = 'sixteen-bytes-ok';
-    const pending: Array<{ id: string; label: string; wire: Wire }> = [];
-    for (const kind of kinds) {
-      for (let copy = 0; copy < 3; copy++) {
-        const id = nextId('expect');
-        // `no body`: the declared body never comes; `upstream silent`: it does, the upstream never answers.
-        const path = `${kind.prefix}/${variant === 'no body' ? 'echo' : 'hang'}?id=${id}`;
-        const wire = await Wire.open(portOf(world));
-        wire.write(requestBytes('POST', path, [...kind.headers(), ['content-type', 'text/plain'], ['content-length', String(body.length)], ['expect', '100-continue']]));
-        pending.push({ id, label: kind.label, wire });
-      }
-    }
-    expect(pending.length).toBeGreaterThan(2 * POOL);
-    try {
-      for (const request of pending) {
-        const interim = await request.wire.next({ timeoutMs: 5_000 });
-        expect(interim.head, request.label).toBe('HTTP/1.1 100 Continue');
-        if (variant === 'upstream silent') request.wire.write(body);
-      }
-      for (const request of pending) {
-        const final = await request.wire.next({ timeoutMs: 10_000 }).catch((err: Error) => {
-          throw new Error(`${request.label}: ${err.message}`);
-        });
-        const what = `${request.label}: ${final.body.toString('utf8')}`;
-        if (variant === 'upstream silent') expectJsonError(final, 504, 'gateway_timeout');
-        else {
-          // A body that never comes: the route timeout (504) or the body deadline (408), whichever is first.
-          expect([504, 408], what).toContain(final.status);
-          expect(errorCode(final), what).toBe(final.status === 504 ? 'gateway_timeout' : 'request_timeout');
+  it.each(['upstream silent', 'no body'] as const)(
+    'Expect: 100-continue, %s, beyond the pool size: 100 Continue from the gateway, no Expect upstream, every upstream request released at the route timeout, every route usable afterwards',
+    async (variant) => {
+      hop.resetPeak();
+      const body = 'sixteen-bytes-ok';
+      const pending: Array<{ id: string; label: string; wire: Wire }> = [];
+      for (const kind of kinds) {
+        for (let copy = 0; copy < 3; copy++) {
+          const id = nextId('expect');
+          // `no body`: the declared body never comes; `upstream silent`: it does, the upstream never answers.
+          const path = `${kind.prefix}/${variant === 'no body' ? 'echo' : 'hang'}?id=${id}`;
+          const wire = await Wire.open(portOf(world));
+          wire.write(
+            requestBytes('POST', path, [
+              ...kind.headers(),
+              ['content-type', 'text/plain'],
+              ['content-length', String(body.length)],
+              ['expect', '100-continue'],
+            ]),
+          );
+          pending.push({ id, label: kind.label, wire });
         }
       }
-      // Released while the clients are all still connected: the route timeout alone must do it.
-      const ids = new Set(pending.map((request) => request.id));
-      await until(() => hop.open().filter((r) => r.id !== undefined && ids.has(r.id)).length === 0, 'every upstream request of the Expect clients released', 10_000);
-      const reached = hop.requests.filter((r) => r.id !== undefined && ids.has(r.id));
-      if (variant === 'upstream silent') expect(reached.length).toBeGreaterThan(0);
-      for (const seen of reached) expect(seen.headers.expect, `Expect forwarded on ${seen.url}`).toBeUndefined();
-      // Two pools (token and non-token traffic), each at most `upstreamConnections` sockets.
-      expect(hop.peakConnections()).toBeLessThanOrEqual(2 * POOL);
-    } finally {
-      for (const request of pending) request.wire.destroy();
-    }
+      expect(pending.length).toBeGreaterThan(2 * POOL);
+      try {
+        for (const request of pending) {
+          const interim = await request.wire.next({ timeoutMs: 5_000 });
+          expect(interim.head, request.label).toBe('HTTP/1.1 100 Continue');
+          if (variant === 'upstream silent') request.wire.write(body);
+        }
+        for (const request of pending) {
+          const final = await request.wire.next({ timeoutMs: 10_000 }).catch((err: Error) => {
+            throw new Error(`${request.label}: ${err.message}`);
+          });
+          const what = `${request.label}: ${final.body.toString('utf8')}`;
+          if (variant === 'upstream silent') expectJsonError(final, 504, 'gateway_timeout');
+          else {
+            // A body that never comes: the route timeout (504) or the body deadline (408), whichever is first.
+            expect([504, 408], what).toContain(final.status);
+            expect(errorCode(final), what).toBe(final.status === 504 ? 'gateway_timeout' : 'request_timeout');
+          }
+        }
+        // Released while the clients are all still connected: the route timeout alone must do it.
+        const ids = new Set(pending.map((request) => request.id));
+        await until(
+          () => hop.open().filter((r) => r.id !== undefined && ids.has(r.id)).length === 0,
+          'every upstream request of the Expect clients released',
+          10_000,
+        );
+        const reached = hop.requests.filter((r) => r.id !== undefined && ids.has(r.id));
+        if (variant === 'upstream silent') expect(reached.length).toBeGreaterThan(0);
+        for (const seen of reached) expect(seen.headers.expect, `Expect forwarded on ${seen.url}`).toBeUndefined();
+        // Two pools (token and non-token traffic), each at most `upstreamConnections` sockets.
+        expect(hop.peakConnections()).toBeLessThanOrEqual(2 * POOL);
+      } finally {
+        for (const request of pending) request.wire.destroy();
+      }
 
-    // Every route of that upstream still serves, more requests at once than one pool holds.
-    const calls = kinds.flatMap((kind) =>
-      Array.from({ length: POOL + 1 }, async () => {
-        const res = await fetch(`${world.publicUrl}${kind.prefix}/echo?id=${nextId('after-expect')}`, { headers: Object.fromEntries(kind.headers()) });
-        return { label: kind.label, status: res.status, body: await res.text() };
-      }),
-    );
-    for (const result of await Promise.all(calls)) {
-      expect(result.status, `${result.label}: ${result.body}`).toBe(200);
-      expect(JSON.parse(result.body)).toMatchObject({ method: 'GET' });
-    }
-  });
+      // Every route of that upstream still serves, more requests at once than one pool holds.
+      const calls = kinds.flatMap((kind) =>
+        Array.from({ length: POOL + 1 }, async () => {
+          const res = await fetch(`${world.publicUrl}${kind.prefix}/echo?id=${nextId('after-expect')}`, {
+            headers: Object.fromEntries(kind.headers()),
+          });
+          return { label: kind.label, status: res.status, body: await res.text() };
+        }),
+      );
+      for (const result of await Promise.all(calls)) {
+        expect(result.status, `${result.label}: ${result.body}`).toBe(200);
+        expect(JSON.parse(result.body)).toMatchObject({ method: 'GET' });
+      }
+    },
+  );
 
   it.each([
     { label: 'none route, no body', prefix: '/patient', method: 'GET', session: false, declared: 0, sent: 0 },
     { label: 'user route, no body', prefix: '/patient-api', method: 'GET', session: true, declared: 0, sent: 0 },
     { label: 'user route, buffered body', prefix: '/patient-api', method: 'POST', session: true, declared: 1_000, sent: 1_000 },
-    { label: 'none route, streamed body cut short', prefix: '/patient', method: 'POST', session: false, declared: 2 * 1024 * 1024, sent: 64 * 1024 },
-    { label: 'user route, streamed body cut short', prefix: '/patient-api', method: 'POST', session: true, declared: 2 * 1024 * 1024, sent: 64 * 1024 },
-    { label: 'none route, Expect: 100-continue, body sent after the 100', prefix: '/patient', method: 'POST', session: false, declared: 1_000, sent: 1_000, expect: true },
-    { label: 'user route, Expect: 100-continue, body sent after the 100', prefix: '/patient-api', method: 'POST', session: true, declared: 1_000, sent: 1_000, expect: true },
-  ])('client abort while the upstream is slow ($label): the upstream request is closed long before the 30 s route timeout', async ({ prefix, method, session: needsSession, declared, sent, expect: expectContinue }) => {
-    const id = nextId('abort');
-    const wire = await Wire.open(portOf(world));
-    try {
-      const headers: Array<[string, string]> = [
-        ...(needsSession ? withSession() : []),
-        ...(declared > 0 ? ([['content-type', 'application/octet-stream'], ['content-length', String(declared)]] as Array<[string, string]>) : []),
-        ...(expectContinue ? ([['expect', '100-continue']] as Array<[string, string]>) : []),
-      ];
-      const body = Buffer.alloc(sent, 0x61);
-      if (expectContinue) {
-        wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers));
-        expect((await wire.next({ timeoutMs: 5_000 })).head).toBe('HTTP/1.1 100 Continue');
-        wire.write(body);
-      } else {
-        wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers, body));
+    {
+      label: 'none route, streamed body cut short',
+      prefix: '/patient',
+      method: 'POST',
+      session: false,
+      declared: 2 * 1024 * 1024,
+      sent: 64 * 1024,
+    },
+    {
+      label: 'user route, streamed body cut short',
+      prefix: '/patient-api',
+      method: 'POST',
+      session: true,
+      declared: 2 * 1024 * 1024,
+      sent: 64 * 1024,
+    },
+    {
+      label: 'none route, Expect: 100-continue, body sent after the 100',
+      prefix: '/patient',
+      method: 'POST',
+      session: false,
+      declared: 1_000,
+      sent: 1_000,
+      expect: true,
+    },
+    {
+      label: 'user route, Expect: 100-continue, body sent after the 100',
+      prefix: '/patient-api',
+      method: 'POST',
+      session: true,
+      declared: 1_000,
+      sent: 1_000,
+      expect: true,
+    },
+  ])(
+    'client abort while the upstream is slow ($label): the upstream request is closed long before the 30 s route timeout',
+    async ({ prefix, method, session: needsSession, declared, sent, expect: expectContinue }) => {
+      const id = nextId('abort');
+      const wire = await Wire.open(portOf(world));
+      try {
+        const headers: Array<[string, string]> = [
+          ...(needsSession ? withSession() : []),
+          ...(declared > 0
+            ? ([
+                ['content-type', 'application/octet-stream'],
+                ['content-length', String(declared)],
+              ] as Array<[string, string]>)
+            : []),
+          ...(expectContinue ? ([['expect', '100-continue']] as Array<[string, string]>) : []),
+        ];
+        const body = Buffer.alloc(sent, 0x61);
+        if (expectContinue) {
+          wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers));
+          expect((await wire.next({ timeoutMs: 5_000 })).head).toBe('HTTP/1.1 100 Continue');
+          wire.write(body);
+        } else {
+          wire.write(requestBytes(method, `${prefix}/hang?id=${id}`, headers, body));
+        }
+        await until(
+          () => hop.byId(id) !== undefined && (hop.byId(id)?.bodyBytes ?? 0) >= Math.min(sent, 1),
+          `request ${id} at the upstream`,
+          10_000,
+        );
+      } finally {
+        wire.destroy();
       }
-      await until(() => hop.byId(id) !== undefined && (hop.byId(id)?.bodyBytes ?? 0) >= Math.min(sent, 1), `request ${id} at the upstream`, 10_000);
-    } finally {
-      wire.destroy();
-    }
-    await until(() => hop.byId(id)?.closed === true, `upstream request ${id} closed after the client left`, 5_000);
-    expect(hop.byId(id)?.aborted).toBe(true);
-  });
+      await until(() => hop.byId(id)?.closed === true, `upstream request ${id} closed after the client left`, 5_000);
+      expect(hop.byId(id)?.aborted).toBe(true);
+    },
+  );
 
   it.each([
     { label: 'none route', path: '/hang', session: false },
@@ -227,28 +287,54 @@ describe('slow clients on proxy routes', () => {
 
   it.each([
     { label: 'token route, buffered body (declared 64 bytes)', path: '/api/echo', session: true, declared: 64, first: 0, streamed: false },
-    { label: 'token route, streamed body (declared 2 MiB)', path: '/api/echo', session: true, declared: 2 * 1024 * 1024, first: 64 * 1024, streamed: true },
-    { label: 'none route, streamed body (declared 2 MiB)', path: '/echo', session: false, declared: 2 * 1024 * 1024, first: 64 * 1024, streamed: true },
-  ])('$label trickled one byte every 1.5 s: 408 request_timeout, connection closed', async ({ path, session: needsSession, declared, first, streamed }) => {
-    const id = nextId('trickle');
-    const wire = await Wire.open(portOf(world));
-    try {
-      const headers: Array<[string, string]> = [...(needsSession ? ([['cookie', session.cookieHeader], ['x-csrf', '1']] as Array<[string, string]>) : []), ['content-type', 'application/octet-stream'], ['content-length', String(declared)]];
-      wire.write(requestBytes('POST', `${path}?id=${id}`, headers));
-      const res = await trickle(wire, first);
-      expectJsonError(res, 408, 'request_timeout');
-      expect(res.get('cache-control')).toContain('no-store');
-      expect(await wire.waitClosed(5_000), 'the gateway closes the connection after the 408').toBe(true);
-      if (streamed) {
-        await until(() => hop.byId(id)?.closed === true, `streamed upstream request ${id} aborted`, 5_000);
-        expect(hop.byId(id)?.aborted).toBe(true);
-      } else {
-        expect(hop.byId(id), 'a buffered body that never completed is never forwarded').toBeUndefined();
+    {
+      label: 'token route, streamed body (declared 2 MiB)',
+      path: '/api/echo',
+      session: true,
+      declared: 2 * 1024 * 1024,
+      first: 64 * 1024,
+      streamed: true,
+    },
+    {
+      label: 'none route, streamed body (declared 2 MiB)',
+      path: '/echo',
+      session: false,
+      declared: 2 * 1024 * 1024,
+      first: 64 * 1024,
+      streamed: true,
+    },
+  ])(
+    '$label trickled one byte every 1.5 s: 408 request_timeout, connection closed',
+    async ({ path, session: needsSession, declared, first, streamed }) => {
+      const id = nextId('trickle');
+      const wire = await Wire.open(portOf(world));
+      try {
+        const headers: Array<[string, string]> = [
+          ...(needsSession
+            ? ([
+                ['cookie', session.cookieHeader],
+                ['x-csrf', '1'],
+              ] as Array<[string, string]>)
+            : []),
+          ['content-type', 'application/octet-stream'],
+          ['content-length', String(declared)],
+        ];
+        wire.write(requestBytes('POST', `${path}?id=${id}`, headers));
+        const res = await trickle(wire, first);
+        expectJsonError(res, 408, 'request_timeout');
+        expect(res.get('cache-control')).toContain('no-store');
+        expect(await wire.waitClosed(5_000), 'the gateway closes the connection after the 408').toBe(true);
+        if (streamed) {
+          await until(() => hop.byId(id)?.closed === true, `streamed upstream request ${id} aborted`, 5_000);
+          expect(hop.byId(id)?.aborted).toBe(true);
+        } else {
+          expect(hop.byId(id), 'a buffered body that never completed is never forwarded').toBeUndefined();
+        }
+      } finally {
+        wire.destroy();
       }
-    } finally {
-      wire.destroy();
-    }
-  });
+    },
+  );
 
   it('perClientRequests 2: a third proxied request from one address gets 429, another address is served, the slots come back', async () => {
     const holders: Wire[] = [];
@@ -290,7 +376,9 @@ describe('slow clients on proxy routes', () => {
     // The slots are free again: two concurrent requests from the first address are served.
     const again = await until(
       async () => {
-        const statuses = await Promise.all([0, 1].map(() => fetch(`${world.publicUrl}/echo?id=${nextId('again')}`).then(async (res) => (await res.text(), res.status))));
+        const statuses = await Promise.all(
+          [0, 1].map(() => fetch(`${world.publicUrl}/echo?id=${nextId('again')}`).then(async (res) => (await res.text(), res.status))),
+        );
         return statuses.every((status) => status === 200) ? statuses : undefined;
       },
       'requests from the first address served again',

@@ -67,7 +67,9 @@ describe('token scrubbing', () => {
   });
 
   it('redacts a gzip-compressed body, with a content-length that matches what is sent', async () => {
-    const res = await rawRequest(`${world.url}/api/leak?gzip=1`, { headers: apiHeaders(session.cookieHeader, { 'accept-encoding': 'gzip' }) });
+    const res = await rawRequest(`${world.url}/api/leak?gzip=1`, {
+      headers: apiHeaders(session.cookieHeader, { 'accept-encoding': 'gzip' }),
+    });
     const token = lastToken();
     expect(res.status).toBe(200);
     if (res.headers['content-length'] !== undefined) expect(Number(res.headers['content-length'])).toBe(res.body.length);
@@ -79,7 +81,9 @@ describe('token scrubbing', () => {
   });
 
   it.each(['deflate', 'br'])('redacts a %s-compressed body (sent decoded, content-length consistent)', async (encoding) => {
-    const res = await rawRequest(`${world.url}/api/leak?encoding=${encoding}`, { headers: apiHeaders(session.cookieHeader, { 'accept-encoding': encoding }) });
+    const res = await rawRequest(`${world.url}/api/leak?encoding=${encoding}`, {
+      headers: apiHeaders(session.cookieHeader, { 'accept-encoding': encoding }),
+    });
     expect(res.status).toBe(200);
     expect(res.headers['content-encoding']).toBeUndefined();
     if (res.headers['content-length'] !== undefined) expect(Number(res.headers['content-length'])).toBe(res.body.length);
@@ -111,7 +115,11 @@ describe('upstream failures', () => {
   });
 
   it('504 gateway_timeout when the upstream does not answer within the route timeout', async () => {
-    await expectError(await fetch(`${world.url}/quick/slow?ms=2000`, { headers: apiHeaders(session.cookieHeader) }), 504, 'gateway_timeout');
+    await expectError(
+      await fetch(`${world.url}/quick/slow?ms=2000`, { headers: apiHeaders(session.cookieHeader) }),
+      504,
+      'gateway_timeout',
+    );
   });
 
   it('control: the same route answers when the upstream is quick enough', async () => {
@@ -179,7 +187,11 @@ describe('streaming', () => {
     const seen = world.upstream.requests[before];
     expect(seen?.method).toBe('POST');
     expect(seen?.body.length).toBe(payload.length);
-    expect(createHash('sha256').update(seen?.body ?? Buffer.alloc(0)).digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
+    expect(
+      createHash('sha256')
+        .update(seen?.body ?? Buffer.alloc(0))
+        .digest('hex'),
+    ).toBe(createHash('sha256').update(payload).digest('hex'));
   });
 });
 

@@ -50,17 +50,25 @@ describe('user routes', () => {
     await expectError(await fetch(`${world.url}/api/echo`, { headers: { cookie: session.cookieHeader } }), 403, 'csrf_required');
   });
 
-  it.each([['a foreign origin', 'https://evil.example'], ['Origin: null', 'null'], ['a sibling port', 'http://127.0.0.1:1']])(
-    '403 csrf_required with %s',
-    async (_label, origin) => {
-      const before = world.upstream.requests.length;
-      await expectError(await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader, { origin }) }), 403, 'csrf_required');
-      expect(world.upstream.requests.length).toBe(before);
-    },
-  );
+  it.each([
+    ['a foreign origin', 'https://evil.example'],
+    ['Origin: null', 'null'],
+    ['a sibling port', 'http://127.0.0.1:1'],
+  ])('403 csrf_required with %s', async (_label, origin) => {
+    const before = world.upstream.requests.length;
+    await expectError(
+      await fetch(`${world.url}/api/echo`, { headers: apiHeaders(session.cookieHeader, { origin }) }),
+      403,
+      'csrf_required',
+    );
+    expect(world.upstream.requests.length).toBe(before);
+  });
 
   it('forwards with the session access token in place of the browser Authorization, without the gateway cookie', async () => {
-    const { res, seen } = await through('/api/echo?q=1', apiHeaders(`theme=dark; ${session.cookieHeader}; lang=en`, { origin: world.url, authorization: 'Bearer browser-supplied' }));
+    const { res, seen } = await through(
+      '/api/echo?q=1',
+      apiHeaders(`theme=dark; ${session.cookieHeader}; lang=en`, { origin: world.url, authorization: 'Bearer browser-supplied' }),
+    );
     expect(res.status).toBe(200);
     expect(seen?.headers.authorization).toMatch(/^Bearer eyJ/);
     expect(seen?.headers.authorization).not.toContain('browser-supplied');
@@ -145,7 +153,13 @@ describe('forwarding headers', () => {
   it('removes hop-by-hop and Connection-nominated request headers', async () => {
     const before = world.upstream.requests.length;
     const res = await rawRequest(`${world.url}/public/echo`, {
-      headers: { connection: 'close, x-nominated', 'x-nominated': 'secret', te: 'trailers', 'proxy-authorization': 'Basic eDp5', 'x-kept': 'yes' },
+      headers: {
+        connection: 'close, x-nominated',
+        'x-nominated': 'secret',
+        te: 'trailers',
+        'proxy-authorization': 'Basic eDp5',
+        'x-kept': 'yes',
+      },
     });
     expect(res.status).toBe(200);
     const seen = world.upstream.requests[before]?.headers;

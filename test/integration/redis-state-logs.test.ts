@@ -19,7 +19,12 @@ function redisConfig(redis: Record<string, unknown>): RedisConfig {
   return buildConfig({
     publicUrl: 'https://app.example.com',
     oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
-    session: { store: 'redis', redis: { commandTimeout: '500ms', ...redis }, secret: 'redis-state-logs-secret-0123456789', encryptionKey: randomBytes(32).toString('base64') },
+    session: {
+      store: 'redis',
+      redis: { commandTimeout: '500ms', ...redis },
+      secret: 'redis-state-logs-secret-0123456789',
+      encryptionKey: randomBytes(32).toString('base64'),
+    },
   }).session.redis;
 }
 
@@ -36,7 +41,19 @@ function captureLog() {
   return {
     log,
     lines,
-    messages: () => lines.map((line) => JSON.parse(line) as { msg: string; level: number; store?: string; cause?: { code?: string; message: string }; redis?: Record<string, unknown> }).filter((entry) => entry.msg.startsWith('redis:')),
+    messages: () =>
+      lines
+        .map(
+          (line) =>
+            JSON.parse(line) as {
+              msg: string;
+              level: number;
+              store?: string;
+              cause?: { code?: string; message: string };
+              redis?: Record<string, unknown>;
+            },
+        )
+        .filter((entry) => entry.msg.startsWith('redis:')),
   };
 }
 
@@ -105,8 +122,13 @@ describe('Redis connection state in the logs', () => {
     const attempts = reconnectAttempts(store);
     // Several refused attempts (100, 200, 300 ms ...) while nothing listens.
     await until(() => attempts() >= 3, 'three refused connection attempts', 15_000);
-    await expect(store.ping()).rejects.toMatchObject({ code: 'session_store_unavailable', detail: expect.stringContaining('ECONNREFUSED') });
-    expect(capture.messages().map((entry) => [entry.msg, entry.cause?.code])).toEqual([['redis: unreachable; retrying in the background', 'ECONNREFUSED']]);
+    await expect(store.ping()).rejects.toMatchObject({
+      code: 'session_store_unavailable',
+      detail: expect.stringContaining('ECONNREFUSED'),
+    });
+    expect(capture.messages().map((entry) => [entry.msg, entry.cause?.code])).toEqual([
+      ['redis: unreachable; retrying in the background', 'ECONNREFUSED'],
+    ]);
 
     let redis: RedisInstance = await startRedis({ port });
     cleanups.push(() => redis.stop());
@@ -117,7 +139,16 @@ describe('Redis connection state in the logs', () => {
     const killed = await authedCommand(port, undefined, ['CLIENT', 'KILL', 'TYPE', 'normal']);
     expect(killed).toBeGreaterThanOrEqual(1);
     await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
-    await vi.waitFor(() => expect(capture.messages().map((entry) => entry.msg).slice(2)).toEqual(['redis: connection lost; reconnecting in the background', 'redis: connection recovered']), { timeout: 2_000 });
+    await vi.waitFor(
+      () =>
+        expect(
+          capture
+            .messages()
+            .map((entry) => entry.msg)
+            .slice(2),
+        ).toEqual(['redis: connection lost; reconnecting in the background', 'redis: connection recovered']),
+      { timeout: 2_000 },
+    );
 
     // Redis goes away for good: one "lost", then silence however many requests fail.
     await redis.stop();
@@ -155,7 +186,11 @@ describe('Redis connection state in the logs', () => {
     cleanups.push(() => witness.close());
     await until(() => capture.messages().some((entry) => entry.store === 'witness'), 'the witness store connected', 10_000);
     await redis.stop();
-    await until(() => capture.messages().some((entry) => entry.store === 'witness' && entry.msg.includes('connection lost')), 'the witness store logged its lost connection', 10_000);
+    await until(
+      () => capture.messages().some((entry) => entry.store === 'witness' && entry.msg.includes('connection lost')),
+      'the witness store logged its lost connection',
+      10_000,
+    );
     expect(capture.messages().map((entry) => [entry.store, entry.msg, entry.level])).toEqual([
       ['closed', 'redis: connected', 30],
       ['witness', 'redis: connected', 30],

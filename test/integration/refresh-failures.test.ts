@@ -94,31 +94,37 @@ const unavailable: Array<[string, (idp: World['idp']) => void]> = [
   ['no answer within oidc.timeout', (idp) => (idp.faults.tokenDelayMs = 20_000)],
 ];
 
-test.each(unavailable)('IdP gives %s and the token is still valid: forwarded with the current token, session kept', async (_name, inject) => {
-  const { session, token } = await start();
-  const errorsBefore = await refreshes(due, 'error');
-  const grants = world.idp.counters.refreshGrants;
-  inject(world.idp);
-  const res = await call(due, session);
-  expect(res).toMatchObject({ status: 200, token });
-  expect(world.idp.counters.refreshGrants - grants).toBe(1);
-  expect(await refreshes(due, 'error')).toBe(errorsBefore + 1);
-  expect(await stored(session)).toBe(true);
-  expect(await call(world.url, session)).toMatchObject({ status: 200, token });
-});
+test.each(unavailable)(
+  'IdP gives %s and the token is still valid: forwarded with the current token, session kept',
+  async (_name, inject) => {
+    const { session, token } = await start();
+    const errorsBefore = await refreshes(due, 'error');
+    const grants = world.idp.counters.refreshGrants;
+    inject(world.idp);
+    const res = await call(due, session);
+    expect(res).toMatchObject({ status: 200, token });
+    expect(world.idp.counters.refreshGrants - grants).toBe(1);
+    expect(await refreshes(due, 'error')).toBe(errorsBefore + 1);
+    expect(await stored(session)).toBe(true);
+    expect(await call(world.url, session)).toMatchObject({ status: 200, token });
+  },
+);
 
-test.each(unavailable)('IdP gives %s and the token has expired: 503 idp_unavailable, session kept, fine after recovery', async (_name, inject) => {
-  const { session, token } = await start();
-  inject(world.idp);
-  expect(await call(expired, session)).toMatchObject({ status: 503, error: 'idp_unavailable', token: undefined });
-  expect(await stored(session)).toBe(true);
-  world.idp.faults.token = 'none';
-  world.idp.faults.tokenDelayMs = 0;
-  const recovered = await call(expired, session);
-  expect(recovered.status).toBe(200);
-  expect(recovered.token).not.toBe(token);
-  expect(await refreshes(expired, 'invalid_grant')).toBe(0);
-});
+test.each(unavailable)(
+  'IdP gives %s and the token has expired: 503 idp_unavailable, session kept, fine after recovery',
+  async (_name, inject) => {
+    const { session, token } = await start();
+    inject(world.idp);
+    expect(await call(expired, session)).toMatchObject({ status: 503, error: 'idp_unavailable', token: undefined });
+    expect(await stored(session)).toBe(true);
+    world.idp.faults.token = 'none';
+    world.idp.faults.tokenDelayMs = 0;
+    const recovered = await call(expired, session);
+    expect(recovered.status).toBe(200);
+    expect(recovered.token).not.toBe(token);
+    expect(await refreshes(expired, 'invalid_grant')).toBe(0);
+  },
+);
 
 test('after an unavailable IdP a valid token is not refreshed again until the backoff has passed', async () => {
   const { session, token } = await start();
@@ -159,7 +165,10 @@ test('the backoff never holds back an expired token: it is retried at once', asy
 });
 
 test('refresh outcomes are timed in the duration histogram, failures included', async () => {
-  const histogram = async () => (await due.gateway.services.metrics.refreshDuration.get()).values.find((v) => v.metricName === 'bff_token_refresh_duration_seconds_count')?.value ?? 0;
+  const histogram = async () =>
+    (await due.gateway.services.metrics.refreshDuration.get()).values.find(
+      (v) => v.metricName === 'bff_token_refresh_duration_seconds_count',
+    )?.value ?? 0;
   const before = await histogram();
   const { session } = await start();
   world.idp.faults.token = 'http503';

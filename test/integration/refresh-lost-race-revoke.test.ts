@@ -71,7 +71,10 @@ test.each([
   expect(res.status).toBe(401);
   expect(await res.json()).toMatchObject({ error: 'session_expired' });
 
-  await vi.waitFor(() => expect(world.gateway.logs.slice(logsBefore).some((line) => line.includes('"lost_race_tokens_revoked"'))).toBe(true), { timeout: 5_000, interval: 20 });
+  await vi.waitFor(
+    () => expect(world.gateway.logs.slice(logsBefore).some((line) => line.includes('"lost_race_tokens_revoked"'))).toBe(true),
+    { timeout: 5_000, interval: 20 },
+  );
   expect(world.idp.counters.revocations).toBeGreaterThan(revocationsBefore);
   expect(world.gateway.logs.slice(logsBefore).some((line) => line.includes(minted))).toBe(false);
   // The minted refresh token is dead at the IdP.

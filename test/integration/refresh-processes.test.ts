@@ -87,7 +87,7 @@ test(`${BURST} concurrent requests spread over 3 processes: exactly one refresh 
   const tokens = new Set(seen.map((r) => bearerOf(r.headers)));
   expect(tokens.size).toBe(1);
   expect(tokens.has(session.token)).toBe(false);
-  expect(await metricSum('bff_token_refresh_total', { result: 'success' }) - successBefore).toBe(1);
+  expect((await metricSum('bff_token_refresh_total', { result: 'success' })) - successBefore).toBe(1);
   expect(await metricSum('bff_token_refresh_total', { result: 'invalid_grant' })).toBe(0);
   // Callers that found a refresh under way waited for it instead of calling the IdP.
   expect(await metricSum('bff_token_refresh_total', { result: 'coalesced' })).toBeGreaterThanOrEqual(1);

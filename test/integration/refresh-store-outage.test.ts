@@ -61,7 +61,10 @@ test('a refresh answered while Redis refuses writes keeps its rotated refresh to
   expect(during).toEqual({ status: 200, bearer: refreshed });
 
   // The deferred write lands once Redis takes writes again.
-  await vi.waitFor(() => expect(gateway.logs.some((line) => line.includes('"refresh_stored_late"'))).toBe(true), { timeout: 10_000, interval: 50 });
+  await vi.waitFor(() => expect(gateway.logs.some((line) => line.includes('"refresh_stored_late"'))).toBe(true), {
+    timeout: 10_000,
+    interval: 50,
+  });
 
   offset += STEP_MS;
   const after = await call(session.cookieHeader);

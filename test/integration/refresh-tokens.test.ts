@@ -10,12 +10,29 @@ import { sameIdentity, tokensFromResponse } from '../../src/oidc/tokens.ts';
 import type { SessionTokens } from '../../src/session/sessions.ts';
 
 const NOW = 1_700_000_000_000;
-const previous: SessionTokens = { accessToken: 'at-old', tokenType: 'bearer', expiresAt: NOW, refreshToken: 'rt-old', idToken: 'id-old', scope: 'openid api' };
+const previous: SessionTokens = {
+  accessToken: 'at-old',
+  tokenType: 'bearer',
+  expiresAt: NOW,
+  refreshToken: 'rt-old',
+  idToken: 'id-old',
+  scope: 'openid api',
+};
 const response = (fields: Record<string, unknown>) => fields as unknown as TokenResponse;
 
 test('a rotated refresh token replaces the old one; expiry comes from expires_in at receipt', () => {
-  const tokens = tokensFromResponse(response({ access_token: 'at-new', token_type: 'Bearer', expires_in: 300, refresh_token: 'rt-new' }), NOW, previous);
-  expect(tokens).toMatchObject({ accessToken: 'at-new', refreshToken: 'rt-new', expiresAt: NOW + 300_000, idToken: 'id-old', scope: 'openid api' });
+  const tokens = tokensFromResponse(
+    response({ access_token: 'at-new', token_type: 'Bearer', expires_in: 300, refresh_token: 'rt-new' }),
+    NOW,
+    previous,
+  );
+  expect(tokens).toMatchObject({
+    accessToken: 'at-new',
+    refreshToken: 'rt-new',
+    expiresAt: NOW + 300_000,
+    idToken: 'id-old',
+    scope: 'openid api',
+  });
 });
 
 test('no refresh token in the response: the old one stays', () => {

@@ -51,7 +51,7 @@ test('a second login whose callback carries no session cookie ends the previous 
   expect((await refreshAtIdp(world.idp.issuer, record.tokens.refreshToken!)).status).toBe(200);
 });
 
-test('a re-login as another user also revokes the previous session\'s refresh token', async () => {
+test("a re-login as another user also revokes the previous session's refresh token", async () => {
   const alice = await login(world.url, { user: 'alice' });
   const aliceTokens = (await recordOf(world.gateway, alice.cookieHeader))!.tokens;
 

@@ -28,7 +28,9 @@ function linesWith(gateway: RunningGateway, id: string): Array<Record<string, un
 test('untrusted: the browser’s X-Request-Id and traceparent are replaced or dropped; the new id is answered, forwarded and logged', async () => {
   const session = await login(world.url);
   const before = world.upstream.requests.length;
-  const res = await fetch(`${world.url}/api/ids`, { headers: apiHeaders(session.cookieHeader, { 'x-request-id': 'chosen-by-browser', traceparent: CLIENT_TRACE }) });
+  const res = await fetch(`${world.url}/api/ids`, {
+    headers: apiHeaders(session.cookieHeader, { 'x-request-id': 'chosen-by-browser', traceparent: CLIENT_TRACE }),
+  });
   await res.body?.cancel();
   expect(res.status).toBe(200);
   const id = res.headers.get('x-request-id') ?? '';
@@ -45,14 +47,20 @@ test('untrusted: the browser’s X-Request-Id and traceparent are replaced or dr
 test('trusted front: a safe X-Request-Id and traceparent pass; an unsafe id is replaced', async () => {
   const session = await login(world.url);
   const before = world.upstream.requests.length;
-  const headers = apiHeaders(session.cookieHeader, { 'x-request-id': 'lb-4f2a:9', traceparent: CLIENT_TRACE, 'x-forwarded-for': '203.0.113.7' });
+  const headers = apiHeaders(session.cookieHeader, {
+    'x-request-id': 'lb-4f2a:9',
+    traceparent: CLIENT_TRACE,
+    'x-forwarded-for': '203.0.113.7',
+  });
   const res = await fetch(`${trusted.url}/api/ids`, { headers });
   await res.body?.cancel();
   expect(res.headers.get('x-request-id')).toBe('lb-4f2a:9');
   const seen = world.upstream.requests.slice(before).at(-1);
   expect(seen?.headers['x-request-id']).toBe('lb-4f2a:9');
   expect(seen?.headers.traceparent).toBe(CLIENT_TRACE);
-  await vi.waitFor(() => expect(linesWith(trusted, 'lb-4f2a:9').find((line) => line.msg === 'request')?.client).toBe('203.0.113.7'), { timeout: 5_000 });
+  await vi.waitFor(() => expect(linesWith(trusted, 'lb-4f2a:9').find((line) => line.msg === 'request')?.client).toBe('203.0.113.7'), {
+    timeout: 5_000,
+  });
 
   const unsafe = await fetch(`${trusted.url}/api/ids`, { headers: { ...headers, 'x-request-id': 'a b"c' } });
   await unsafe.body?.cancel();

@@ -32,7 +32,9 @@ afterAll(() => world?.close());
 
 describe('configuration-driven behaviour', () => {
   test('scrub.responseHeaders drops the named upstream header; others pass', async () => {
-    const res = await fetch(`${world.url}/api/echo?respond-header=x-internal-debug:trace-1&respond-header=x-kept:yes`, { headers: headers() });
+    const res = await fetch(`${world.url}/api/echo?respond-header=x-internal-debug:trace-1&respond-header=x-kept:yes`, {
+      headers: headers(),
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-internal-debug')).toBeNull();
     expect(res.headers.get('x-kept')).toBe('yes');
@@ -43,7 +45,11 @@ describe('configuration-driven behaviour', () => {
     const { refreshToken, idToken } = record.tokens;
     expect(refreshToken && idToken).toBeTruthy();
     // The echo upstream returns the request body: the browser itself sent the tokens there.
-    const res = await fetch(`${world.url}/api/echo`, { method: 'POST', headers: { ...headers(), 'content-type': 'text/plain' }, body: `r=${refreshToken} i=${idToken}` });
+    const res = await fetch(`${world.url}/api/echo`, {
+      method: 'POST',
+      headers: { ...headers(), 'content-type': 'text/plain' },
+      body: `r=${refreshToken} i=${idToken}`,
+    });
     const text = await res.text();
     expect(res.status).toBe(200);
     expect(text).not.toContain(refreshToken);
@@ -92,7 +98,8 @@ describe('configuration-driven behaviour', () => {
     // The IdP's tokens live 300 s: with a 400 s window every cached token is already due.
     const eager = await world.startGateway({}, { tokens: { refreshBeforeExpiry: '400s' } });
     const before = world.idp.counters.clientCredentialsGrants;
-    for (let i = 0; i < 2; i += 1) expect((await fetch(`${eager.url}/svc/protected`, { headers: { 'x-requested-by': '1' } })).status).toBe(200);
+    for (let i = 0; i < 2; i += 1)
+      expect((await fetch(`${eager.url}/svc/protected`, { headers: { 'x-requested-by': '1' } })).status).toBe(200);
     expect(world.idp.counters.clientCredentialsGrants - before).toBe(2);
   });
 });

@@ -34,7 +34,10 @@ beforeEach(() => {
 });
 
 function requestsSince(from: number, grantType: string): Array<Record<string, string>> {
-  return world.idp.tokenRequests.slice(from).filter((r) => r.grantType === grantType).map((r) => r.params);
+  return world.idp.tokenRequests
+    .slice(from)
+    .filter((r) => r.grantType === grantType)
+    .map((r) => r.params);
 }
 
 test('50 concurrent /orders requests: one exchange of the session token for an orders token, no refresh grant', async () => {
@@ -43,11 +46,19 @@ test('50 concurrent /orders requests: one exchange of the session token for an o
   const mainToken = bearerSeen(world.upstream, '?m=main1');
   const from = world.idp.tokenRequests.length;
 
-  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => apiStatus(world.url, `/orders/echo?x=${i}`, session.cookieHeader)));
+  const statuses = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => apiStatus(world.url, `/orders/echo?x=${i}`, session.cookieHeader)),
+  );
   expect(statuses).toEqual(Array(50).fill(200));
   const exchanges = requestsSince(from, TOKEN_EXCHANGE);
   expect(exchanges).toHaveLength(1);
-  expect(exchanges[0]).toMatchObject({ subject_token: mainToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: ORDERS, resource: ORDERS, scope: 'orders.read' });
+  expect(exchanges[0]).toMatchObject({
+    subject_token: mainToken,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    audience: ORDERS,
+    resource: ORDERS,
+    scope: 'orders.read',
+  });
   expect(requestsSince(from, 'refresh_token')).toHaveLength(0);
 
   const carried = new Set(world.upstream.requests.filter((r) => r.url.includes('/echo?x=')).map((r) => String(r.headers.authorization)));
@@ -89,7 +100,9 @@ test('an upstream 401 invalid_token on /orders exchanges once more and replays',
 
   expect(await apiStatus(world.url, '/orders/protected?m=r2', session.cookieHeader)).toBe(200);
   expect(requestsSince(from, TOKEN_EXCHANGE)).toHaveLength(1);
-  const replayed = world.upstream.requests.filter((r) => r.url.endsWith('?m=r2')).map((r) => String(r.headers.authorization).replace(/^Bearer /, ''));
+  const replayed = world.upstream.requests
+    .filter((r) => r.url.endsWith('?m=r2'))
+    .map((r) => String(r.headers.authorization).replace(/^Bearer /, ''));
   expect(replayed).toEqual([rejected, expect.any(String)]);
   expect(replayed[1]).not.toBe(rejected);
   expect(decodeJwt(replayed[1] as string).aud).toBe(ORDERS);

@@ -69,7 +69,9 @@ test('/orders carries a token for the orders audience and scope, /api the sessio
 test('50 concurrent /orders requests on a fresh session: one grant; a later main refresh presents the rotated refresh token', async () => {
   const session = await login(world.url);
   const from = world.idp.tokenRequests.length;
-  const statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => apiStatus(world.url, `/orders/echo?burst=${i}`, session.cookieHeader)));
+  const statuses = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => apiStatus(world.url, `/orders/echo?burst=${i}`, session.cookieHeader)),
+  );
   expect(statuses).toEqual(Array(50).fill(200));
   const minted = routeGrants(from);
   expect(minted).toHaveLength(1);
@@ -104,13 +106,17 @@ test('an upstream 401 invalid_token on /orders mints a new route token once and 
 
   expect(await apiStatus(world.url, '/orders/protected?m=r2', session.cookieHeader)).toBe(200);
   expect(routeGrants(from)).toHaveLength(1);
-  const replayed = world.upstream.requests.filter((r) => r.url.endsWith('?m=r2')).map((r) => String(r.headers.authorization).replace(/^Bearer /, ''));
+  const replayed = world.upstream.requests
+    .filter((r) => r.url.endsWith('?m=r2'))
+    .map((r) => String(r.headers.authorization).replace(/^Bearer /, ''));
   expect(replayed).toHaveLength(2);
   expect(replayed[0]).toBe(rejected);
   expect(replayed[1]).not.toBe(rejected);
   expect(decodeJwt(replayed[1] as string).aud).toBe(ORDERS);
   // The main token was not touched by the route refresh.
-  expect(world.idp.tokenRequests.slice(from).filter((r) => r.grantType === 'refresh_token' && r.params.resource === undefined)).toHaveLength(0);
+  expect(
+    world.idp.tokenRequests.slice(from).filter((r) => r.grantType === 'refresh_token' && r.params.resource === undefined),
+  ).toHaveLength(0);
 });
 
 test('the route token never reaches the browser', async () => {
@@ -142,15 +148,18 @@ test('a refused route mint ends the session (401 session_expired); an unavailabl
   expect(await apiStatus(world.url, '/api/echo', refused.cookieHeader)).toBe(401);
 });
 
-test.each(['invalid_target', 'invalid_scope'] as const)('a route mint refused with %s is a configuration problem: 502 bad_gateway, session kept', async (fault) => {
-  const session = await login(world.url);
-  world.idp.faults.token = fault;
-  const res = await fetch(`${world.url}/orders/echo?m=${fault}`, { headers: apiHeaders(session.cookieHeader) });
-  expect(res.status).toBe(502);
-  expect(((await res.json()) as { error: string }).error).toBe('bad_gateway');
-  expect(res.headers.getSetCookie()).toEqual([]);
-  world.idp.faults.token = 'none';
-  // The grant is fine: the session still works, on its main token and, once fixed, on the route.
-  expect(await apiStatus(world.url, '/api/echo', session.cookieHeader)).toBe(200);
-  expect(await apiStatus(world.url, '/orders/echo', session.cookieHeader)).toBe(200);
-});
+test.each(['invalid_target', 'invalid_scope'] as const)(
+  'a route mint refused with %s is a configuration problem: 502 bad_gateway, session kept',
+  async (fault) => {
+    const session = await login(world.url);
+    world.idp.faults.token = fault;
+    const res = await fetch(`${world.url}/orders/echo?m=${fault}`, { headers: apiHeaders(session.cookieHeader) });
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toBe('bad_gateway');
+    expect(res.headers.getSetCookie()).toEqual([]);
+    world.idp.faults.token = 'none';
+    // The grant is fine: the session still works, on its main token and, once fixed, on the route.
+    expect(await apiStatus(world.url, '/api/echo', session.cookieHeader)).toBe(200);
+    expect(await apiStatus(world.url, '/orders/echo', session.cookieHeader)).toBe(200);
+  },
+);

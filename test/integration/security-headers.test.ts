@@ -57,7 +57,10 @@ function expectGatewayHeaders(headers: HeaderMap, noStore: boolean): void {
   if (noStore) expect(String(headers['cache-control'])).toContain('no-store');
 }
 
-async function get(path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: HeaderMap }> {
+async function get(
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: HeaderMap }> {
   const res = await rawRequest(`${world.url}${path}`, init);
   return { status: res.status, headers: res.headers };
 }
@@ -72,7 +75,8 @@ describe("the gateway's own responses", () => {
     ['GET /auth/logout without a session (302)', () => get('/auth/logout'), 302],
     [
       'POST /auth/backchannel-logout without a token (400)',
-      () => get('/auth/backchannel-logout', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'x=1' }),
+      () =>
+        get('/auth/backchannel-logout', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'x=1' }),
       400,
     ],
   ])('%s: nosniff, no-store, frame-ancestors none, DENY', async (_label, send, status) => {

@@ -47,7 +47,11 @@ async function list(instance: number, cookie: string): Promise<{ text: string; s
 }
 
 function end(instance: number, cookie: string, body: unknown): Promise<Response> {
-  return call(instance, '/auth/sessions/end', cookie, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return call(instance, '/auth/sessions/end', cookie, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 }
 
 test('list on either instance; end one by ref; end all others; refresh tokens revoked', async () => {
@@ -113,6 +117,10 @@ test('x-csrf and a session are required', async () => {
   expect(noCsrf.status).toBe(403);
   const noSession = await fetch(`${world.publicUrl}/auth/sessions`, { headers: { 'x-csrf': '1' } });
   expect(noSession.status).toBe(401);
-  const endNoCsrf = await fetch(`${world.publicUrl}/auth/sessions/end`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: '{"others":true}' });
+  const endNoCsrf = await fetch(`${world.publicUrl}/auth/sessions/end`, {
+    method: 'POST',
+    headers: { cookie, 'content-type': 'application/json' },
+    body: '{"others":true}',
+  });
   expect(endNoCsrf.status).toBe(403);
 });

@@ -25,7 +25,12 @@ function redisConfig(sentinel: Record<string, unknown>): RedisConfig {
   return buildConfig({
     publicUrl: 'https://app.example.com',
     oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
-    session: { store: 'redis', redis: { commandTimeout: '500ms', sentinel }, secret: 'sentinel-auth-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
+    session: {
+      store: 'redis',
+      redis: { commandTimeout: '500ms', sentinel },
+      secret: 'sentinel-auth-secret-0123456789abcdef',
+      encryptionKey: randomBytes(32).toString('base64'),
+    },
   }).session.redis;
 }
 
@@ -39,7 +44,13 @@ const sentinelConfig = (overrides: Record<string, unknown> = {}) => ({
 });
 
 beforeAll(async () => {
-  setup = await startSentinelSetup({ password: DATA_PASSWORD, user: GATEWAY_USER, sentinelPassword: SENTINEL_PASSWORD, replicas: 1, sentinels: 3 });
+  setup = await startSentinelSetup({
+    password: DATA_PASSWORD,
+    user: GATEWAY_USER,
+    sentinelPassword: SENTINEL_PASSWORD,
+    replicas: 1,
+    sentinels: 3,
+  });
 }, 60_000);
 afterAll(() => setup?.stop());
 
@@ -64,7 +75,7 @@ async function replicated(primaryPort: number, replicaPort: number): Promise<voi
 }
 
 describe.sequential('Sentinel with authentication', () => {
-  test("the data node gets the configured username, password and db; the sentinels their own password", async () => {
+  test('the data node gets the configured username, password and db; the sentinels their own password', async () => {
     const store = await RedisStore.connect(redisConfig(sentinelConfig()));
     try {
       await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
@@ -83,7 +94,9 @@ describe.sequential('Sentinel with authentication', () => {
   test('the probe behind check --connect answers, and names a wrong password on either side', async () => {
     expect(await probeRedis(redisConfig(sentinelConfig()))).toMatchObject({ ok: true, target: { mode: 'sentinel', name: setup.name } });
 
-    const wrongData = await probeRedis(redisConfig(sentinelConfig({ primary: { username: GATEWAY_USER.name, password: 'not-the-password', db: DB } })));
+    const wrongData = await probeRedis(
+      redisConfig(sentinelConfig({ primary: { username: GATEWAY_USER.name, password: 'not-the-password', db: DB } })),
+    );
     expect(wrongData.ok).toBe(false);
     expect(wrongData.problem).toMatch(/^authentication failed: .*WRONGPASS/);
 
@@ -229,7 +242,14 @@ describe('Sentinel settings are checked', () => {
         'session.redis.sentinel.primary.tls: must be true or false',
       ].sort(),
     );
-    expect(problems({ name: 'mymaster', nodes: ['redis://10.0.0.2:26379', 'rediss://10.0.0.3:26379'], username: 'watcher', primary: { username: 'gateway' } }).sort()).toEqual([
+    expect(
+      problems({
+        name: 'mymaster',
+        nodes: ['redis://10.0.0.2:26379', 'rediss://10.0.0.3:26379'],
+        username: 'watcher',
+        primary: { username: 'gateway' },
+      }).sort(),
+    ).toEqual([
       'session.redis.sentinel.nodes: must all be redis:// or all rediss://',
       'session.redis.sentinel.password: is required with username',
       'session.redis.sentinel.primary.password: is required with primary.username',
@@ -237,8 +257,23 @@ describe('Sentinel settings are checked', () => {
   });
 
   test('the full shape: sentinels and data nodes each get their own settings', () => {
-    const config = redisConfig({ name: 'mymaster', nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'], username: 'watcher', password: 's', primary: { username: 'gateway', password: 'p', db: 2, tls: true } });
-    expect(config.sentinel).toEqual({ name: 'mymaster', nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'], username: 'watcher', password: 's', primary: { username: 'gateway', password: 'p', db: 2, tls: true } });
-    expect(redisConfig({ name: 'mymaster', nodes: ['redis://10.0.0.1:26379'], primary: {} }).sentinel?.primary).toEqual({ db: 0, tls: false });
+    const config = redisConfig({
+      name: 'mymaster',
+      nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'],
+      username: 'watcher',
+      password: 's',
+      primary: { username: 'gateway', password: 'p', db: 2, tls: true },
+    });
+    expect(config.sentinel).toEqual({
+      name: 'mymaster',
+      nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'],
+      username: 'watcher',
+      password: 's',
+      primary: { username: 'gateway', password: 'p', db: 2, tls: true },
+    });
+    expect(redisConfig({ name: 'mymaster', nodes: ['redis://10.0.0.1:26379'], primary: {} }).sentinel?.primary).toEqual({
+      db: 0,
+      tls: false,
+    });
   });
 });

@@ -47,7 +47,8 @@ test('with a warm cache, proxied requests on every instance read nothing from Re
   const session = await login(world.publicUrl);
   for (const instance of [0, 1, 2]) expect(await status(instance, session.cookieHeader, 'warm')).toBe(200);
   const before = await redisGets();
-  for (let i = 0; i < 10; i++) for (const instance of [0, 1, 2]) expect(await status(instance, session.cookieHeader, `steady-${i}`)).toBe(200);
+  for (let i = 0; i < 10; i++)
+    for (const instance of [0, 1, 2]) expect(await status(instance, session.cookieHeader, `steady-${i}`)).toBe(200);
   expect(await redisGets()).toBe(before);
 });
 
@@ -58,7 +59,9 @@ test('a logout on one instance ends the session on the others within 100 ms', as
   expect(logout.status).toBe(200);
   await logout.body?.cancel();
   for (const instance of [1, 2]) {
-    expect(await within(BOUND_MS, async () => (await status(instance, session.cookieHeader, 'after-logout')) === 401)).toBeLessThanOrEqual(BOUND_MS);
+    expect(await within(BOUND_MS, async () => (await status(instance, session.cookieHeader, 'after-logout')) === 401)).toBeLessThanOrEqual(
+      BOUND_MS,
+    );
   }
 });
 
@@ -77,7 +80,9 @@ test('a refresh on one instance: the others carry the new token within 100 ms', 
   if (fresh === old) return expect.fail('the upstream rejection did not cause a refresh');
   for (const instance of [1, 2]) {
     const tag = `after-refresh-${instance}`;
-    expect(await within(BOUND_MS, async () => (await status(instance, session.cookieHeader, tag)) === 200 && tokenSeen(tag) === fresh)).toBeLessThanOrEqual(BOUND_MS);
+    expect(
+      await within(BOUND_MS, async () => (await status(instance, session.cookieHeader, tag)) === 200 && tokenSeen(tag) === fresh),
+    ).toBeLessThanOrEqual(BOUND_MS);
   }
 });
 

@@ -31,7 +31,12 @@ beforeAll(async () => {
   const raw = {
     publicUrl: 'http://127.0.0.1:8080',
     oidc: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'spa', clientSecret: 'cli-secret', timeout: '300ms' },
-    session: { store: 'redis', redis: { url: redis.url }, secret: 'cli-session-secret-0123456789-abcdefghij', encryptionKey: randomBytes(32).toString('base64') },
+    session: {
+      store: 'redis',
+      redis: { url: redis.url },
+      secret: 'cli-session-secret-0123456789-abcdefghij',
+      encryptionKey: randomBytes(32).toString('base64'),
+    },
     routes: [{ path: '/', upstream: 'http://127.0.0.1:9', token: 'none' }],
   };
   dir = mkdtempSync(join(tmpdir(), 'bff-sessions-no-server-'));

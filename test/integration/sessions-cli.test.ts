@@ -68,10 +68,13 @@ async function session(user: string) {
   return { cookie, handle: handleOf(cookie), idpSid: record.idpSid!, refreshToken: record.tokens.refreshToken! };
 }
 
-test('sessions list --sub prints that user\'s sessions and nobody else\'s; without a filter, every session', async () => {
+test("sessions list --sub prints that user's sessions and nobody else's; without a filter, every session", async () => {
   const [a1, a2, bob] = [await session('alice'), await session('alice'), await session('bob')];
   // Child processes are slow to start on a busy machine: independent runs go side by side.
-  const [listed, everyone] = await Promise.all([cli('sessions', 'list', '--sub', 'alice', '--config', configFile), cli('sessions', 'list', '--config', configFile)]);
+  const [listed, everyone] = await Promise.all([
+    cli('sessions', 'list', '--sub', 'alice', '--config', configFile),
+    cli('sessions', 'list', '--config', configFile),
+  ]);
   expect(listed.code).toBe(0);
   expect(listed.stdout).toContain(a1.handle);
   expect(listed.stdout).toContain(a2.handle);

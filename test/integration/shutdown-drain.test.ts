@@ -49,7 +49,9 @@ class HeldUpstream {
     this.seen.push(path);
     const [, kind, name = ''] = path.split('/');
     if (kind === 'held') {
-      this.waiting.set(name, () => socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${name.length}\r\n\r\n${name}`));
+      this.waiting.set(name, () =>
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${name.length}\r\n\r\n${name}`),
+      );
     } else if (kind === 'stream') {
       socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n');
       this.waiting.set(name, () => socket.write('4\r\nlast\r\n0\r\n\r\n'));
@@ -175,7 +177,10 @@ describe('draining on SIGTERM', () => {
     waiting.get('/held/waiting');
     const streaming = await Client.open(gateway.url);
     streaming.get('/stream/streaming');
-    await until(() => upstream.seen.includes('/held/waiting') && streaming.received.includes('first'), 'the held request reached the upstream and the stream began');
+    await until(
+      () => upstream.seen.includes('/held/waiting') && streaming.received.includes('first'),
+      'the held request reached the upstream and the stream began',
+    );
 
     gateway.child.kill('SIGTERM');
     await until(() => gateway.output.some((line) => line.includes('shutting down')), 'the gateway logged that it is shutting down');

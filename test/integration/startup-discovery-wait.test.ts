@@ -33,7 +33,10 @@ async function startHeld(overrides: Record<string, unknown> = {}) {
   const discoveries = front.requests.filter((r) => r.path === '/.well-known/openid-configuration').length;
   const capture = logCapture();
   const raw = { ...world.rawConfig(), ...overrides };
-  const gateway = await buildGateway(buildConfig(raw), { log: createLogger({ level: 'info', destination: capture.stream }), metrics: new Metrics() });
+  const gateway = await buildGateway(buildConfig(raw), {
+    log: createLogger({ level: 'info', destination: capture.stream }),
+    metrics: new Metrics(),
+  });
   started.push(gateway);
   await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   const address = gateway.app.server.address();

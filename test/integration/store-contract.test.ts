@@ -12,7 +12,15 @@ import { GatewayError } from '../../src/errors.ts';
 import { MemoryStore } from '../../src/session/memory-store.ts';
 import { createRedisClient, RedisStore } from '../../src/session/redis-store.ts';
 import type { SessionStore } from '../../src/session/store.ts';
-import { redisCommand, startRedis, startRedisCluster, startSentinel, type RedisCluster, type RedisInstance, type RedisSentinel } from '../support/redis.ts';
+import {
+  redisCommand,
+  startRedis,
+  startRedisCluster,
+  startSentinel,
+  type RedisCluster,
+  type RedisInstance,
+  type RedisSentinel,
+} from '../support/redis.ts';
 import { sleep } from '../support/time.ts';
 
 const id = () => randomBytes(12).toString('base64url');
@@ -25,7 +33,12 @@ function redisConfig(redis: Record<string, unknown>): RedisConfig {
   return buildConfig({
     publicUrl: 'https://app.example.com',
     oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
-    session: { store: 'redis', redis: { commandTimeout: '500ms', ...redis }, secret: 'store-contract-secret-0123456789abcdef', encryptionKey: randomBytes(32).toString('base64') },
+    session: {
+      store: 'redis',
+      redis: { commandTimeout: '500ms', ...redis },
+      secret: 'store-contract-secret-0123456789abcdef',
+      encryptionKey: randomBytes(32).toString('base64'),
+    },
   }).session.redis;
 }
 
@@ -39,7 +52,11 @@ async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
  * `openPeer` gives a second store on the same data, as another gateway instance has (the
  * memory store's only peer is itself: it is one process).
  */
-function storeContract(name: string, open: () => Promise<SessionStore>, openPeer: (store: SessionStore) => Promise<SessionStore> = open): void {
+function storeContract(
+  name: string,
+  open: () => Promise<SessionStore>,
+  openPeer: (store: SessionStore) => Promise<SessionStore> = open,
+): void {
   describe(`${name}: SessionStore contract`, () => {
     let store: SessionStore;
     beforeAll(async () => {
@@ -266,7 +283,11 @@ function storeContract(name: string, open: () => Promise<SessionStore>, openPeer
   });
 }
 
-storeContract('MemoryStore', async () => new MemoryStore(), async (store) => store);
+storeContract(
+  'MemoryStore',
+  async () => new MemoryStore(),
+  async (store) => store,
+);
 
 let redis: RedisInstance;
 let cluster: RedisCluster;
@@ -282,7 +303,9 @@ storeContract('RedisStore (standalone)', () => RedisStore.connect(redisConfig({ 
 storeContract('RedisStore (cluster)', () => RedisStore.connect(redisConfig({ cluster: cluster.seeds })));
 // The primary is found through Sentinel (`session.redis.sentinel`), as an operator configures it.
 storeContract('RedisStore (sentinel)', () =>
-  RedisStore.connect(redisConfig({ sentinel: { name: sentinel.name, nodes: sentinel.sentinels.map(({ host, port }) => `redis://${host}:${port}`) } })),
+  RedisStore.connect(
+    redisConfig({ sentinel: { name: sentinel.name, nodes: sentinel.sentinels.map(({ host, port }) => `redis://${host}:${port}`) } }),
+  ),
 );
 
 describe('Redis specifics', () => {
@@ -337,10 +360,13 @@ describe('Redis specifics', () => {
       }, expired);
       expect(await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub')).toMatch(/^:[1-9]/);
       const after = id();
-      await vi.waitFor(async () => {
-        await store.destroy(after);
-        expect(heard).toContain(after);
-      }, { timeout: 10_000, interval: 100 });
+      await vi.waitFor(
+        async () => {
+          await store.destroy(after);
+          expect(heard).toContain(after);
+        },
+        { timeout: 10_000, interval: 100 },
+      );
     } finally {
       stop();
       await store.close();

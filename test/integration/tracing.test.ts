@@ -70,7 +70,10 @@ test('one API call: gateway, refresh, IdP and upstream spans share a trace id; n
   const traceId = traceparent.split('-')[1];
 
   await flushTracing();
-  await vi.waitFor(() => expect(exportedSpans().some((span) => span.traceId === traceId && span.kind === 2)).toBe(true), { timeout: 10_000, interval: 50 });
+  await vi.waitFor(() => expect(exportedSpans().some((span) => span.traceId === traceId && span.kind === 2)).toBe(true), {
+    timeout: 10_000,
+    interval: 50,
+  });
   const trace = exportedSpans().filter((span) => span.traceId === traceId);
   const names = trace.map((span) => span.name);
   const server = trace.find((span) => span.kind === 2);
@@ -85,7 +88,10 @@ test('one API call: gateway, refresh, IdP and upstream spans share a trace id; n
 
   const everything = bodies.join('\n');
   expect(everything).toContain('bff-gateway-test');
-  const secrets = [session.cookie.split('=')[1] ?? '', ...front.tokenResponses.flatMap((r) => [r.access_token, r.refresh_token, r.id_token])];
+  const secrets = [
+    session.cookie.split('=')[1] ?? '',
+    ...front.tokenResponses.flatMap((r) => [r.access_token, r.refresh_token, r.id_token]),
+  ];
   for (const secret of secrets) if (typeof secret === 'string' && secret.length > 0) expect(everything).not.toContain(secret);
   expect(everything).not.toMatch(/[?&]code=/);
   expect(everything).not.toContain('x=1');

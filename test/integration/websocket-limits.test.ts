@@ -55,10 +55,19 @@ async function startRawUpstream(): Promise<RawUpstream> {
       heads.push(head);
       const path = head.split(' ')[1] ?? '/';
       const key = /^sec-websocket-key:\s*(.+)$/im.exec(head)?.[1]?.trim() ?? '';
-      const accept = createHash('sha1').update(key + GUID).digest('base64');
-      if (path.includes('h2c-101')) socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-      else if (path.includes('bad-accept')) socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ${createHash('sha1').update('other').digest('base64')}\r\n\r\n`);
-      else if (path.includes('ws-101')) socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
+      const accept = createHash('sha1')
+        .update(key + GUID)
+        .digest('base64');
+      if (path.includes('h2c-101'))
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+      else if (path.includes('bad-accept'))
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ${createHash('sha1').update('other').digest('base64')}\r\n\r\n`,
+        );
+      else if (path.includes('ws-101'))
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+        );
       else socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
     });
   });
@@ -97,11 +106,17 @@ afterAll(async () => {
 
 function handshake(extra: Array<[string, string]> = []): { key: string; headers: Array<[string, string]> } {
   const key = randomBytes(16).toString('base64');
-  return { key, headers: [['connection', 'Upgrade'], ['upgrade', 'websocket'], ['sec-websocket-version', '13'], ['sec-websocket-key', key], ...extra] };
+  return {
+    key,
+    headers: [['connection', 'Upgrade'], ['upgrade', 'websocket'], ['sec-websocket-version', '13'], ['sec-websocket-key', key], ...extra],
+  };
 }
 
 /** A raw WebSocket handshake; resolves with the wire and the gateway's answer. */
-async function rawUpgrade(path: string, options: { localAddress?: string; extra?: Array<[string, string]> } = {}): Promise<{ wire: Wire; answer: WireResponse }> {
+async function rawUpgrade(
+  path: string,
+  options: { localAddress?: string; extra?: Array<[string, string]> } = {},
+): Promise<{ wire: Wire; answer: WireResponse }> {
   const wire = await Wire.open(world.gateway.port, options.localAddress ? { localAddress: options.localAddress } : {});
   wire.write(requestBytes('GET', path, handshake(options.extra).headers));
   return { wire, answer: await wire.next({ timeoutMs: 5_000 }) };
@@ -133,7 +148,12 @@ describe('limits.perClientWebSockets', () => {
       await until(() => live.handshakes.length === handshakesBefore + 2, 'both sockets at the upstream', 5_000);
 
       for (const path of ['/open-live/c', '/live/d']) {
-        const extra: Array<[string, string]> = path.startsWith('/live') ? [['cookie', session.cookieHeader], ['origin', world.url]] : [];
+        const extra: Array<[string, string]> = path.startsWith('/live')
+          ? [
+              ['cookie', session.cookieHeader],
+              ['origin', world.url],
+            ]
+          : [];
         const third = await rawUpgrade(path, { extra });
         wires.push(third.wire);
         expectJsonError(third.answer, 429, 'too_many_requests');
@@ -204,7 +224,9 @@ describe('limits.webSocketIdleTimeout', () => {
     const busy = new WebSocket(url, { headers, localAddress });
     try {
       const idleClosed = new Promise<number>((resolve) => idle.once('close', (code) => resolve(code)));
-      await Promise.all([idle, busy].map((ws) => new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject)))));
+      await Promise.all(
+        [idle, busy].map((ws) => new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject)))),
+      );
       const closesBefore = live.closes.length;
       // The busy one pings every 200 ms until the idle one has been closed for being idle.
       let closedCode: number | undefined;
@@ -229,12 +251,20 @@ describe('limits.webSocketIdleTimeout', () => {
 });
 
 describe('only WebSocket upgrades', () => {
-  const h2c: Array<[string, string]> = [['connection', 'Upgrade, HTTP2-Settings'], ['upgrade', 'h2c'], ['http2-settings', 'AAMAAABkAARAAAAAAAIAAAAA']];
+  const h2c: Array<[string, string]> = [
+    ['connection', 'Upgrade, HTTP2-Settings'],
+    ['upgrade', 'h2c'],
+    ['http2-settings', 'AAMAAABkAARAAAAAAAIAAAAA'],
+  ];
 
   it.each([
     ['an h2c upgrade', '/raw/h2c', h2c],
     ['an h2c upgrade on an optional route without a session', '/maybe-raw/h2c', h2c],
-    ['a list of protocols', '/raw/list', [...handshake().headers.filter(([name]) => name !== 'upgrade'), ['upgrade', 'websocket, h2c']] as Array<[string, string]>],
+    [
+      'a list of protocols',
+      '/raw/list',
+      [...handshake().headers.filter(([name]) => name !== 'upgrade'), ['upgrade', 'websocket, h2c']] as Array<[string, string]>,
+    ],
     ['a POST WebSocket handshake', '/raw/post', handshake().headers],
   ])('%s: 400 invalid_request, connection closed, never reaches the upstream as an upgrade', async (label, path, headers) => {
     const before = raw.heads.length;
@@ -255,7 +285,13 @@ describe('only WebSocket upgrades', () => {
     expect(answer.status).toBe(101);
     const mixed = await Wire.open(world.gateway.port, { localAddress: freshAddress() });
     try {
-      mixed.write(requestBytes('GET', '/raw/ws-101', handshake().headers.map(([name, value]): [string, string] => (name === 'upgrade' ? [name, 'WebSocket'] : [name, value]))));
+      mixed.write(
+        requestBytes(
+          'GET',
+          '/raw/ws-101',
+          handshake().headers.map(([name, value]): [string, string] => (name === 'upgrade' ? [name, 'WebSocket'] : [name, value])),
+        ),
+      );
       expect((await mixed.next({ timeoutMs: 5_000 })).status).toBe(101);
     } finally {
       mixed.destroy();
@@ -279,7 +315,10 @@ describe('only WebSocket upgrades', () => {
 
 describe('the budget of relayed messages', () => {
   it('a message that does not fit limits.maxBufferedBytes closes the relay with 1013 on both sides; smaller ones pass', async () => {
-    const ws = new WebSocket(`${world.url.replace(/^http/, 'ws')}/live/budget`, { headers: { cookie: session.cookieHeader, origin: world.url }, localAddress: freshAddress() });
+    const ws = new WebSocket(`${world.url.replace(/^http/, 'ws')}/live/budget`, {
+      headers: { cookie: session.cookieHeader, origin: world.url },
+      localAddress: freshAddress(),
+    });
     try {
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
       const messages: Buffer[] = [];

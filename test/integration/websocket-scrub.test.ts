@@ -49,7 +49,11 @@ class Client {
 
   constructor(path: string, options: { protocols?: string[]; headers?: Record<string, string>; perMessageDeflate?: boolean } = {}) {
     const headers = options.headers ?? { cookie: session.cookieHeader, origin: world.url };
-    this.ws = new WebSocket(`${world.url.replace(/^http/, 'ws')}${path}`, options.protocols ?? [], { headers, perMessageDeflate: options.perMessageDeflate ?? true, maxPayload: 64 * 1024 * 1024 });
+    this.ws = new WebSocket(`${world.url.replace(/^http/, 'ws')}${path}`, options.protocols ?? [], {
+      headers,
+      perMessageDeflate: options.perMessageDeflate ?? true,
+      maxPayload: 64 * 1024 * 1024,
+    });
     this.ws.on('message', (data: Buffer, isBinary) => {
       const message = { data, isBinary };
       if (this.waiting) {
@@ -84,7 +88,9 @@ class Client {
 
   async closedWithin(): Promise<{ code: number; reason: string }> {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('socket not closed within the wait')), WAIT_MS)));
+    const late = new Promise<never>(
+      (_, reject) => (timer = setTimeout(() => reject(new Error('socket not closed within the wait')), WAIT_MS)),
+    );
     try {
       return await Promise.race([this.closed, late]);
     } finally {

@@ -62,7 +62,9 @@ function open(gateway: RunningGateway, session: LoginResult, origin = world.url)
   const messages: string[] = [];
   ws.on('message', (data: Buffer) => messages.push(data.toString('utf8')));
   ws.on('error', () => {});
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') })));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8') })),
+  );
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve({ ws, closed, messages }));
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
@@ -114,7 +116,12 @@ describe('a session ended on one instance closes its sockets on another', () => 
     const { session, socket } = await liveSocket();
     const admin = first.gateway.admin;
     if (!admin) throw new Error('no admin listener configured');
-    const revoked = await admin.inject({ method: 'POST', url: '/sessions/revoke', headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, payload: { handle: handleOf(session.cookie) } });
+    const revoked = await admin.inject({
+      method: 'POST',
+      url: '/sessions/revoke',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: { handle: handleOf(session.cookie) },
+    });
     expect(revoked.json()).toMatchObject({ revoked: 1 });
     expect(await closedWithin(socket, ANNOUNCED_WITHIN_MS)).toEqual(SESSION_ENDED);
   });
@@ -170,7 +177,12 @@ describe('timeouts and lost announcements', () => {
 describe('one instance on the memory store', () => {
   let single: World;
   beforeAll(async () => {
-    single = await startWorld({ routes: (upstream) => [{ path: '/live', upstream: live.url, token: 'user' }, { path: '/', upstream: upstream.url, token: 'none' }] });
+    single = await startWorld({
+      routes: (upstream) => [
+        { path: '/live', upstream: live.url, token: 'user' },
+        { path: '/', upstream: upstream.url, token: 'none' },
+      ],
+    });
   });
   afterAll(() => single?.close());
 

@@ -58,7 +58,11 @@ describe('WebSocket upgrades', () => {
 
   it('are proxied on a user route with the session access token, without the gateway cookie', async () => {
     const before = world.upstream.requests.length;
-    const echoed = await echoRoundTrip('/api/ws', { cookie: `${session.cookieHeader}; theme=dark`, origin: world.url, authorization: 'Bearer browser-supplied' }, 'hello over user');
+    const echoed = await echoRoundTrip(
+      '/api/ws',
+      { cookie: `${session.cookieHeader}; theme=dark`, origin: world.url, authorization: 'Bearer browser-supplied' },
+      'hello over user',
+    );
     expect(echoed).toBe('hello over user');
     const seen = world.upstream.requests.slice(before).find((request) => request.url === '/api/ws');
     expect(seen?.headers.authorization).toMatch(/^Bearer eyJ/);
@@ -75,7 +79,10 @@ describe('WebSocket upgrades', () => {
     expect(world.upstream.requests.length).toBe(before);
   });
 
-  it.each([['a foreign Origin', { origin: 'https://evil.example' }], ['no Origin', {}]])('are refused on a user route from %s: 403', async (_label, extra) => {
+  it.each([
+    ['a foreign Origin', { origin: 'https://evil.example' }],
+    ['no Origin', {}],
+  ])('are refused on a user route from %s: 403', async (_label, extra) => {
     const before = world.upstream.requests.length;
     const { status, body } = await refusedUpgrade('/api/ws', { cookie: session.cookieHeader, ...extra });
     expect(status).toBe(403);

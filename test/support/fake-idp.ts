@@ -33,7 +33,13 @@ export class FakeIdp implements TokenGrants {
     return wait.then(() => {
       if (outcome instanceof IdpError) throw outcome;
       this.issued += 1;
-      const response = { access_token: `at-${this.issued}`, token_type: 'bearer', expires_in: 300, refresh_token: `rt-${this.issued}`, ...outcome };
+      const response = {
+        access_token: `at-${this.issued}`,
+        token_type: 'bearer',
+        expires_in: 300,
+        refresh_token: `rt-${this.issued}`,
+        ...outcome,
+      };
       return { ...response, claims: () => undefined, expiresIn: () => response.expires_in } as unknown as TokenResponse;
     });
   }

@@ -117,24 +117,47 @@ export function typedBody(type: TypedBody, token: string): { body: Buffer; conte
       return { body: Buffer.concat([Buffer.from([0x0a, ...varint(t.length)]), t, Buffer.from([0x10, 0x96, 0x01])]), contentType: type };
     case 'application/msgpack':
       // {"token": <str>}: fixmap(1), fixstr "token", str16 of the token.
-      return { body: Buffer.concat([Buffer.from([0x81, 0xa5]), Buffer.from('token'), Buffer.from([0xda, (t.length >> 8) & 0xff, t.length & 0xff]), t]), contentType: type };
+      return {
+        body: Buffer.concat([
+          Buffer.from([0x81, 0xa5]),
+          Buffer.from('token'),
+          Buffer.from([0xda, (t.length >> 8) & 0xff, t.length & 0xff]),
+          t,
+        ]),
+        contentType: type,
+      };
     case 'multipart/form-data': {
       const boundary = 'hop-boundary-7MA4YWxkTrZu0gW';
       const text = `--${boundary}\r\ncontent-disposition: form-data; name="authorization"\r\n\r\nBearer ${token}\r\n--${boundary}\r\ncontent-disposition: form-data; name="blob"; filename="t.bin"\r\ncontent-type: application/octet-stream\r\n\r\n`;
-      return { body: Buffer.concat([Buffer.from(text, 'latin1'), binary, t, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` };
+      return {
+        body: Buffer.concat([Buffer.from(text, 'latin1'), binary, t, Buffer.from(`\r\n--${boundary}--\r\n`)]),
+        contentType: `multipart/form-data; boundary=${boundary}`,
+      };
     }
     case 'text/csv':
-      return { body: Buffer.from(`user,header\r\nalice,"Bearer ${token}"\r\nbob,${token}\r\n`, 'latin1'), contentType: 'text/csv; charset=utf-8' };
+      return {
+        body: Buffer.from(`user,header\r\nalice,"Bearer ${token}"\r\nbob,${token}\r\n`, 'latin1'),
+        contentType: 'text/csv; charset=utf-8',
+      };
     case 'application/grpc-web-text':
       return { body: grpcWebTextBody(token), contentType: type };
     case 'application/json':
-      return { body: Buffer.from(JSON.stringify({ note: 'the token with / escaped', token: '@' }).replace('"@"', `"${token.replaceAll('/', '\\/')}"`), 'latin1'), contentType: type };
+      return {
+        body: Buffer.from(
+          JSON.stringify({ note: 'the token with / escaped', token: '@' }).replace('"@"', `"${token.replaceAll('/', '\\/')}"`),
+          'latin1',
+        ),
+        contentType: type,
+      };
     case 'image/png': {
       const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
       const text = Buffer.concat([Buffer.from('Comment\0'), t]);
       const length = Buffer.alloc(4);
       length.writeUInt32BE(text.length);
-      return { body: Buffer.concat([signature, length, Buffer.from('tEXt'), text, Buffer.from([0xde, 0xad, 0xbe, 0xef]), binary]), contentType: type };
+      return {
+        body: Buffer.concat([signature, length, Buffer.from('tEXt'), text, Buffer.from([0xde, 0xad, 0xbe, 0xef]), binary]),
+        contentType: type,
+      };
     }
     case 'none':
       return { body: Buffer.concat([binary, Buffer.from(' token='), t, binary]), contentType: undefined };
@@ -215,10 +238,26 @@ export async function startHopUpstream(): Promise<HopUpstream> {
       }
       if (path.endsWith('/etag')) {
         if (req.headers['if-none-match'] === ETAG) {
-          answer(res, 304, { 'content-encoding': 'gzip', etag: ETAG, 'cache-control': 'max-age=0, must-revalidate', 'x-hop': 'not-modified' });
+          answer(res, 304, {
+            'content-encoding': 'gzip',
+            etag: ETAG,
+            'cache-control': 'max-age=0, must-revalidate',
+            'x-hop': 'not-modified',
+          });
         } else {
           const body = gzipSync(JSON.stringify({ version: 1, token }));
-          answer(res, 200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': body.length, etag: ETAG, 'cache-control': 'max-age=0, must-revalidate' }, body);
+          answer(
+            res,
+            200,
+            {
+              'content-type': 'application/json',
+              'content-encoding': 'gzip',
+              'content-length': body.length,
+              etag: ETAG,
+              'cache-control': 'max-age=0, must-revalidate',
+            },
+            body,
+          );
         }
         return;
       }
@@ -226,7 +265,16 @@ export async function startHopUpstream(): Promise<HopUpstream> {
         const { body, contentType } = typedBody((url.searchParams.get('type') ?? 'none') as TypedBody, token);
         const encoding = url.searchParams.get('encoding');
         const payload = encoding === 'gzip' ? gzipSync(body) : encoding === 'br' ? brotliCompressSync(body) : body;
-        answer(res, 200, { ...(contentType ? { 'content-type': contentType } : {}), ...(encoding ? { 'content-encoding': encoding } : {}), 'content-length': payload.length }, payload);
+        answer(
+          res,
+          200,
+          {
+            ...(contentType ? { 'content-type': contentType } : {}),
+            ...(encoding ? { 'content-encoding': encoding } : {}),
+            'content-length': payload.length,
+          },
+          payload,
+        );
         return;
       }
       const text = JSON.stringify({ method: entry.method, url: entry.url, rawHeaders: entry.rawHeaders, bodyBytes: entry.bodyBytes });

@@ -156,7 +156,9 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
         return `${b64url(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}.`;
       case 'hs256-client-secret': {
         const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
-        const mac = createHmac('sha256', options.clientSecret ?? '').update(input).digest('base64url');
+        const mac = createHmac('sha256', options.clientSecret ?? '')
+          .update(input)
+          .digest('base64url');
         return `${input}.${mac}`;
       }
     }
@@ -214,7 +216,9 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
     const code = path === '/token' ? new URLSearchParams(body.toString('utf8')).get('code') : null;
     const answered = code ? answeredCodes.get(code) : undefined;
     if (answered && front.honourReusedCodes) {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': answered.length, 'cache-control': 'no-store' }).end(answered);
+      res
+        .writeHead(200, { 'content-type': 'application/json', 'content-length': answered.length, 'cache-control': 'no-store' })
+        .end(answered);
       return;
     }
     const headers = { ...req.headers, host: real.host, 'accept-encoding': 'identity' };
@@ -260,7 +264,10 @@ export async function startHostileIdp(options: HostileIdpOptions): Promise<Hosti
  * A world whose gateways reach the IdP only through a hostile front. Closing the world closes
  * the front too. `frontOptions` are passed to `startHostileIdp` (e.g. `clientSecret`).
  */
-export async function startWorldBehindFront(options: WorldOptions = {}, frontOptions: Omit<HostileIdpOptions, 'idp'> = {}): Promise<{ world: World; front: HostileIdp }> {
+export async function startWorldBehindFront(
+  options: WorldOptions = {},
+  frontOptions: Omit<HostileIdpOptions, 'idp'> = {},
+): Promise<{ world: World; front: HostileIdp }> {
   let front: HostileIdp | undefined;
   const world = await startWorld({
     ...options,

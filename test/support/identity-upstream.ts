@@ -67,7 +67,8 @@ export async function startIdentityUpstream(options: IdentityUpstreamOptions = {
     linesNamed(request, name) {
       const lines: Array<[string, string]> = [];
       for (let i = 0; i < request.rawHeaders.length; i += 2) {
-        if (canonical(request.rawHeaders[i] as string) === canonical(name)) lines.push([request.rawHeaders[i] as string, request.rawHeaders[i + 1] as string]);
+        if (canonical(request.rawHeaders[i] as string) === canonical(name))
+          lines.push([request.rawHeaders[i] as string, request.rawHeaders[i + 1] as string]);
       }
       return lines;
     },

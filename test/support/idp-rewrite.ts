@@ -33,7 +33,12 @@ function rewriteJson(idp: Idp, matches: (ctx: KoaResponse['ctx']) => boolean, re
       return inherited.get!.call(this);
     },
     set(this: KoaResponse, value: unknown) {
-      const plainObject = value !== null && typeof value === 'object' && !Buffer.isBuffer(value) && !Array.isArray(value) && typeof (value as { pipe?: unknown }).pipe !== 'function';
+      const plainObject =
+        value !== null &&
+        typeof value === 'object' &&
+        !Buffer.isBuffer(value) &&
+        !Array.isArray(value) &&
+        typeof (value as { pipe?: unknown }).pipe !== 'function';
       inherited.set!.call(this, plainObject && matches(this.ctx) ? rewrite({ ...(value as Record<string, unknown>) }) : value);
     },
   });

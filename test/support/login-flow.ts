@@ -20,7 +20,11 @@ export interface LoginFlowResult {
 
 const MAX_HOPS = 20;
 
-export async function loginFlow(gatewayUrl: string, query: Record<string, string>, options: { jar?: CookieJar; fields?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<LoginFlowResult> {
+export async function loginFlow(
+  gatewayUrl: string,
+  query: Record<string, string>,
+  options: { jar?: CookieJar; fields?: Record<string, string>; headers?: Record<string, string> } = {},
+): Promise<LoginFlowResult> {
   const jar = options.jar ?? new CookieJar();
   const gateway = new URL(gatewayUrl);
   let url = new URL(`/auth/login?${new URLSearchParams(query)}`, gateway);
@@ -33,7 +37,8 @@ export async function loginFlow(gatewayUrl: string, query: Record<string, string
     if (atCallback || !location) {
       const text = await res.text();
       if (!location) {
-        if (!atCallback && url.origin !== gateway.origin) throw new Error(`login stopped at ${url.href}: HTTP ${res.status}\n${text.slice(0, 300)}`);
+        if (!atCallback && url.origin !== gateway.origin)
+          throw new Error(`login stopped at ${url.href}: HTTP ${res.status}\n${text.slice(0, 300)}`);
         return { interactions, status: res.status, location: '', body: text ? JSON.parse(text) : undefined, jar };
       }
       const next = new URL(location, url);

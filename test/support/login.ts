@@ -43,7 +43,9 @@ export class CookieJar {
 
   /** Value for a Cookie request header, or '' when nothing applies. */
   header(url: string | URL): string {
-    return this.cookiesFor(url).map((c) => `${c.name}=${c.value}`).join('; ');
+    return this.cookiesFor(url)
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ');
   }
 
   clear(origin?: string): void {

@@ -49,7 +49,12 @@ function idpRsaKey(idp: Idp): JWK {
   return key;
 }
 
-export async function signLogoutToken(idp: Idp, clientId: string, target: { sid?: string; sub?: string }, options: SignOptions = {}): Promise<string> {
+export async function signLogoutToken(
+  idp: Idp,
+  clientId: string,
+  target: { sid?: string; sub?: string },
+  options: SignOptions = {},
+): Promise<string> {
   const jwk = options.key ?? idpRsaKey(idp);
   const alg = jwk.alg ?? (jwk.kty === 'EC' ? 'ES256' : 'RS256');
   const claims = withoutUndefined({ ...validClaims(idp, clientId, target), ...options.claims });
@@ -74,11 +79,17 @@ export function unsignedLogoutToken(idp: Idp, clientId: string, target: { sid?: 
 
 /** HS256 with the client secret as the MAC key: what a confused verifier might accept. */
 export function hmacLogoutToken(idp: Idp, clientId: string, secret: string, target: { sid?: string; sub?: string }): Promise<string> {
-  return new SignJWT(validClaims(idp, clientId, target)).setProtectedHeader({ alg: 'HS256', typ: 'logout+jwt' }).sign(new TextEncoder().encode(secret));
+  return new SignJWT(validClaims(idp, clientId, target))
+    .setProtectedHeader({ alg: 'HS256', typ: 'logout+jwt' })
+    .sign(new TextEncoder().encode(secret));
 }
 
 /** Posts a logout token the way an IdP does: one form-encoded field. */
-export function postLogoutToken(gatewayUrl: string, token: string, init: { body?: BodyInit; contentType?: string } = {}): Promise<Response> {
+export function postLogoutToken(
+  gatewayUrl: string,
+  token: string,
+  init: { body?: BodyInit; contentType?: string } = {},
+): Promise<Response> {
   return fetch(`${gatewayUrl}/auth/backchannel-logout`, {
     method: 'POST',
     headers: { 'content-type': init.contentType ?? 'application/x-www-form-urlencoded' },

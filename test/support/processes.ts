@@ -22,7 +22,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = join(ROOT, 'test/support/cli-entry.ts');
 const READY_TIMEOUT_MS = 30_000;
 
-
 export interface GatewayProcess {
   url: string;
   adminUrl: string;
@@ -158,7 +157,13 @@ export async function startProcessWorld(options: ProcessWorldOptions): Promise<P
           publicUrl,
           shutdownGrace: '2s',
           admin: { host: '127.0.0.1', port: adminPort },
-          oidc: { issuer: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' },
+          oidc: {
+            issuer: idp.issuer,
+            clientId: CLIENT_ID,
+            clientSecret: CLIENT_SECRET,
+            scopes: ['openid', 'profile', 'email', 'api'],
+            timeout: '3s',
+          },
           session: { store: 'redis', redis: { url: redis.url }, secret: SESSION_SECRET, encryptionKey: SESSION_KEY },
           routes: [
             { path: '/api', upstream: upstream.url, token: 'user' },

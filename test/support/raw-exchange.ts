@@ -65,7 +65,11 @@ function dechunk(bytes: Buffer, from: number): { body: Buffer; end: number } | u
 }
 
 /** Parses consecutive HTTP/1.x answers; interim (1xx) answers are skipped. */
-export function parseAnswers(bytes: Buffer, closed: boolean, head: ReadonlySet<number> = new Set()): { answers: RawAnswer[]; leftover: Buffer } {
+export function parseAnswers(
+  bytes: Buffer,
+  closed: boolean,
+  head: ReadonlySet<number> = new Set(),
+): { answers: RawAnswer[]; leftover: Buffer } {
   const answers: RawAnswer[] = [];
   let pos = 0;
   while (pos < bytes.length) {
@@ -85,7 +89,9 @@ export function parseAnswers(bytes: Buffer, closed: boolean, head: ReadonlySet<n
     // body anyway when refusing a request they could not parse: take it when bytes follow that
     // are not the next status line.
     const headOnly =
-      status === 204 || status === 304 || (head.has(answers.length) && (bodyStart === bytes.length || bytes.toString('latin1', bodyStart, bodyStart + 7) === 'HTTP/1.'));
+      status === 204 ||
+      status === 304 ||
+      (head.has(answers.length) && (bodyStart === bytes.length || bytes.toString('latin1', bodyStart, bodyStart + 7) === 'HTTP/1.'));
     const length = parsed.get('content-length');
     let end: number;
     if (headOnly) {

@@ -86,7 +86,11 @@ export async function startRecordingUpstream(): Promise<RecordingUpstream> {
       body: (recorded.body ?? Buffer.alloc(0)).toString('latin1'),
     };
     const text = JSON.stringify(echo);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), [SEQ_HEADER]: String(recorded.seq) });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      [SEQ_HEADER]: String(recorded.seq),
+    });
     res.end(text);
   };
 

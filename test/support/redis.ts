@@ -79,7 +79,6 @@ export function redisCommand(port: number, command: string, timeoutMs = 1_000): 
   });
 }
 
-
 async function waitFor(check: () => Promise<boolean>, what: string, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
@@ -94,7 +93,10 @@ async function waitFor(check: () => Promise<boolean>, what: string, child: Child
 }
 
 class ExitedEarly extends Error {
-  constructor(message: string, readonly output: string) {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
     super(message);
   }
 }
@@ -160,7 +162,12 @@ async function spawnRedis(
     child.stderr?.on('data', collect);
     track(child);
     try {
-      await waitFor(() => ready(port), `port ${port} to answer`, child, () => output);
+      await waitFor(
+        () => ready(port),
+        `port ${port} to answer`,
+        child,
+        () => output,
+      );
       return wrap(child, port, dir);
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
@@ -172,12 +179,18 @@ async function spawnRedis(
 }
 
 const baseArgs = (port: number): string[] => [
-  '--port', String(port),
-  '--bind', HOST,
-  '--protected-mode', 'no',
-  '--save', '',
-  '--appendonly', 'no',
-  '--loglevel', 'warning',
+  '--port',
+  String(port),
+  '--bind',
+  HOST,
+  '--protected-mode',
+  'no',
+  '--save',
+  '',
+  '--appendonly',
+  'no',
+  '--loglevel',
+  'warning',
 ];
 
 /**
@@ -187,7 +200,11 @@ const baseArgs = (port: number): string[] => [
 export async function startRedis(options: { password?: string; port?: number } = {}): Promise<RedisInstance> {
   const { password, port: fixedPort } = options;
   if (!password) return spawnRedis((port) => baseArgs(port), undefined, fixedPort);
-  return spawnRedis((port) => [...baseArgs(port), '--requirepass', password], async (port) => /^(\+PONG|-NOAUTH)/.test(await redisCommand(port, 'PING')), fixedPort);
+  return spawnRedis(
+    (port) => [...baseArgs(port), '--requirepass', password],
+    async (port) => /^(\+PONG|-NOAUTH)/.test(await redisCommand(port, 'PING')),
+    fixedPort,
+  );
 }
 
 /** Three masters, no replicas, all 16384 slots assigned. */
@@ -200,10 +217,14 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       nodes.push(
         await spawnRedis((port) => [
           ...baseArgs(port),
-          '--cluster-enabled', 'yes',
-          '--cluster-config-file', `nodes-${port}.conf`,
-          '--cluster-port', String(busPort),
-          '--cluster-node-timeout', '2000',
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+          '--cluster-port',
+          String(busPort),
+          '--cluster-node-timeout',
+          '2000',
         ]),
       );
     }
@@ -305,9 +326,24 @@ export interface RedisSentinelSetup {
 }
 
 /** One command over an authenticated connection (ioredis, no retries). */
-export async function authedCommand(port: number, password: string | undefined, args: Array<string | number>, username?: string): Promise<unknown> {
+export async function authedCommand(
+  port: number,
+  password: string | undefined,
+  args: Array<string | number>,
+  username?: string,
+): Promise<unknown> {
   const { Redis } = await import('ioredis');
-  const client = new Redis({ host: HOST, port, username, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 2_000, commandTimeout: 5_000 });
+  const client = new Redis({
+    host: HOST,
+    port,
+    username,
+    password,
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2_000,
+    commandTimeout: 5_000,
+  });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -352,41 +388,44 @@ export async function startSentinelSetup(options: SentinelSetupOptions = {}): Pr
       replicas.push(replica);
     }
     for (const replica of replicas) {
-      await settled(async () => String(await dataCommand(replica.port, 'INFO', 'replication')).includes('master_link_status:up'), `replica ${replica.port} to sync`);
+      await settled(
+        async () => String(await dataCommand(replica.port, 'INFO', 'replication')).includes('master_link_status:up'),
+        `replica ${replica.port} to sync`,
+      );
     }
     const sentinelNodes: RedisInstance[] = [];
     const sentinelCommand = (port: number, ...args: Array<string | number>) => authedCommand(port, sentinelPassword, args);
     for (let i = 0; i < sentinelCount; i++) {
-      const node = await spawnRedis(
-        (port, dir) => {
-          const file = join(dir, 'sentinel.conf');
-          writeFileSync(
-            file,
-            [
-              `port ${port}`,
-              `bind ${HOST}`,
-              'protected-mode no',
-              ...(sentinelPassword ? [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`] : []),
-              `sentinel monitor ${name} ${HOST} ${primary.port} ${quorum}`,
-              ...(password ? [`sentinel auth-pass ${name} ${password}`] : []),
-              `sentinel down-after-milliseconds ${name} 1000`,
-              `sentinel failover-timeout ${name} 5000`,
-              '',
-            ].join('\n'),
-          );
-          return [file, '--sentinel'];
-        },
-        answers,
-      );
+      const node = await spawnRedis((port, dir) => {
+        const file = join(dir, 'sentinel.conf');
+        writeFileSync(
+          file,
+          [
+            `port ${port}`,
+            `bind ${HOST}`,
+            'protected-mode no',
+            ...(sentinelPassword ? [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`] : []),
+            `sentinel monitor ${name} ${HOST} ${primary.port} ${quorum}`,
+            ...(password ? [`sentinel auth-pass ${name} ${password}`] : []),
+            `sentinel down-after-milliseconds ${name} 1000`,
+            `sentinel failover-timeout ${name} 5000`,
+            '',
+          ].join('\n'),
+        );
+        return [file, '--sentinel'];
+      }, answers);
       started.push(node);
       sentinelNodes.push(node);
     }
     for (const node of sentinelNodes) {
-      await settled(async () => {
-        const replicasSeen = (await sentinelCommand(node.port, 'SENTINEL', 'replicas', name)) as unknown[];
-        const peers = (await sentinelCommand(node.port, 'SENTINEL', 'sentinels', name)) as unknown[];
-        return replicasSeen.length === replicaCount && peers.length === sentinelCount - 1;
-      }, `sentinel ${node.port} to see ${replicaCount} replica(s) and ${sentinelCount - 1} other sentinel(s)`);
+      await settled(
+        async () => {
+          const replicasSeen = (await sentinelCommand(node.port, 'SENTINEL', 'replicas', name)) as unknown[];
+          const peers = (await sentinelCommand(node.port, 'SENTINEL', 'sentinels', name)) as unknown[];
+          return replicasSeen.length === replicaCount && peers.length === sentinelCount - 1;
+        },
+        `sentinel ${node.port} to see ${replicaCount} replica(s) and ${sentinelCount - 1} other sentinel(s)`,
+      );
     }
     return {
       name,

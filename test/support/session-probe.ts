@@ -64,7 +64,10 @@ export async function logoutsOf(gateway: RunningGateway, kind: 'rp' | 'backchann
 export async function loginAt(world: World, gateway: RunningGateway, opts: LoginOptions = {}): Promise<string> {
   const pending = await loginUpToCallback(world.url, opts);
   const callback = new URL(pending.callbackUrl);
-  const res = await fetch(`${gateway.url}${callback.pathname}${callback.search}`, { headers: { cookie: pending.gatewayCookieHeader }, redirect: 'manual' });
+  const res = await fetch(`${gateway.url}${callback.pathname}${callback.search}`, {
+    headers: { cookie: pending.gatewayCookieHeader },
+    redirect: 'manual',
+  });
   await res.body?.cancel();
   const name = gateway.gateway.services.cookie.name;
   const line = res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`) && !isClearingCookie(l));

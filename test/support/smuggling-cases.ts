@@ -39,7 +39,10 @@ const HEAD = new Set([0]);
 
 const te = (method: string, teLines: string): SmugglingCase => ({
   name: `${method} with ${JSON.stringify(teLines.replace(/\r\n$/, ''))} and a chunked body carrying a request`,
-  build: ({ path, lines, inner }) => ({ bytes: `${method} ${path} HTTP/1.1\r\nhost: x\r\n${lines}${teLines}\r\n${chunk(inner)}${LAST}`, ...(method === 'HEAD' ? { head: HEAD } : {}) }),
+  build: ({ path, lines, inner }) => ({
+    bytes: `${method} ${path} HTTP/1.1\r\nhost: x\r\n${lines}${teLines}\r\n${chunk(inner)}${LAST}`,
+    ...(method === 'HEAD' ? { head: HEAD } : {}),
+  }),
 });
 
 const sized = (method: string, extra = ''): SmugglingCase => ({
@@ -96,51 +99,122 @@ export const TE_AND_CL_SPELLINGS: SmugglingCase[] = [
   te('POST', 'te: chunked\r\n'),
   te('GET', 'te: chunked, identity\r\n'),
   sized('POST', 'te: chunked\r\n'),
-  framed('GET with Content-Length: 0 and Transfer-Encoding: chunked', 'GET', (inner) => ({ headers: 'content-length: 0\r\ntransfer-encoding: chunked\r\n', body: `${chunk(inner)}${LAST}` })),
-  framed('POST with two identical Content-Lengths', 'POST', (inner) => ({ headers: `content-length: ${inner.length}\r\ncontent-length: ${inner.length}\r\n`, body: inner })),
-  framed('POST with Content-Length 0 then the real length', 'POST', (inner) => ({ headers: `content-length: 0\r\ncontent-length: ${inner.length}\r\n`, body: inner })),
-  framed('GET with the real length then Content-Length 0', 'GET', (inner) => ({ headers: `content-length: ${inner.length}\r\ncontent-length: 0\r\n`, body: inner })),
-  framed('POST with Content-Length "n, n"', 'POST', (inner) => ({ headers: `content-length: ${inner.length}, ${inner.length}\r\n`, body: inner })),
+  framed('GET with Content-Length: 0 and Transfer-Encoding: chunked', 'GET', (inner) => ({
+    headers: 'content-length: 0\r\ntransfer-encoding: chunked\r\n',
+    body: `${chunk(inner)}${LAST}`,
+  })),
+  framed('POST with two identical Content-Lengths', 'POST', (inner) => ({
+    headers: `content-length: ${inner.length}\r\ncontent-length: ${inner.length}\r\n`,
+    body: inner,
+  })),
+  framed('POST with Content-Length 0 then the real length', 'POST', (inner) => ({
+    headers: `content-length: 0\r\ncontent-length: ${inner.length}\r\n`,
+    body: inner,
+  })),
+  framed('GET with the real length then Content-Length 0', 'GET', (inner) => ({
+    headers: `content-length: ${inner.length}\r\ncontent-length: 0\r\n`,
+    body: inner,
+  })),
+  framed('POST with Content-Length "n, n"', 'POST', (inner) => ({
+    headers: `content-length: ${inner.length}, ${inner.length}\r\n`,
+    body: inner,
+  })),
   framed('POST with Content-Length "+n"', 'POST', (inner) => ({ headers: `content-length: +${inner.length}\r\n`, body: inner })),
   framed('POST with Content-Length "000n"', 'POST', (inner) => ({ headers: `content-length: 000${inner.length}\r\n`, body: inner })),
   framed('DELETE with Content-Length "000n"', 'DELETE', (inner) => ({ headers: `content-length: 000${inner.length}\r\n`, body: inner })),
-  framed('POST with Content-Length surrounded by spaces and tabs', 'POST', (inner) => ({ headers: `content-length: \t ${inner.length} \t\r\n`, body: inner })),
-  framed('POST with a space before the Content-Length colon', 'POST', (inner) => ({ headers: `content-length : ${inner.length}\r\n`, body: inner })),
-  framed('POST with Content-Length in hex (0x)', 'POST', (inner) => ({ headers: `content-length: 0x${inner.length.toString(16)}\r\n`, body: inner })),
+  framed('POST with Content-Length surrounded by spaces and tabs', 'POST', (inner) => ({
+    headers: `content-length: \t ${inner.length} \t\r\n`,
+    body: inner,
+  })),
+  framed('POST with a space before the Content-Length colon', 'POST', (inner) => ({
+    headers: `content-length : ${inner.length}\r\n`,
+    body: inner,
+  })),
+  framed('POST with Content-Length in hex (0x)', 'POST', (inner) => ({
+    headers: `content-length: 0x${inner.length.toString(16)}\r\n`,
+    body: inner,
+  })),
   framed('GET with Content-Length -1', 'GET', (inner) => ({ headers: 'content-length: -1\r\n', body: inner })),
 ];
 
 /** Chunk syntax, line endings, folded headers and pipelining. */
 export const SYNTAX_AND_PIPELINING: SmugglingCase[] = [
-  framed('POST chunked with a chunk extension "5;ext=x"', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, (n) => `${n.toString(16)};ext=x`)}${LAST}` })),
-  framed('POST chunked with a bare ";" extension', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, (n) => `${n.toString(16)};`)}${LAST}` })),
-  framed('POST chunked with a 6 KB chunk extension', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, (n) => `${n.toString(16)};x=${'a'.repeat(6000)}`)}${LAST}` })),
-  framed('POST chunked with an extension on the last chunk and a trailer', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner)}0;last=1\r\nx-trailer: 1\r\n\r\n` })),
-  framed('POST chunked with leading zeros in the chunk size', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, (n) => `0000${n.toString(16)}`)}${LAST}` })),
-  framed('POST chunked with a 0x chunk size', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, (n) => `0x${n.toString(16)}`)}${LAST}` })),
-  framed('POST chunked with a space after the chunk size', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, (n) => `${n.toString(16)} `)}${LAST}` })),
-  framed('POST chunked with bare LF chunk lines', 'POST', (inner) => ({ headers: 'transfer-encoding: chunked\r\n', body: `${chunk(inner, undefined, '\n')}0\n\n` })),
+  framed('POST chunked with a chunk extension "5;ext=x"', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, (n) => `${n.toString(16)};ext=x`)}${LAST}`,
+  })),
+  framed('POST chunked with a bare ";" extension', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, (n) => `${n.toString(16)};`)}${LAST}`,
+  })),
+  framed('POST chunked with a 6 KB chunk extension', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, (n) => `${n.toString(16)};x=${'a'.repeat(6000)}`)}${LAST}`,
+  })),
+  framed('POST chunked with an extension on the last chunk and a trailer', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner)}0;last=1\r\nx-trailer: 1\r\n\r\n`,
+  })),
+  framed('POST chunked with leading zeros in the chunk size', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, (n) => `0000${n.toString(16)}`)}${LAST}`,
+  })),
+  framed('POST chunked with a 0x chunk size', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, (n) => `0x${n.toString(16)}`)}${LAST}`,
+  })),
+  framed('POST chunked with a space after the chunk size', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, (n) => `${n.toString(16)} `)}${LAST}`,
+  })),
+  framed('POST chunked with bare LF chunk lines', 'POST', (inner) => ({
+    headers: 'transfer-encoding: chunked\r\n',
+    body: `${chunk(inner, undefined, '\n')}0\n\n`,
+  })),
   {
     name: 'GET with bare LF line endings and a chunked body',
-    build: ({ path, lines, inner }) => ({ bytes: `GET ${path} HTTP/1.1\nhost: x\n${lines.replace(/\r\n/g, '\n')}transfer-encoding: chunked\n\n${chunk(inner)}${LAST}` }),
+    build: ({ path, lines, inner }) => ({
+      bytes: `GET ${path} HTTP/1.1\nhost: x\n${lines.replace(/\r\n/g, '\n')}transfer-encoding: chunked\n\n${chunk(inner)}${LAST}`,
+    }),
   },
   {
     name: 'POST with bare LF line endings and a Content-Length body',
-    build: ({ path, lines, inner }) => ({ bytes: `POST ${path} HTTP/1.1\nhost: x\n${lines.replace(/\r\n/g, '\n')}content-length: ${inner.length}\n\n${inner}` }),
+    build: ({ path, lines, inner }) => ({
+      bytes: `POST ${path} HTTP/1.1\nhost: x\n${lines.replace(/\r\n/g, '\n')}content-length: ${inner.length}\n\n${inner}`,
+    }),
   },
-  framed('GET with Transfer-Encoding folded (obs-fold) onto another header', 'GET', (inner) => ({ headers: 'x-folded: a\r\n transfer-encoding: chunked\r\n', body: `${chunk(inner)}${LAST}` })),
-  framed('POST with Transfer-Encoding continued by obs-fold', 'POST', (inner) => ({ headers: 'transfer-encoding: identity\r\n chunked\r\n', body: `${chunk(inner)}${LAST}` })),
-  framed('DELETE with Content-Length continued by obs-fold', 'DELETE', (inner) => ({ headers: `content-length: 0\r\n ${inner.length}\r\n`, body: inner })),
+  framed('GET with Transfer-Encoding folded (obs-fold) onto another header', 'GET', (inner) => ({
+    headers: 'x-folded: a\r\n transfer-encoding: chunked\r\n',
+    body: `${chunk(inner)}${LAST}`,
+  })),
+  framed('POST with Transfer-Encoding continued by obs-fold', 'POST', (inner) => ({
+    headers: 'transfer-encoding: identity\r\n chunked\r\n',
+    body: `${chunk(inner)}${LAST}`,
+  })),
+  framed('DELETE with Content-Length continued by obs-fold', 'DELETE', (inner) => ({
+    headers: `content-length: 0\r\n ${inner.length}\r\n`,
+    body: inner,
+  })),
   {
     name: 'two pipelined GETs on one connection',
-    build: ({ path, lines }) => ({ bytes: `GET ${path} HTTP/1.1\r\nhost: x\r\n${lines}\r\nGET ${path}/second HTTP/1.1\r\nhost: x\r\n${lines}\r\n`, expected: 2 }),
+    build: ({ path, lines }) => ({
+      bytes: `GET ${path} HTTP/1.1\r\nhost: x\r\n${lines}\r\nGET ${path}/second HTTP/1.1\r\nhost: x\r\n${lines}\r\n`,
+      expected: 2,
+    }),
   },
   {
     name: 'a POST whose body is longer than its Content-Length, the rest a pipelined request',
-    build: ({ path, lines }) => ({ bytes: `POST ${path} HTTP/1.1\r\nhost: x\r\n${lines}content-length: 5\r\n\r\nhelloGET ${path}/second HTTP/1.1\r\nhost: x\r\n${lines}\r\n`, expected: 2 }),
+    build: ({ path, lines }) => ({
+      bytes: `POST ${path} HTTP/1.1\r\nhost: x\r\n${lines}content-length: 5\r\n\r\nhelloGET ${path}/second HTTP/1.1\r\nhost: x\r\n${lines}\r\n`,
+      expected: 2,
+    }),
   },
   {
     name: 'a chunked GET pipelined with a HEAD',
-    build: ({ path, lines, inner }) => ({ bytes: `GET ${path} HTTP/1.1\r\nhost: x\r\n${lines}transfer-encoding: chunked\r\n\r\n${chunk(inner)}${LAST}HEAD ${path}/second HTTP/1.1\r\nhost: x\r\n${lines}\r\n`, expected: 2, head: new Set([1]) }),
+    build: ({ path, lines, inner }) => ({
+      bytes: `GET ${path} HTTP/1.1\r\nhost: x\r\n${lines}transfer-encoding: chunked\r\n\r\n${chunk(inner)}${LAST}HEAD ${path}/second HTTP/1.1\r\nhost: x\r\n${lines}\r\n`,
+      expected: 2,
+      head: new Set([1]),
+    }),
   },
 ];

@@ -232,7 +232,8 @@ function isGatewayJsonError(answer: RawAnswer): boolean {
   }
 }
 
-const describeRequest = (request: RecordedRequest) => `${request.method} ${request.url} (connection ${request.connection}, #${request.index}, seq ${request.seq ?? 'unanswered'})`;
+const describeRequest = (request: RecordedRequest) =>
+  `${request.method} ${request.url} (connection ${request.connection}, #${request.index}, seq ${request.seq ?? 'unanswered'})`;
 
 export type Invariant = 'a' | 'b' | 'c' | 'd';
 
@@ -243,7 +244,8 @@ export type Invariant = 'a' | 'b' | 'c' | 'd';
 export function violations(round: Round, victimToken: string, checks: readonly Invariant[] = ['a', 'b', 'c', 'd']): string[] {
   const all = broken(round, victimToken).filter(([invariant]) => checks.includes(invariant));
   if (all.length === 0) return [];
-  const shown = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text).split(victimToken).join('<victim token>');
+  const shown = (text: string, max: number) =>
+    (text.length > max ? `${text.slice(0, max)}…` : text).split(victimToken).join('<victim token>');
   return [
     ...all.map(([invariant, sentence]) => `(${invariant}) ${sentence}`),
     `attacker sent ${JSON.stringify(shown(round.attack.bytes, 600))}`,
@@ -254,7 +256,8 @@ export function violations(round: Round, victimToken: string, checks: readonly I
 function broken(round: Round, victimToken: string): Array<[Invariant, string]> {
   const found: Array<[Invariant, string]> = [];
   // (a)
-  if (round.parseErrors.length > 0) found.push(['a', `the upstream's parser refused bytes the gateway sent: ${round.parseErrors.join(', ')}`]);
+  if (round.parseErrors.length > 0)
+    found.push(['a', `the upstream's parser refused bytes the gateway sent: ${round.parseErrors.join(', ')}`]);
   const accepted: ParsedRequestLine[] = [{ method: 'GET', url: round.victimPath }, ...round.attackerRequests];
   const unmatched: RecordedRequest[] = [];
   for (const request of round.parsed) {
@@ -264,27 +267,43 @@ function broken(round: Round, victimToken: string): Array<[Invariant, string]> {
   }
   if (unmatched.length > 0) {
     const received = round.attackerRequests.map((request) => `${request.method} ${request.url}`).join('; ') || 'none';
-    found.push(['a', `the upstream parsed ${round.parsed.length} request(s), ${unmatched.length} of them not accepted by the gateway: ${unmatched.map(describeRequest).join('; ')} (the gateway accepted from the attacker: ${received})`]);
+    found.push([
+      'a',
+      `the upstream parsed ${round.parsed.length} request(s), ${unmatched.length} of them not accepted by the gateway: ${unmatched.map(describeRequest).join('; ')} (the gateway accepted from the attacker: ${received})`,
+    ]);
   }
   const waiting = round.parsed.filter((request) => request.body === undefined);
-  if (waiting.length > 0) found.push(['a', `the upstream still waits for the rest of the body of ${waiting.map(describeRequest).join('; ')}`]);
+  if (waiting.length > 0)
+    found.push(['a', `the upstream still waits for the rest of the body of ${waiting.map(describeRequest).join('; ')}`]);
 
   // (b)
   const inWire = round.wire.reduce((sum, text) => sum + occurrences(text, victimToken), 0);
-  const legitimate = round.parsed.filter((request) => request.url === round.victimPath && request.headers.authorization === `Bearer ${victimToken}`);
-  const elsewhere = round.parsed.filter(
-    (request) => !legitimate.includes(request) && JSON.stringify([request.url, request.rawHeaders, request.body?.toString('latin1')]).includes(victimToken),
+  const legitimate = round.parsed.filter(
+    (request) => request.url === round.victimPath && request.headers.authorization === `Bearer ${victimToken}`,
   );
-  if (elsewhere.length > 0) found.push(['b', `the victim's token reached the upstream inside another request: ${elsewhere.map(describeRequest).join('; ')}`]);
+  const elsewhere = round.parsed.filter(
+    (request) =>
+      !legitimate.includes(request) &&
+      JSON.stringify([request.url, request.rawHeaders, request.body?.toString('latin1')]).includes(victimToken),
+  );
+  if (elsewhere.length > 0)
+    found.push(['b', `the victim's token reached the upstream inside another request: ${elsewhere.map(describeRequest).join('; ')}`]);
   if (inWire !== legitimate.length) {
-    found.push(['b', `the victim's token is ${inWire} time(s) in the upstream's bytes, but only ${legitimate.length} parsed request(s) carry it as the victim's own Authorization`]);
+    found.push([
+      'b',
+      `the victim's token is ${inWire} time(s) in the upstream's bytes, but only ${legitimate.length} parsed request(s) carry it as the victim's own Authorization`,
+    ]);
   }
 
   // (c)
-  if (round.attacker.answers.length === 0) found.push(['c', `the attacker got no answer (received: ${JSON.stringify(round.attacker.leftover.slice(0, 200))})`]);
+  if (round.attacker.answers.length === 0)
+    found.push(['c', `the attacker got no answer (received: ${JSON.stringify(round.attacker.leftover.slice(0, 200))})`]);
   for (const answer of round.attacker.answers) {
     if (seqOf(answer) === undefined && !isGatewayJsonError(answer)) {
-      found.push(['c', `the attacker got an answer that is neither the upstream's nor the gateway's JSON 4xx: ${JSON.stringify(answer.head.split('\r\n')[0])} ${JSON.stringify(answer.body.toString('latin1').slice(0, 120))}`]);
+      found.push([
+        'c',
+        `the attacker got an answer that is neither the upstream's nor the gateway's JSON 4xx: ${JSON.stringify(answer.head.split('\r\n')[0])} ${JSON.stringify(answer.body.toString('latin1').slice(0, 120))}`,
+      ]);
     }
   }
 
@@ -297,7 +316,9 @@ function broken(round: Round, victimToken: string): Array<[Invariant, string]> {
     echo = undefined;
   }
   if (victimAnswer?.status !== 200 || echo?.method !== 'GET' || echo.url !== round.victimPath || extra.length > 0) {
-    const what = victimAnswer ? `${JSON.stringify(victimAnswer.head.split('\r\n')[0])} for ${echo ? `${echo.method} ${echo.url}` : 'no upstream request'}` : 'nothing';
+    const what = victimAnswer
+      ? `${JSON.stringify(victimAnswer.head.split('\r\n')[0])} for ${echo ? `${echo.method} ${echo.url}` : 'no upstream request'}`
+      : 'nothing';
     found.push(['d', `the victim did not get its own answer: ${what}${extra.length > 0 ? ` and ${extra.length} more` : ''}`]);
   }
   return found;

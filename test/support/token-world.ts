@@ -89,7 +89,14 @@ export function tokenWorld(config: GatewayConfig = unitConfig()) {
       sub: 'alice',
       idpSid: 'idp-sid-1',
       claims: { name: 'Alice' },
-      tokens: { accessToken: 'at-0', tokenType: 'bearer', expiresAt: clock.now() + ACCESS_TTL_MS, refreshToken: 'rt-0', idToken: 'id-0', ...tokens },
+      tokens: {
+        accessToken: 'at-0',
+        tokenType: 'bearer',
+        expiresAt: clock.now() + ACCESS_TTL_MS,
+        refreshToken: 'rt-0',
+        idToken: 'id-0',
+        ...tokens,
+      },
     });
     const cookieHeader = cookie.sessionSetCookie(created.id, 3600).split(';')[0] as string;
     return { ...created, cookieHeader };

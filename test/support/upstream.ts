@@ -101,7 +101,11 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
   };
 
   /** RFC 9449 section 4.3 checks, at the URL this server was called at. */
-  const verifyProof = async (req: IncomingMessage, token: string, claims: JWTPayload | undefined): Promise<NonNullable<AuthResult['dpop']>> => {
+  const verifyProof = async (
+    req: IncomingMessage,
+    token: string,
+    claims: JWTPayload | undefined,
+  ): Promise<NonNullable<AuthResult['dpop']>> => {
     const proof = req.headers.dpop;
     if (typeof proof !== 'string') return { ok: false, error: 'no single DPoP header' };
     try {
@@ -112,13 +116,19 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
       const now = Math.floor(Date.now() / 1000);
       const jkt = await calculateJwkThumbprint(protectedHeader.jwk as NonNullable<typeof protectedHeader.jwk>);
       const problem =
-        payload.htm !== req.method ? `htm ${String(payload.htm)}` :
-        payload.htu !== expectedHtu ? `htu ${String(payload.htu)} (expected ${expectedHtu})` :
-        payload.ath !== ath ? 'ath does not match the token' :
-        typeof payload.iat !== 'number' || Math.abs(now - payload.iat) > 60 ? 'iat out of range' :
-        typeof payload.jti !== 'string' || seenJtis.has(payload.jti) ? 'jti missing or replayed' :
-        (claims?.cnf as { jkt?: string } | undefined)?.jkt !== jkt ? 'key does not match the token cnf.jkt' :
-        undefined;
+        payload.htm !== req.method
+          ? `htm ${String(payload.htm)}`
+          : payload.htu !== expectedHtu
+            ? `htu ${String(payload.htu)} (expected ${expectedHtu})`
+            : payload.ath !== ath
+              ? 'ath does not match the token'
+              : typeof payload.iat !== 'number' || Math.abs(now - payload.iat) > 60
+                ? 'iat out of range'
+                : typeof payload.jti !== 'string' || seenJtis.has(payload.jti)
+                  ? 'jti missing or replayed'
+                  : (claims?.cnf as { jkt?: string } | undefined)?.jkt !== jkt
+                    ? 'key does not match the token cnf.jkt'
+                    : undefined;
       if (typeof payload.jti === 'string') seenJtis.add(payload.jti);
       return problem ? { ok: false, error: problem, proof: payload } : { ok: true, proof: payload };
     } catch (err) {
@@ -163,8 +173,16 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
     if (path.endsWith('/protected')) {
       if (!jwks || !opts.issuer) {
         sendJson(res, 500, { error: 'upstream started without issuer/jwksUri: cannot verify tokens' });
-      } else if (entry.auth?.dpop && upstream.requireDpopNonce !== undefined && entry.auth.dpop.proof?.nonce !== upstream.requireDpopNonce) {
-        res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"', 'dpop-nonce': upstream.requireDpopNonce, 'content-type': 'application/json' });
+      } else if (
+        entry.auth?.dpop &&
+        upstream.requireDpopNonce !== undefined &&
+        entry.auth.dpop.proof?.nonce !== upstream.requireDpopNonce
+      ) {
+        res.writeHead(401, {
+          'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"',
+          'dpop-nonce': upstream.requireDpopNonce,
+          'content-type': 'application/json',
+        });
         res.end(JSON.stringify({ error: 'use_dpop_nonce' }));
       } else if (!entry.auth?.ok || (entry.auth.dpop && !entry.auth.dpop.ok) || (token !== undefined && rejectTokens.has(token))) {
         const scheme = isDpopScheme(req.headers) ? 'DPoP' : 'Bearer';
@@ -208,11 +226,7 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
       return;
     }
     if (path.endsWith('/set-cookie')) {
-      res.setHeader('set-cookie', [
-        'bff-session=evil; Path=/',
-        '__Host-Http-bff-session=evil; Path=/; Secure',
-        'theme=dark; Path=/',
-      ]);
+      res.setHeader('set-cookie', ['bff-session=evil; Path=/', '__Host-Http-bff-session=evil; Path=/; Secure', 'theme=dark; Path=/']);
       sendJson(res, 200, { cookies: 3 });
       return;
     }
@@ -278,7 +292,12 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
   wss.on('headers', (headers, req) => {
     if (!req.url?.includes('/ws-leak')) return;
     const auth = req.headers.authorization ?? '';
-    headers.push(`x-access-token: ${auth}`, `x-debug: token=${auth}`, 'Set-Cookie: bff-session=evil; Path=/', 'Set-Cookie: theme=dark; Path=/');
+    headers.push(
+      `x-access-token: ${auth}`,
+      `x-debug: token=${auth}`,
+      'Set-Cookie: bff-session=evil; Path=/',
+      'Set-Cookie: theme=dark; Path=/',
+    );
   });
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
     void record(req, Buffer.alloc(0)).then(() => {
@@ -287,7 +306,9 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
         // Refuses the upgrade with an ordinary HTTP answer that leaks the token (headers and body).
         const auth = req.headers.authorization ?? '';
         const body = JSON.stringify({ error: 'no websocket here', token: auth });
-        socket.end(`HTTP/1.1 401 Unauthorized\r\nx-access-token: ${auth}\r\nset-cookie: bff-session=evil; Path=/\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        socket.end(
+          `HTTP/1.1 401 Unauthorized\r\nx-access-token: ${auth}\r\nset-cookie: bff-session=evil; Path=/\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
         return;
       }
       if (!path.endsWith('/ws') && !path.endsWith('/ws-leak')) {

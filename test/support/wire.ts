@@ -95,9 +95,15 @@ export class Wire {
     for (;;) {
       const parsed = this.parse(options.method ?? 'GET');
       if (parsed) return parsed;
-      if (this.ended) throw new Error(`connection closed before a complete response; received ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`);
+      if (this.ended)
+        throw new Error(
+          `connection closed before a complete response; received ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`,
+        );
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no complete response within the time allowed; received ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`);
+      if (left <= 0)
+        throw new Error(
+          `no complete response within the time allowed; received ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`,
+        );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.wake = () => {
@@ -130,7 +136,8 @@ export class Wire {
       return { status, head, fields, body, framing, all, get };
     };
 
-    if (method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304) return done(Buffer.alloc(0), start, 'none');
+    if (method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304)
+      return done(Buffer.alloc(0), start, 'none');
     const te = all('transfer-encoding').join(',').toLowerCase();
     if (te) {
       if (te.trim() !== 'chunked') throw new Error(`unexpected transfer-encoding ${te}`);
@@ -145,12 +152,14 @@ export class Wire {
         if (size === 0) {
           // No trailers expected: the last chunk is followed by one empty line.
           if (this.buffer.length < lineEnd + 4) return undefined;
-          if (this.buffer.subarray(lineEnd + 2, lineEnd + 4).toString('latin1') !== '\r\n') throw new Error('trailers or garbage after the last chunk');
+          if (this.buffer.subarray(lineEnd + 2, lineEnd + 4).toString('latin1') !== '\r\n')
+            throw new Error('trailers or garbage after the last chunk');
           return done(Buffer.concat(chunks), lineEnd + 4, 'chunked');
         }
         if (this.buffer.length < lineEnd + 2 + size + 2) return undefined;
         chunks.push(this.buffer.subarray(lineEnd + 2, lineEnd + 2 + size));
-        if (this.buffer.subarray(lineEnd + 2 + size, lineEnd + 4 + size).toString('latin1') !== '\r\n') throw new Error('chunk not followed by CRLF');
+        if (this.buffer.subarray(lineEnd + 2 + size, lineEnd + 4 + size).toString('latin1') !== '\r\n')
+          throw new Error('chunk not followed by CRLF');
         at = lineEnd + 4 + size;
       }
     }
@@ -167,11 +176,23 @@ export class Wire {
 }
 
 /** Serialises a request: request line, `host`, the given header lines (in order), blank line, body. */
-export function requestBytes(method: string, target: string, headers: Array<[string, string]> | Record<string, string>, body: string | Buffer = ''): Buffer {
+export function requestBytes(
+  method: string,
+  target: string,
+  headers: Array<[string, string]> | Record<string, string>,
+  body: string | Buffer = '',
+): Buffer {
   const list = Array.isArray(headers) ? headers : Object.entries(headers);
   const hasHost = list.some(([name]) => name.toLowerCase() === 'host');
-  const lines = [`${method} ${target} HTTP/1.1`, ...(hasHost ? [] : ['host: 127.0.0.1']), ...list.map(([name, value]) => `${name}: ${value}`)];
-  return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), typeof body === 'string' ? Buffer.from(body, 'latin1') : body]);
+  const lines = [
+    `${method} ${target} HTTP/1.1`,
+    ...(hasHost ? [] : ['host: 127.0.0.1']),
+    ...list.map(([name, value]) => `${name}: ${value}`),
+  ];
+  return Buffer.concat([
+    Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'),
+    typeof body === 'string' ? Buffer.from(body, 'latin1') : body,
+  ]);
 }
 
 /** The error code of a gateway JSON error body, or undefined. */

@@ -107,7 +107,13 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         {
           listen: { host: '127.0.0.1', port: ports[0] },
           publicUrl,
-          oidc: { issuer: gatewayIssuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' },
+          oidc: {
+            issuer: gatewayIssuer,
+            clientId: CLIENT_ID,
+            clientSecret: CLIENT_SECRET,
+            scopes: ['openid', 'profile', 'email', 'api'],
+            timeout: '3s',
+          },
           session: {
             store: options.store ?? 'memory',
             ...(redis ? { redis: { url: redis.url } } : {}),
@@ -129,7 +135,11 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const startGateway = async (deps: GatewayDeps = {}, overrides?: Record<string, unknown>, port = 0): Promise<RunningGateway> => {
     const config = buildConfig(raw(overrides));
     const capture = logCapture();
-    const gateway = await buildGateway(config, { log: createLogger({ level: 'debug', destination: capture.stream }), metrics: new Metrics(), ...deps });
+    const gateway = await buildGateway(config, {
+      log: createLogger({ level: 'debug', destination: capture.stream }),
+      metrics: new Metrics(),
+      ...deps,
+    });
     await gateway.app.listen({ host, port });
     gateway.start();
     await gateway.services.idp.start();

@@ -59,7 +59,9 @@ export async function startWsUpstream(): Promise<WsUpstream> {
     const auth = req.headers.authorization ?? '';
     if (path.endsWith('/refuse')) {
       const body = JSON.stringify({ error: 'refused', authorization: auth });
-      socket.end(`HTTP/1.1 403 Forbidden\r\nx-access-token: ${auth}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\nx-access-token: ${auth}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

@@ -13,7 +13,10 @@ const CLAIMS = { sub: 'alice', email: 'alice@example.com', groups: ['staff'], se
 describe('identity assertions', () => {
   test('carry iss, sub, aud, a short lifetime and only the selected claims; verify against the JWKS', async () => {
     let now = 1_700_000_000_000;
-    const signer = await AssertionSigner.create({ keys: [pem('ec')], ttlMs: 60_000, issuer: 'https://app.example.com', claims: ['email'] }, () => now);
+    const signer = await AssertionSigner.create(
+      { keys: [pem('ec')], ttlMs: 60_000, issuer: 'https://app.example.com', claims: ['email'] },
+      () => now,
+    );
     const jwt = await signer.assertion({ session: 'h1', route: '/api', audience: 'http://api.internal', claims: CLAIMS });
     const { payload, protectedHeader } = await jwtVerify(jwt, createLocalJWKSet(signer.jwks()), {
       issuer: 'https://app.example.com',
@@ -21,11 +24,20 @@ describe('identity assertions', () => {
       currentDate: new Date(now),
     });
     expect(protectedHeader.alg).toBe('ES256');
-    expect(payload).toEqual({ iss: 'https://app.example.com', sub: 'alice', aud: 'http://api.internal', iat: now / 1000, exp: now / 1000 + 60, email: 'alice@example.com' });
+    expect(payload).toEqual({
+      iss: 'https://app.example.com',
+      sub: 'alice',
+      aud: 'http://api.internal',
+      iat: now / 1000,
+      exp: now / 1000 + 60,
+      email: 'alice@example.com',
+    });
     for (const key of signer.jwks().keys) expect(key).not.toHaveProperty('d');
 
     const routeClaims = await signer.assertion({ session: 'h1', route: '/admin', audience: 'admin', claims: CLAIMS, select: ['groups'] });
-    expect((await jwtVerify(routeClaims, createLocalJWKSet(signer.jwks()), { currentDate: new Date(now) })).payload.groups).toEqual(['staff']);
+    expect((await jwtVerify(routeClaims, createLocalJWKSet(signer.jwks()), { currentDate: new Date(now) })).payload.groups).toEqual([
+      'staff',
+    ]);
 
     // Reused while more than half the lifetime is left, then signed anew.
     now += 29_000;

@@ -37,7 +37,9 @@ describe('authorization keys', () => {
       'routes[0].allow.anyOf[0]: must have exactly one operator: equals, contains, emailDomain',
     ]);
     expect(problems(withRoute({ allow: { anyOf: [] } }))).toEqual(['routes[0].allow.anyOf: must list at least one condition']);
-    expect(problems(withRoute({ allow: { allOf: [{ claim: 'groups', contains: [] }] } }))).toEqual(['routes[0].allow.allOf[0].contains: must list at least one value']);
+    expect(problems(withRoute({ allow: { allOf: [{ claim: 'groups', contains: [] }] } }))).toEqual([
+      'routes[0].allow.allOf[0].contains: must list at least one value',
+    ]);
     expect(problems(withRoute({ allow: {} }))).toEqual(['routes[0].allow: must set anyOf, allOf or both']);
     expect(problems(withRoute({ allow: { anyOf: [{ equals: 'x' }] } }))).toEqual(['routes[0].allow.anyOf[0].claim: is required']);
     expect(problems(withRoute({ allow: { anyOf: [{ emailDomain: 'localhost' }] } }))).toEqual([
@@ -62,12 +64,21 @@ describe('authorization keys', () => {
   });
 
   test('assertions need keys; forwardAuthToken needs a secret and a token', () => {
-    expect(problems(withRoute({ identityAssertion: true }))).toEqual(['routes[0].identityAssertion: needs identity.assertion (its signing keys)']);
+    expect(problems(withRoute({ identityAssertion: true }))).toEqual([
+      'routes[0].identityAssertion: needs identity.assertion (its signing keys)',
+    ]);
     expect(problems(withRoute({ forwardAuthToken: true }))).toEqual(['routes[0].forwardAuthToken: needs forwardAuth.secret']);
     expect(problems(withRoute({ token: 'none', forwardAuthToken: true }, { forwardAuth: { secret: 'x'.repeat(32) } }))).toEqual([
       'routes[0].forwardAuthToken: has no effect on token: none routes',
     ]);
-    expect(problems(withRoute({}, { identity: { assertion: { keys: ['not a key'], ttl: '1d', claims: ['aud'] } }, forwardAuth: { path: '/auth/user' } })).sort()).toEqual(
+    expect(
+      problems(
+        withRoute(
+          {},
+          { identity: { assertion: { keys: ['not a key'], ttl: '1d', claims: ['aud'] } }, forwardAuth: { path: '/auth/user' } },
+        ),
+      ).sort(),
+    ).toEqual(
       [
         'identity.assertion.keys[0]: is not a PEM (PKCS#8) or JWK private key',
         'identity.assertion.ttl: must be between 5s and 1h',

@@ -16,7 +16,12 @@ const config = buildConfig(
     raw.routes = [
       { path: '/admin', upstream: 'http://admin.internal:81/v1', allow: { anyOf: [{ claim: 'groups', contains: 'admins' }] } },
       { path: '/reports', upstream: 'http://reports.internal', token: 'client', allow: { allOf: [{ emailDomain: 'example.com' }] } },
-      { path: '/api', upstream: 'http://api.internal', claimHeaders: { 'X-User-Sub': 'sub', 'x-user-name': 'name' }, identityAssertion: { claims: ['email'] } },
+      {
+        path: '/api',
+        upstream: 'http://api.internal',
+        claimHeaders: { 'X-User-Sub': 'sub', 'x-user-name': 'name' },
+        identityAssertion: { claims: ['email'] },
+      },
       { path: '/', upstream: 'http://spa.internal', token: 'none' },
     ];
   }),
@@ -62,7 +67,10 @@ describe('route identity', async () => {
     const headers = await identity.headers(route('/api'), alice);
     expect(headers['x-user-sub']).toBe('alice');
     expect(headers['x-user-name']).toBe('%C3%85lice%0D%0AX-Admin:%201');
-    const { payload } = await jwtVerify(headers['x-who'] as string, createLocalJWKSet(signer.jwks()), { audience: 'http://api.internal', issuer: config.publicUrl });
+    const { payload } = await jwtVerify(headers['x-who'] as string, createLocalJWKSet(signer.jwks()), {
+      audience: 'http://api.internal',
+      issuer: config.publicUrl,
+    });
     expect([payload.sub, payload.email]).toEqual(['alice', 'alice@example.com']);
     expect(await identity.headers(route('/api'), undefined)).toEqual({});
     expect(await identity.headers(route('/admin'), alice)).toEqual({});

@@ -7,8 +7,18 @@ import { createBffClient, type BffClient, type LoginParams } from '../../client/
 
 test('loginUrl carries the login parameters under their wire names, and nothing else', () => {
   const client: BffClient = createBffClient({ navigate: () => undefined });
-  const params: LoginParams & { scope?: string } = { returnTo: '/x?y=1', prompt: 'login', maxAge: 0, acrValues: ['mfa', 'pwd'], loginHint: 'a@b.c', uiLocales: 'de', scope: 'admin' };
-  expect(client.loginUrl(params)).toBe('/auth/login?returnTo=%2Fx%3Fy%3D1&prompt=login&max_age=0&acr_values=mfa+pwd&login_hint=a%40b.c&ui_locales=de');
+  const params: LoginParams & { scope?: string } = {
+    returnTo: '/x?y=1',
+    prompt: 'login',
+    maxAge: 0,
+    acrValues: ['mfa', 'pwd'],
+    loginHint: 'a@b.c',
+    uiLocales: 'de',
+    scope: 'admin',
+  };
+  expect(client.loginUrl(params)).toBe(
+    '/auth/login?returnTo=%2Fx%3Fy%3D1&prompt=login&max_age=0&acr_values=mfa+pwd&login_hint=a%40b.c&ui_locales=de',
+  );
 });
 
 test('login() and checkSession() navigate through the given navigate function', () => {

@@ -83,7 +83,9 @@ limits:
       'limits.perClientWebSockets: must be a positive whole number',
       'limits.webSocketIdleTimeout: must be longer than 0',
     ]);
-    expect(problems(minimal((raw) => Object.assign(raw, { limits: { webSocketIdleTimeout: '30d' } })))).toEqual(['limits.webSocketIdleTimeout: must be at most 24d']);
+    expect(problems(minimal((raw) => Object.assign(raw, { limits: { webSocketIdleTimeout: '30d' } })))).toEqual([
+      'limits.webSocketIdleTimeout: must be at most 24d',
+    ]);
   });
 
   test('deadlines must bound something and fit a Node timer', () => {
@@ -97,10 +99,14 @@ limits:
     expect(problems(minimal((raw) => Object.assign(raw, { limits: { headersTimeout: '2m', requestTimeout: '1m' } })))).toEqual([
       'limits.headersTimeout: must not be longer than requestTimeout',
     ]);
-    expect(buildConfig(minimal((raw) => Object.assign(raw, { limits: { headersTimeout: '1m', requestTimeout: '1m' } }))).limits.headersTimeoutMs).toBe(60_000);
+    expect(
+      buildConfig(minimal((raw) => Object.assign(raw, { limits: { headersTimeout: '1m', requestTimeout: '1m' } }))).limits.headersTimeoutMs,
+    ).toBe(60_000);
   });
 
   test('a boolean is not a count', () => {
-    expect(problems(minimal((raw) => Object.assign(raw, { limits: { perClientRequests: true } })))).toEqual(['limits.perClientRequests: must be a positive whole number']);
+    expect(problems(minimal((raw) => Object.assign(raw, { limits: { perClientRequests: true } })))).toEqual([
+      'limits.perClientRequests: must be a positive whole number',
+    ]);
   });
 });

@@ -45,12 +45,30 @@ routes:
     ['admin', (raw: Raw) => Object.assign(raw, { admin: { port: 9, path: '/x' } }), 'admin.path'],
     ['oidc', (raw: Raw & { oidc: Raw }) => Object.assign(raw.oidc, { client_id: 'x' }), 'oidc.client_id'],
     ['session', (raw: Raw & { session: Raw }) => Object.assign(raw.session, { cookie: 'x' }), 'session.cookie'],
-    ['session.redis', (raw: Raw & { session: Raw }) => Object.assign(raw.session, { redis: { url: 'redis://r', db: 1 } }), 'session.redis.db'],
-    ['session.redis.sentinel', (raw: Raw & { session: Raw }) => Object.assign(raw.session, { redis: { sentinel: { name: 'm', nodes: ['redis://s'], role: 'x' } } }), 'session.redis.sentinel.role'],
+    [
+      'session.redis',
+      (raw: Raw & { session: Raw }) => Object.assign(raw.session, { redis: { url: 'redis://r', db: 1 } }),
+      'session.redis.db',
+    ],
+    [
+      'session.redis.sentinel',
+      (raw: Raw & { session: Raw }) => Object.assign(raw.session, { redis: { sentinel: { name: 'm', nodes: ['redis://s'], role: 'x' } } }),
+      'session.redis.sentinel.role',
+    ],
     ['tokens', (raw: Raw) => Object.assign(raw, { tokens: { retryOn401: true, retryOn403: true } }), 'tokens.retryOn403'],
     ['csrf', (raw: Raw) => Object.assign(raw, { csrf: { headerName: 'x' } }), 'csrf.headerName'],
     ['scrub', (raw: Raw) => Object.assign(raw, { scrub: { body: true } }), 'scrub.body'],
-    ['routes[n]', (raw: Raw) => Object.assign(raw, { routes: [{ path: '/a', upstream: 'http://a' }, { path: '/b', upstream: 'http://b', strip: true }] }), 'routes[1].strip'],
+    [
+      'routes[n]',
+      (raw: Raw) =>
+        Object.assign(raw, {
+          routes: [
+            { path: '/a', upstream: 'http://a' },
+            { path: '/b', upstream: 'http://b', strip: true },
+          ],
+        }),
+      'routes[1].strip',
+    ],
   ] as const)('an unknown key in %s is refused with its path', (_where, mutate, path) => {
     expect(problems(minimal(mutate as (raw: Raw) => void))).toEqual([`${path}: unknown key`]);
   });
@@ -61,10 +79,11 @@ routes:
 
   test('missing required keys and wrong types say so', () => {
     expect(problems({}).sort()).toEqual(['oidc: is required', 'publicUrl: is required', 'session: is required']);
-    expect(problems(minimal((raw) => Object.assign(raw, { trustProxy: 'yes', routes: [{ path: '/a', upstream: 'http://a', stripPrefix: 1 }] }))).sort()).toEqual([
-      'routes[0].stripPrefix: must be true or false',
-      'trustProxy: must be true or false',
-    ]);
+    expect(
+      problems(
+        minimal((raw) => Object.assign(raw, { trustProxy: 'yes', routes: [{ path: '/a', upstream: 'http://a', stripPrefix: 1 }] })),
+      ).sort(),
+    ).toEqual(['routes[0].stripPrefix: must be true or false', 'trustProxy: must be true or false']);
   });
 
   test('route rules: paths, upstreams, token modes, duplicates', () => {
@@ -86,7 +105,10 @@ routes:
       'routes[5].path: must be a path such as /api',
       'routes[6].timeout: must be a duration such as 500ms, 30s, 15m, 2h, 7d or a number of seconds',
     ]);
-    const dup = [{ path: '/a', upstream: 'http://a' }, { path: '/a/', upstream: 'http://b' }];
+    const dup = [
+      { path: '/a', upstream: 'http://a' },
+      { path: '/a/', upstream: 'http://b' },
+    ];
     expect(problems(minimal((raw) => Object.assign(raw, { routes: dup })))).toEqual(['routes[1].path: duplicates routes[0].path']);
   });
 
@@ -97,16 +119,46 @@ routes:
 });
 
 describe('https for the issuer and publicUrl, except loopback', () => {
-  test.each(['http://localhost:8080', 'http://127.0.0.1:8080', 'http://127.10.20.30', 'http://[::1]:8080', 'https://app.example.com'])('%s is accepted', (url) => {
-    expect(problems(minimal((raw) => { raw.publicUrl = url; raw.oidc.issuer = `${url}/realm`; }))).toEqual([]);
-  });
+  test.each(['http://localhost:8080', 'http://127.0.0.1:8080', 'http://127.10.20.30', 'http://[::1]:8080', 'https://app.example.com'])(
+    '%s is accepted',
+    (url) => {
+      expect(
+        problems(
+          minimal((raw) => {
+            raw.publicUrl = url;
+            raw.oidc.issuer = `${url}/realm`;
+          }),
+        ),
+      ).toEqual([]);
+    },
+  );
 
-  test.each(['http://app.example.com', 'http://10.0.0.1', 'http://localhost.evil.com', 'http://127.0.0.1.nip.io', 'http://[::2]', 'http://0.0.0.0'])('%s is refused for both', (url) => {
-    expect(problems(minimal((raw) => { raw.publicUrl = url; raw.oidc.issuer = url; }))).toEqual([`publicUrl: ${HTTPS_RULE}`, `oidc.issuer: ${HTTPS_RULE}`]);
+  test.each([
+    'http://app.example.com',
+    'http://10.0.0.1',
+    'http://localhost.evil.com',
+    'http://127.0.0.1.nip.io',
+    'http://[::2]',
+    'http://0.0.0.0',
+  ])('%s is refused for both', (url) => {
+    expect(
+      problems(
+        minimal((raw) => {
+          raw.publicUrl = url;
+          raw.oidc.issuer = url;
+        }),
+      ),
+    ).toEqual([`publicUrl: ${HTTPS_RULE}`, `oidc.issuer: ${HTTPS_RULE}`]);
   });
 
   test('publicUrl is an origin only; upstreams may be plain http anywhere', () => {
-    expect(problems(minimal((raw) => { raw.publicUrl = 'https://app.example.com/app'; }))).toEqual(['publicUrl: must be an origin only (no path, query, fragment or credentials)']);
+    expect(
+      problems(
+        minimal((raw) => {
+          raw.publicUrl = 'https://app.example.com/app';
+        }),
+      ),
+    ).toEqual(['publicUrl: must be an origin only (no path, query, fragment or credentials)']);
     expect(problems(minimal((raw) => Object.assign(raw, { routes: [{ path: '/', upstream: 'http://10.1.2.3:8080/base' }] })))).toEqual([]);
   });
 });
@@ -117,7 +169,13 @@ describe('session secrets and keys', () => {
     ['weak', 'abababababababababababababababababab', 'session.secret: is too weak: use a random value (e.g. `openssl rand -base64 48`)'],
     ['not a string', 12345, 'session.secret: must be a string of at least 32 characters, or a list of them'],
   ])('a %s secret is refused', (_kind, secret, message) => {
-    expect(problems(minimal((raw) => { raw.session.secret = secret; }))).toEqual([message]);
+    expect(
+      problems(
+        minimal((raw) => {
+          raw.session.secret = secret;
+        }),
+      ),
+    ).toEqual([message]);
   });
 
   test.each([
@@ -126,13 +184,19 @@ describe('session secrets and keys', () => {
     ['not base64', 'this is not base64 at all, sorry!!!!!!!!!!!'],
     ['hex', Buffer.alloc(32, 1).toString('hex')],
   ])('an encryption key of %s is refused', (_kind, key) => {
-    expect(problems(minimal((raw) => { raw.session.encryptionKey = key; }))).toEqual([
-      'session.encryptionKey: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)',
-    ]);
+    expect(
+      problems(
+        minimal((raw) => {
+          raw.session.encryptionKey = key;
+        }),
+      ),
+    ).toEqual(['session.encryptionKey: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)']);
   });
 
   test('secret and encryptionKey accept lists; the first signs/encrypts, all are kept in order', () => {
-    const config = buildConfig(minimal((raw) => Object.assign(raw.session, { secret: [SECRET, OTHER_SECRET], encryptionKey: [KEY, OTHER_KEY] })));
+    const config = buildConfig(
+      minimal((raw) => Object.assign(raw.session, { secret: [SECRET, OTHER_SECRET], encryptionKey: [KEY, OTHER_KEY] })),
+    );
     expect(config.session.secrets).toEqual([SECRET, OTHER_SECRET]);
     expect(config.session.encryptionKeys).toEqual([Buffer.alloc(32, 7), Buffer.alloc(32, 9)]);
   });
@@ -142,7 +206,13 @@ describe('session secrets and keys', () => {
       'session.secret[1]: must be at least 32 characters',
       'session.encryptionKey[1]: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)',
     ]);
-    expect(problems(minimal((raw) => { raw.session.secret = []; }))).toEqual(['session.secret: must list at least one value']);
+    expect(
+      problems(
+        minimal((raw) => {
+          raw.session.secret = [];
+        }),
+      ),
+    ).toEqual(['session.secret: must list at least one value']);
   });
 });
 
@@ -153,7 +223,10 @@ describe('session.redis: exactly one of url, cluster, sentinel', () => {
   test.each([
     [{ url: 'redis://r:6379/2' }, { url: 'redis://r:6379/2' }],
     [{ cluster: ['redis://a:7000', 'rediss://b:7000'] }, { cluster: ['redis://a:7000', 'rediss://b:7000'] }],
-    [{ sentinel: { name: 'm', nodes: ['redis://s:26379'], password: 'p' } }, { sentinel: { name: 'm', nodes: ['redis://s:26379'], password: 'p' } }],
+    [
+      { sentinel: { name: 'm', nodes: ['redis://s:26379'], password: 'p' } },
+      { sentinel: { name: 'm', nodes: ['redis://s:26379'], password: 'p' } },
+    ],
   ])('%j is accepted', (redis, expected) => {
     expect(buildConfig(withRedis(redis)).session.redis).toMatchObject(expected);
   });
@@ -172,12 +245,21 @@ describe('session.redis: exactly one of url, cluster, sentinel', () => {
   });
 
   test('without a redis block the store defaults to a local Redis', () => {
-    expect(buildConfig(minimal((raw) => { raw.session.store = 'redis'; })).session.redis).toMatchObject({ url: 'redis://127.0.0.1:6379/0', keyPrefix: 'bff:', commandTimeoutMs: 1000 });
+    expect(
+      buildConfig(
+        minimal((raw) => {
+          raw.session.store = 'redis';
+        }),
+      ).session.redis,
+    ).toMatchObject({ url: 'redis://127.0.0.1:6379/0', keyPrefix: 'bff:', commandTimeoutMs: 1000 });
   });
 });
 
 describe('routes: per-route audience and scopes (docs/http-interface.md#route-tokens)', () => {
-  const withRoute = (route: Raw) => minimal((raw) => { raw.routes = [{ path: '/orders', upstream: 'http://orders.internal', ...route }]; });
+  const withRoute = (route: Raw) =>
+    minimal((raw) => {
+      raw.routes = [{ path: '/orders', upstream: 'http://orders.internal', ...route }];
+    });
 
   test.each(['user', 'optional', 'client'])('are accepted on token: %s routes', (token) => {
     const [route] = buildConfig(withRoute({ token, audience: 'https://orders.internal', scopes: ['orders.read'] })).routes;
@@ -185,7 +267,11 @@ describe('routes: per-route audience and scopes (docs/http-interface.md#route-to
   });
 
   test('are refused on token: none routes, where no token would carry them', () => {
-    expect(problems(withRoute({ token: 'none', audience: 'https://orders.internal' }))).toEqual(['routes[0].audience: has no effect on token: none routes']);
-    expect(problems(withRoute({ token: 'none', scopes: ['orders.read'] }))).toEqual(['routes[0].scopes: has no effect on token: none routes']);
+    expect(problems(withRoute({ token: 'none', audience: 'https://orders.internal' }))).toEqual([
+      'routes[0].audience: has no effect on token: none routes',
+    ]);
+    expect(problems(withRoute({ token: 'none', scopes: ['orders.read'] }))).toEqual([
+      'routes[0].scopes: has no effect on token: none routes',
+    ]);
   });
 });

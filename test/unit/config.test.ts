@@ -56,11 +56,16 @@ describe('${VAR} interpolation', () => {
   });
 
   test('substitution happens before YAML parsing, and a missing variable is named in the problems', () => {
-    const yaml = stringify(minimal((raw) => Object.assign(raw.session, { secret: '${SESSION_SECRET}', encryptionKey: `\${SESSION_KEY:-${KEY}}` })));
+    const yaml = stringify(
+      minimal((raw) => Object.assign(raw.session, { secret: '${SESSION_SECRET}', encryptionKey: `\${SESSION_KEY:-${KEY}}` })),
+    );
     const config = parseConfigText(yaml, { SESSION_SECRET: SECRET, SESSION_KEY: '' });
     expect(config.session.secrets).toEqual([SECRET]);
     expect(config.session.encryptionKeys[0]).toEqual(Buffer.alloc(32, 7));
-    expect(problems(yaml, {})).toEqual(['session.secret: is required', 'environment variable SESSION_SECRET is not set (referenced as ${SESSION_SECRET})']);
+    expect(problems(yaml, {})).toEqual([
+      'session.secret: is required',
+      'environment variable SESSION_SECRET is not set (referenced as ${SESSION_SECRET})',
+    ]);
   });
 });
 
@@ -129,10 +134,20 @@ describe('derived defaults', () => {
   });
 
   test('an explicit cookieName wins; a __Host- name without Secure is refused', () => {
-    expect(buildConfig(minimal((raw) => { raw.session.cookieName = 'sid'; })).session.cookieName).toBe('sid');
-    expect(problems(minimal((raw) => Object.assign(raw, { publicUrl: 'http://127.0.0.1:8080' }) && Object.assign(raw.session, { cookieName: '__Host-sid' })))).toEqual([
-      'session.cookieName: a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)',
-    ]);
+    expect(
+      buildConfig(
+        minimal((raw) => {
+          raw.session.cookieName = 'sid';
+        }),
+      ).session.cookieName,
+    ).toBe('sid');
+    expect(
+      problems(
+        minimal(
+          (raw) => Object.assign(raw, { publicUrl: 'http://127.0.0.1:8080' }) && Object.assign(raw.session, { cookieName: '__Host-sid' }),
+        ),
+      ),
+    ).toEqual(['session.cookieName: a __Host-/__Secure- name needs a Secure cookie (publicUrl https or localhost)']);
   });
 
   test('omitted sections take the documented defaults', () => {
@@ -154,12 +169,20 @@ describe('defaults never make an explicit setting invalid', () => {
 
   test('absoluteTimeout shorter than the default idle timeout caps it', () => {
     expect(problems(withSession({ absoluteTimeout: '1h' }))).toEqual([]);
-    expect(buildConfig(withSession({ absoluteTimeout: '1h' })).session).toMatchObject({ idleTimeoutMs: 3_600_000, absoluteTimeoutMs: 3_600_000 });
-    expect(buildConfig(withSession({ absoluteTimeout: '3h' })).session).toMatchObject({ idleTimeoutMs: 7_200_000, absoluteTimeoutMs: 10_800_000 });
+    expect(buildConfig(withSession({ absoluteTimeout: '1h' })).session).toMatchObject({
+      idleTimeoutMs: 3_600_000,
+      absoluteTimeoutMs: 3_600_000,
+    });
+    expect(buildConfig(withSession({ absoluteTimeout: '3h' })).session).toMatchObject({
+      idleTimeoutMs: 7_200_000,
+      absoluteTimeoutMs: 10_800_000,
+    });
   });
 
   test('explicit settings are still checked against each other and against the minimum', () => {
-    expect(problems(withSession({ absoluteTimeout: '30m', idleTimeout: '1h' }))).toEqual(['session.absoluteTimeout: must not be shorter than idleTimeout']);
+    expect(problems(withSession({ absoluteTimeout: '30m', idleTimeout: '1h' }))).toEqual([
+      'session.absoluteTimeout: must not be shorter than idleTimeout',
+    ]);
     expect(problems(withSession({ idleTimeout: '500ms' }))).toEqual(['session.idleTimeout: must be at least 1s']);
     expect(problems(withSession({ absoluteTimeout: '500ms' }))).toEqual(['session.absoluteTimeout: must be at least 1s']);
   });
@@ -168,7 +191,22 @@ describe('defaults never make an explicit setting invalid', () => {
 describe('one runtime shape, derived by the schema', () => {
   test('renamed and derived keys replace the spelling of the file', () => {
     const config = buildConfig(minimal((raw) => Object.assign(raw, { admin: { port: 9091 }, limits: { requestTimeout: '1m' } })));
-    expect(Object.keys(config).sort()).toEqual(['admin', 'csrf', 'forwardAuth', 'identity', 'limits', 'listen', 'oidc', 'publicUrl', 'routes', 'scrub', 'session', 'shutdownGraceMs', 'tokens', 'trustProxy']);
+    expect(Object.keys(config).sort()).toEqual([
+      'admin',
+      'csrf',
+      'forwardAuth',
+      'identity',
+      'limits',
+      'listen',
+      'oidc',
+      'publicUrl',
+      'routes',
+      'scrub',
+      'session',
+      'shutdownGraceMs',
+      'tokens',
+      'trustProxy',
+    ]);
     expect(Object.keys(config.limits).sort()).toEqual([
       'bodyIdleTimeoutMs',
       'headersTimeoutMs',
@@ -209,7 +247,15 @@ describe('one runtime shape, derived by the schema', () => {
   });
 
   test('header names are kept lower-case; publicUrl is the bare origin', () => {
-    const config = buildConfig(minimal((raw) => Object.assign(raw, { publicUrl: 'https://App.Example.com/', csrf: { header: 'X-Requested-By' }, scrub: { responseHeaders: ['X-Debug'] } })));
+    const config = buildConfig(
+      minimal((raw) =>
+        Object.assign(raw, {
+          publicUrl: 'https://App.Example.com/',
+          csrf: { header: 'X-Requested-By' },
+          scrub: { responseHeaders: ['X-Debug'] },
+        }),
+      ),
+    );
     expect(config.publicUrl).toBe('https://app.example.com');
     expect(config.csrf.header).toBe('x-requested-by');
     expect(config.scrub.responseHeaders).toEqual(['x-debug']);

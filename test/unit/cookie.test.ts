@@ -68,7 +68,10 @@ describe('Set-Cookie', () => {
   test('https: __Host- name, HttpOnly, Path=/, SameSite, Secure, no Domain', () => {
     const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
     const line = cookie.sessionSetCookie(newId(), 7200);
-    const attributes = line.split(';').slice(1).map((a) => a.trim());
+    const attributes = line
+      .split(';')
+      .slice(1)
+      .map((a) => a.trim());
     expect(line.startsWith('__Host-Http-bff-session=')).toBe(true);
     expect(attributes).toEqual(expect.arrayContaining(['HttpOnly', 'Path=/', 'SameSite=Strict', 'Secure', 'Max-Age=7200']));
     expect(line).not.toMatch(/domain=/i);
@@ -92,7 +95,9 @@ describe('Set-Cookie', () => {
   test('clearing expires the cookie with the same attributes', () => {
     const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
     const line = cookie.sessionClearCookie();
-    expect(line).toMatch(/^__Host-Http-bff-session=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=\/; HttpOnly; Secure; SameSite=Strict$/);
+    expect(line).toMatch(
+      /^__Host-Http-bff-session=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=\/; HttpOnly; Secure; SameSite=Strict$/,
+    );
   });
 
   test('the login cookie is always SameSite=Lax, even when the session cookie is Strict', () => {
@@ -134,17 +139,23 @@ describe('hostile Cookie headers never throw', () => {
 
   test('property: any string yields a list, reading never throws and never authenticates', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), fc.array(fc.string(), { maxLength: 5 })), (header) => {
-        const pairs = parseCookieHeader(header);
-        withoutCookies(header, names);
-        return Array.isArray(pairs) && cookie.read(header) === undefined;
-      }),
+      fc.property(
+        fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), fc.array(fc.string(), { maxLength: 5 })),
+        (header) => {
+          const pairs = parseCookieHeader(header);
+          withoutCookies(header, names);
+          return Array.isArray(pairs) && cookie.read(header) === undefined;
+        },
+      ),
       { numRuns: 2000 },
     );
   });
 
   test('a quoted value is unquoted; oversized values are ignored', () => {
-    expect(parseCookieHeader('a="b c"; d=e')).toEqual([{ name: 'a', value: 'b c' }, { name: 'd', value: 'e' }]);
+    expect(parseCookieHeader('a="b c"; d=e')).toEqual([
+      { name: 'a', value: 'b c' },
+      { name: 'd', value: 'e' },
+    ]);
     expect(parseCookieHeader(`big=${'x'.repeat(5000)}; small=1`)).toEqual([{ name: 'small', value: '1' }]);
   });
 });

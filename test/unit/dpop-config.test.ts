@@ -31,17 +31,28 @@ test('dpop: true signs with oidc.privateKey; dpop.key wins over it', () => {
 });
 
 test('a private_key_jwt key is checked by `check` too, and reported once when DPoP shares it', () => {
-  const jwt = (extra: Record<string, unknown>) => minimal((raw) => Object.assign(raw.oidc, { clientAuth: 'private_key_jwt', clientSecret: undefined, ...extra }));
-  expect(problems(jwt({ privateKey: 'garbage' }))).toEqual(['oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for private_key_jwt)']);
-  expect(problems(jwt({ privateKey: 'garbage', dpop: true }))).toEqual(['oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for private_key_jwt)']);
+  const jwt = (extra: Record<string, unknown>) =>
+    minimal((raw) => Object.assign(raw.oidc, { clientAuth: 'private_key_jwt', clientSecret: undefined, ...extra }));
+  expect(problems(jwt({ privateKey: 'garbage' }))).toEqual([
+    'oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for private_key_jwt)',
+  ]);
+  expect(problems(jwt({ privateKey: 'garbage', dpop: true }))).toEqual([
+    'oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for private_key_jwt)',
+  ]);
   expect(problems(jwt({ privateKey: EC_PEM }))).toEqual([]);
 });
 
 test('an unusable key is a configuration error at its path', () => {
-  expect(problems(minimal((raw) => void (raw.oidc.dpop = { key: 'garbage' })))).toEqual(['oidc.dpop.key: is not a PEM (PKCS#8) or JWK private key (needed for DPoP)']);
-  expect(problems(minimal((raw) => Object.assign(raw.oidc, { dpop: true, privateKey: '{"kty":"EC"}' })))).toEqual(['oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for DPoP)']);
+  expect(problems(minimal((raw) => void (raw.oidc.dpop = { key: 'garbage' })))).toEqual([
+    'oidc.dpop.key: is not a PEM (PKCS#8) or JWK private key (needed for DPoP)',
+  ]);
+  expect(problems(minimal((raw) => Object.assign(raw.oidc, { dpop: true, privateKey: '{"kty":"EC"}' })))).toEqual([
+    'oidc.privateKey: is not a PEM (PKCS#8) or JWK private key (needed for DPoP)',
+  ]);
   const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
-  expect(problems(minimal((raw) => void (raw.oidc.dpop = { key: p384 })))).toEqual(['oidc.dpop.key: EC keys must use the P-256 curve (needed for DPoP)']);
+  expect(problems(minimal((raw) => void (raw.oidc.dpop = { key: p384 })))).toEqual([
+    'oidc.dpop.key: EC keys must use the P-256 curve (needed for DPoP)',
+  ]);
   expect(problems(minimal((raw) => void (raw.oidc.dpop = 'yes')))).toEqual(['oidc.dpop: must be true, false or { key: <PEM or JWK> }']);
 });
 
@@ -55,7 +66,11 @@ test('the signing algorithm follows the key type', () => {
 
 test('a proof names method, URL without query or fragment, token hash and a fresh jti', async () => {
   const key = await DpopKey.load(EC_PEM);
-  const decode = (jwt: string) => jwt.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()) as Record<string, unknown>);
+  const decode = (jwt: string) =>
+    jwt
+      .split('.')
+      .slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()) as Record<string, unknown>);
   const [header, claims] = decode(await key.proof('post', 'https://api.example.com/a/b?x=1#f', 'token-1'));
   expect(header).toEqual({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk });
   expect(header?.jwk).not.toHaveProperty('d');

@@ -1,7 +1,17 @@
 import { createServer, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
-import { causeOf, ERROR_HEADERS, ERRORS, errorBody, errorDetail, errorLogFields, GatewayError, isGatewayError, writeRawError } from '../../src/errors.ts';
+import {
+  causeOf,
+  ERROR_HEADERS,
+  ERRORS,
+  errorBody,
+  errorDetail,
+  errorLogFields,
+  GatewayError,
+  isGatewayError,
+  writeRawError,
+} from '../../src/errors.ts';
 
 /** Every code with its status (docs/http-interface.md#errors). */
 const CONTRACT: Record<string, number> = {
@@ -52,8 +62,14 @@ describe('error registry', () => {
   });
 
   test('a serializer that knows nothing of the gateway sees the public body only', () => {
-    const err = new GatewayError('session_store_unavailable', { detail: 'redis: Connection is closed.', cause: new Error('Connection is closed.') });
-    expect(JSON.parse(JSON.stringify(err))).toEqual({ error: 'session_store_unavailable', message: ERRORS.session_store_unavailable.message });
+    const err = new GatewayError('session_store_unavailable', {
+      detail: 'redis: Connection is closed.',
+      cause: new Error('Connection is closed.'),
+    });
+    expect(JSON.parse(JSON.stringify(err))).toEqual({
+      error: 'session_store_unavailable',
+      message: ERRORS.session_store_unavailable.message,
+    });
     expect(JSON.stringify({ wrapped: err })).not.toContain('Connection is closed');
     expect(String(err)).not.toContain('Connection is closed');
     // fastify's default error serializer reads `message` (and `code`, `statusCode`) off the error.
@@ -61,7 +77,10 @@ describe('error registry', () => {
   });
 
   test('public fields (step_up_required loginUrl) follow error and message in every serialisation', () => {
-    const err = new GatewayError('step_up_required', { detail: 'route /pay', fields: { loginUrl: '/auth/login?returnTo=%2Fpay&acr_values=mfa' } });
+    const err = new GatewayError('step_up_required', {
+      detail: 'route /pay',
+      fields: { loginUrl: '/auth/login?returnTo=%2Fpay&acr_values=mfa' },
+    });
     const expected = `{"error":"step_up_required","message":"${ERRORS.step_up_required.message}","loginUrl":"/auth/login?returnTo=%2Fpay&acr_values=mfa"}`;
     expect(JSON.stringify(err)).toBe(expected);
     expect(errorBody(err.code, err.message, err.fields)).toBe(expected);
@@ -75,7 +94,9 @@ describe('error registry', () => {
   });
 
   test('errorDetail reads the private side of any error', () => {
-    expect(errorDetail(new GatewayError('bad_gateway', { detail: 'upstream http://10.0.0.5: ECONNRESET' }))).toBe('upstream http://10.0.0.5: ECONNRESET');
+    expect(errorDetail(new GatewayError('bad_gateway', { detail: 'upstream http://10.0.0.5: ECONNRESET' }))).toBe(
+      'upstream http://10.0.0.5: ECONNRESET',
+    );
     expect(errorDetail(new Error('plain'))).toBe('plain');
     expect(errorDetail('text')).toBe('text');
   });
@@ -85,7 +106,11 @@ describe('error registry', () => {
     const wrapped = new Error('wrapper', { cause: refused });
     const error = new GatewayError('session_store_unavailable', { detail: 'redis: connect ECONNREFUSED', cause: wrapped });
     expect(causeOf(error)).toEqual({ type: 'Error', code: 'ECONNREFUSED' });
-    expect(errorLogFields(error)).toEqual({ code: 'session_store_unavailable', detail: 'redis: connect ECONNREFUSED', err: { type: 'Error', code: 'ECONNREFUSED' } });
+    expect(errorLogFields(error)).toEqual({
+      code: 'session_store_unavailable',
+      detail: 'redis: connect ECONNREFUSED',
+      err: { type: 'Error', code: 'ECONNREFUSED' },
+    });
     expect(errorLogFields(new GatewayError('not_found'))).toEqual({ code: 'not_found', detail: 'not_found' });
   });
 
@@ -96,7 +121,9 @@ describe('error registry', () => {
 });
 
 describe('writeRawError', () => {
-  async function serve(handler: (res: ServerResponse) => void): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  async function serve(
+    handler: (res: ServerResponse) => void,
+  ): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
     const server = createServer((_req, res) => handler(res));
     await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
     try {

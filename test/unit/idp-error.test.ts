@@ -17,7 +17,10 @@ function oauthError(status: number, error: string, headers: Record<string, strin
 
 /** What openid-client throws for an error status without a JSON body: the Response as cause. */
 function bareStatus(status: number, headers: Record<string, string> = {}): Error {
-  return Object.assign(new Error('unexpected HTTP response status code'), { code: 'OAUTH_RESPONSE_IS_NOT_CONFORM', cause: new Response(null, { status, headers }) });
+  return Object.assign(new Error('unexpected HTTP response status code'), {
+    code: 'OAUTH_RESPONSE_IS_NOT_CONFORM',
+    cause: new Response(null, { status, headers }),
+  });
 }
 
 test.each([
@@ -82,10 +85,17 @@ test('parseRetryAfter: delay-seconds, HTTP-dates (past ones are 0), nonsense ign
 
 test('parseRetryAfter never waits longer than the bound, whatever the IdP says', () => {
   fc.assert(
-    fc.property(fc.oneof(fc.nat().map(String), fc.date().map((d) => (Number.isNaN(d.getTime()) ? 'x' : d.toUTCString())), fc.string()), (value) => {
-      const ms = parseRetryAfter(value, NOW);
-      return ms === undefined || (ms >= 0 && ms <= MAX_RETRY_AFTER_MS);
-    }),
+    fc.property(
+      fc.oneof(
+        fc.nat().map(String),
+        fc.date().map((d) => (Number.isNaN(d.getTime()) ? 'x' : d.toUTCString())),
+        fc.string(),
+      ),
+      (value) => {
+        const ms = parseRetryAfter(value, NOW);
+        return ms === undefined || (ms >= 0 && ms <= MAX_RETRY_AFTER_MS);
+      },
+    ),
   );
   expect(parseRetryAfter('86400', NOW)).toBe(MAX_RETRY_AFTER_MS);
 });

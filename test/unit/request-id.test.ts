@@ -3,7 +3,13 @@ import { isSafeRequestId, requestIdOf } from '../../src/telemetry/request-id.ts'
 
 describe('request ids', () => {
   test('safe values: ids of common formats up to 128 characters', () => {
-    for (const value of ['7d0c7f3e-2f4b-4d7e-9a51-0b3c5d2f1a90', '01HZX3JQK5', 'lb-4f2a:9', 'Root=1-5759e988-bd862e3fe1be46a994272793', 'a'.repeat(128)]) {
+    for (const value of [
+      '7d0c7f3e-2f4b-4d7e-9a51-0b3c5d2f1a90',
+      '01HZX3JQK5',
+      'lb-4f2a:9',
+      'Root=1-5759e988-bd862e3fe1be46a994272793',
+      'a'.repeat(128),
+    ]) {
       expect(isSafeRequestId(value), value).toBe(true);
     }
   });

@@ -98,7 +98,9 @@ describe('normalisePath', () => {
 
 describe('upstreamUrl', () => {
   test('the upstream base path prefixes the request path; the query passes verbatim', () => {
-    expect(upstreamUrl(route('/api', 'http://up:3000/base'), '/api/users', 'a=1&b=%20').href).toBe('http://up:3000/base/api/users?a=1&b=%20');
+    expect(upstreamUrl(route('/api', 'http://up:3000/base'), '/api/users', 'a=1&b=%20').href).toBe(
+      'http://up:3000/base/api/users?a=1&b=%20',
+    );
     expect(upstreamUrl(route('/api', 'http://up:3000/base/'), '/api/users', '').href).toBe('http://up:3000/base/api/users');
     expect(upstreamUrl(route('/api', 'http://up:3000'), '/api/users/', '').href).toBe('http://up:3000/api/users/');
   });
@@ -112,7 +114,9 @@ describe('upstreamUrl', () => {
   });
 
   test('stripPrefix on the catch-all changes nothing', () => {
-    expect(upstreamUrl(route('/', 'https://spa:5173/app', { stripPrefix: true }), '/index.html', '').href).toBe('https://spa:5173/app/index.html');
+    expect(upstreamUrl(route('/', 'https://spa:5173/app', { stripPrefix: true }), '/index.html', '').href).toBe(
+      'https://spa:5173/app/index.html',
+    );
   });
 
   test('characters a URL cannot carry raw are percent-encoded, existing escapes kept', () => {
@@ -122,7 +126,32 @@ describe('upstreamUrl', () => {
 
 describe('property: a request can never leave its route upstream base path', () => {
   const segment = fc.oneof(
-    fc.constantFrom('..', '.', '%2e', '%2E%2e', '.%2e', '%2e.', '..;x', '.;', '', 'api', 'v2', 'x', 'admin', ';x', '%2f', '%5c', '\\', '%252e', '%25', '...', '%00', 'a%20b', '?', '#'),
+    fc.constantFrom(
+      '..',
+      '.',
+      '%2e',
+      '%2E%2e',
+      '.%2e',
+      '%2e.',
+      '..;x',
+      '.;',
+      '',
+      'api',
+      'v2',
+      'x',
+      'admin',
+      ';x',
+      '%2f',
+      '%5c',
+      '\\',
+      '%252e',
+      '%25',
+      '...',
+      '%00',
+      'a%20b',
+      '?',
+      '#',
+    ),
     fc.stringMatching(/^[a-z0-9.%;~-]{1,6}$/),
   );
   const rawPath = fc.array(segment, { maxLength: 10 }).map((segments) => `/${segments.join('/')}`);
@@ -155,7 +184,11 @@ describe('property: a request can never leave its route upstream base path', () 
         const target = upstreamUrl(matched, normalised.path, '');
         const prefix = `${base(matched)}/`;
         const served = servedPath(target);
-        return target.host === matched.upstream.host && target.pathname.startsWith(prefix) && (served.startsWith(prefix) || `${served}/` === prefix);
+        return (
+          target.host === matched.upstream.host &&
+          target.pathname.startsWith(prefix) &&
+          (served.startsWith(prefix) || `${served}/` === prefix)
+        );
       }),
       { numRuns: 5000 },
     );

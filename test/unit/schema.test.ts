@@ -7,12 +7,32 @@ test('config/schema.json is what the zod schema generates (run `npm run schema` 
 });
 
 test('the JSON Schema rejects unknown keys and describes every section of the configuration', () => {
-  const schema = JSON.parse(renderSchema()) as { $id: string; title: string; additionalProperties: boolean; required: string[]; properties: Record<string, { properties?: Record<string, unknown>; additionalProperties?: boolean }> };
+  const schema = JSON.parse(renderSchema()) as {
+    $id: string;
+    title: string;
+    additionalProperties: boolean;
+    required: string[];
+    properties: Record<string, { properties?: Record<string, unknown>; additionalProperties?: boolean }>;
+  };
   expect(schema.$id).toBeTruthy();
   expect(schema.title).toBe('bff-gateway configuration');
   expect(schema.additionalProperties).toBe(false);
   expect(schema.required.sort()).toEqual(['oidc', 'publicUrl', 'session']);
-  expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['listen', 'publicUrl', 'trustProxy', 'shutdownGrace', 'admin', 'oidc', 'session', 'tokens', 'csrf', 'scrub', 'routes']));
+  expect(Object.keys(schema.properties)).toEqual(
+    expect.arrayContaining([
+      'listen',
+      'publicUrl',
+      'trustProxy',
+      'shutdownGrace',
+      'admin',
+      'oidc',
+      'session',
+      'tokens',
+      'csrf',
+      'scrub',
+      'routes',
+    ]),
+  );
   expect(Object.keys(schema.properties.session?.properties ?? {})).toEqual(
     expect.arrayContaining(['store', 'redis', 'cookieName', 'sameSite', 'secret', 'encryptionKey', 'idleTimeout', 'absoluteTimeout']),
   );
@@ -20,7 +40,14 @@ test('the JSON Schema rejects unknown keys and describes every section of the co
 });
 
 test('the JSON Schema describes what a person writes, not the runtime shape', () => {
-  type Node = { properties?: Record<string, Node>; enum?: string[]; type?: string | string[]; anyOf?: Node[]; default?: unknown; description?: string };
+  type Node = {
+    properties?: Record<string, Node>;
+    enum?: string[];
+    type?: string | string[];
+    anyOf?: Node[];
+    default?: unknown;
+    description?: string;
+  };
   const schema = JSON.parse(renderSchema()) as Node;
   const oidc = schema.properties?.oidc?.properties ?? {};
   const session = schema.properties?.session?.properties ?? {};

@@ -32,7 +32,9 @@ function splitAt(text: string, positions: number[]): string[] {
 describe('TokenRedactor', () => {
   test('replaces every occurrence of every token', async () => {
     const body = `{"access_token":"${ACCESS}","refresh_token":"${REFRESH}","id_token":"${ID}","again":"${ACCESS}"}`;
-    expect(await redact([ACCESS, REFRESH, ID], [body])).toBe('{"access_token":"[redacted]","refresh_token":"[redacted]","id_token":"[redacted]","again":"[redacted]"}');
+    expect(await redact([ACCESS, REFRESH, ID], [body])).toBe(
+      '{"access_token":"[redacted]","refresh_token":"[redacted]","id_token":"[redacted]","again":"[redacted]"}',
+    );
   });
 
   test('a token split across two chunks is found at every split position', async () => {
@@ -55,7 +57,10 @@ describe('TokenRedactor', () => {
         const expected = body.replaceAll(ACCESS, '\u0001').replaceAll(REFRESH, '\u0001').replaceAll(ID, '\u0001');
         // Property inputs may themselves contain the marker; compare only when it is unambiguous.
         fc.pre(!pieces.some((p) => p.includes('\u0001')));
-        const chunks = splitAt(body, rawCuts.map((n) => n % (body.length + 1)));
+        const chunks = splitAt(
+          body,
+          rawCuts.map((n) => n % (body.length + 1)),
+        );
         const actual = await redact([ACCESS, REFRESH, ID], chunks);
         return actual === expected.replaceAll('\u0001', '[redacted]');
       }),
@@ -140,22 +145,25 @@ describe('encoded tokens', () => {
     return Buffer.concat([header, message, trailerHeader, trailer]).toString('base64');
   }
 
-  test.each([0, 1, 2, 3, 4, 5])('base64 (grpc-web-text) with the token at byte offset %i: no form of it survives, the body still decodes with the same length', async (prefix) => {
-    for (const token of [ACCESS, OPAQUE]) {
-      const body = grpcWebText(token, prefix);
-      expect(Buffer.from(body, 'base64').includes(token)).toBe(true);
-      for (const split of [[], [7], [body.length >> 1, body.length - 3]]) {
-        const out = await redact([token, REFRESH], splitAt(body, split));
-        expect(out.length).toBe(body.length);
-        expect(out).toMatch(/^[A-Za-z0-9+/=]+$/);
-        const decoded = Buffer.from(out, 'base64');
-        // Two bytes at each end of the token may share a base64 group with its neighbours.
-        expect(decoded.includes(token.slice(2, -2))).toBe(false);
-        expect(decoded.toString('latin1')).toContain('[redacted]');
-        expect(decoded.subarray(decoded.length - 15).toString()).toBe('grpc-status:0\r\n');
+  test.each([0, 1, 2, 3, 4, 5])(
+    'base64 (grpc-web-text) with the token at byte offset %i: no form of it survives, the body still decodes with the same length',
+    async (prefix) => {
+      for (const token of [ACCESS, OPAQUE]) {
+        const body = grpcWebText(token, prefix);
+        expect(Buffer.from(body, 'base64').includes(token)).toBe(true);
+        for (const split of [[], [7], [body.length >> 1, body.length - 3]]) {
+          const out = await redact([token, REFRESH], splitAt(body, split));
+          expect(out.length).toBe(body.length);
+          expect(out).toMatch(/^[A-Za-z0-9+/=]+$/);
+          const decoded = Buffer.from(out, 'base64');
+          // Two bytes at each end of the token may share a base64 group with its neighbours.
+          expect(decoded.includes(token.slice(2, -2))).toBe(false);
+          expect(decoded.toString('latin1')).toContain('[redacted]');
+          expect(decoded.subarray(decoded.length - 15).toString()).toBe('grpc-status:0\r\n');
+        }
       }
-    }
-  });
+    },
+  );
 
   test('JSON with the slash escaped: replaced', async () => {
     const escaped = OPAQUE.replaceAll('/', '\\/');

@@ -5,7 +5,11 @@ import { Sealer } from '../../src/session/seal.ts';
 
 const KEY_A = randomBytes(32);
 const KEY_B = randomBytes(32);
-const RECORD = { tokens: { accessToken: 'at-123', refreshToken: 'rt-456' }, claims: { sub: 'alice', name: 'Ålice ✓' }, expiresAt: 1_700_000_000_000 };
+const RECORD = {
+  tokens: { accessToken: 'at-123', refreshToken: 'rt-456' },
+  claims: { sub: 'alice', name: 'Ålice ✓' },
+  expiresAt: 1_700_000_000_000,
+};
 
 /** Flips one bit of the base64url part `index` of an envelope. */
 function flip(envelope: string, index: number, at = 0): string {
@@ -80,7 +84,13 @@ describe('AES-256-GCM sealing', () => {
     const sealer = new Sealer([KEY_A]);
     const kid = sealer.seal(1).split('.')[1] as string;
     const part = fc.stringMatching(/^[A-Za-z0-9_-]{0,40}$/);
-    const envelope = fc.oneof(fc.string(), fc.tuple(part, part).map(([iv, body]) => `v1.${kid}.${iv}.${body}`));
-    fc.assert(fc.property(envelope, (text) => sealer.open(text) === undefined), { numRuns: 2000 });
+    const envelope = fc.oneof(
+      fc.string(),
+      fc.tuple(part, part).map(([iv, body]) => `v1.${kid}.${iv}.${body}`),
+    );
+    fc.assert(
+      fc.property(envelope, (text) => sealer.open(text) === undefined),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -24,7 +24,9 @@ test('no cookie, a forged cookie or an unknown id: no session, and nothing count
   const w = tokenWorld();
   const s = await w.session();
   expect(await w.main.requestSessions.fromHeaders({})).toBeUndefined();
-  expect(await w.main.requestSessions.fromHeaders({ cookie: s.cookieHeader.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) })).toBeUndefined();
+  expect(
+    await w.main.requestSessions.fromHeaders({ cookie: s.cookieHeader.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) }),
+  ).toBeUndefined();
   expect(w.main.timeouts).toBe(0);
 });
 

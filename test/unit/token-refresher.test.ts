@@ -152,18 +152,25 @@ test('a Retry-After longer than the bound is held only for the bound', async () 
   expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-1');
 });
 
-test.each(['invalid_target', 'invalid_scope'])('a route mint refused with %s: 502 bad_gateway, the session and its main token kept', async (error) => {
-  const w = tokenWorld();
-  const s = await w.session();
-  w.idp.script.push(rejected(error));
-  const orders = w.route('/orders');
-  expect((await failure(w.main.refresher.ensureRouteToken(s, orders))).code).toBe('bad_gateway');
-  expect(w.idp.calls[0]).toMatchObject({ grant: 'refresh', token: 'rt-0', parameters: { resource: 'https://orders.internal', scope: 'orders.read' } });
-  const kept = await loaded(w, s.handle);
-  expect(kept.record.tokens.accessToken).toBe('at-0');
-  // Once the IdP agrees, the route gets its token from the same grant.
-  expect((await w.main.refresher.ensureRouteToken(kept, orders)).routeTokens?.['/orders']?.accessToken).toBe('at-1');
-});
+test.each(['invalid_target', 'invalid_scope'])(
+  'a route mint refused with %s: 502 bad_gateway, the session and its main token kept',
+  async (error) => {
+    const w = tokenWorld();
+    const s = await w.session();
+    w.idp.script.push(rejected(error));
+    const orders = w.route('/orders');
+    expect((await failure(w.main.refresher.ensureRouteToken(s, orders))).code).toBe('bad_gateway');
+    expect(w.idp.calls[0]).toMatchObject({
+      grant: 'refresh',
+      token: 'rt-0',
+      parameters: { resource: 'https://orders.internal', scope: 'orders.read' },
+    });
+    const kept = await loaded(w, s.handle);
+    expect(kept.record.tokens.accessToken).toBe('at-0');
+    // Once the IdP agrees, the route gets its token from the same grant.
+    expect((await w.main.refresher.ensureRouteToken(kept, orders)).routeTokens?.['/orders']?.accessToken).toBe('at-1');
+  },
+);
 
 test('a route mint refused with invalid_grant ends the session', async () => {
   const w = tokenWorld();
@@ -179,7 +186,11 @@ test('with token exchange the route token comes from the main access token; the 
   const s = await w.session();
   const record = await w.main.refresher.ensureRouteToken(s, w.route('/orders'));
   expect(w.idp.calls).toEqual([
-    { grant: 'tokenExchange', token: 'at-0', parameters: { resource: 'https://orders.internal', scope: 'orders.read', audience: 'https://orders.internal' } },
+    {
+      grant: 'tokenExchange',
+      token: 'at-0',
+      parameters: { resource: 'https://orders.internal', scope: 'orders.read', audience: 'https://orders.internal' },
+    },
   ]);
   expect(record.tokens.refreshToken).toBe('rt-0');
   expect(record.routeTokens?.['/orders']?.accessToken).toBe('at-1');
@@ -215,17 +226,20 @@ async function loaded(w: ReturnType<typeof tokenWorld>, handle: string) {
   return result;
 }
 
-test.each([0, 1_000])('a Retry-After shorter than the default backoff (%i ms) never shortens it: a valid token is used without asking the IdP again', async (retryAfterMs) => {
-  const w = tokenWorld();
-  const s = await w.session();
-  w.clock.advance(DUE_MS);
-  w.idp.script.push(unavailable(retryAfterMs));
-  for (let i = 0; i < 5; i++) expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-0');
-  expect(w.idp.calls).toHaveLength(1);
-  w.clock.advance(UNAVAILABLE_BACKOFF_MS + 1);
-  expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-1');
-  expect(w.idp.calls).toHaveLength(2);
-});
+test.each([0, 1_000])(
+  'a Retry-After shorter than the default backoff (%i ms) never shortens it: a valid token is used without asking the IdP again',
+  async (retryAfterMs) => {
+    const w = tokenWorld();
+    const s = await w.session();
+    w.clock.advance(DUE_MS);
+    w.idp.script.push(unavailable(retryAfterMs));
+    for (let i = 0; i < 5; i++) expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-0');
+    expect(w.idp.calls).toHaveLength(1);
+    w.clock.advance(UNAVAILABLE_BACKOFF_MS + 1);
+    expect((await w.main.refresher.ensureFresh(await loaded(w, s.handle))).tokens.accessToken).toBe('at-1');
+    expect(w.idp.calls).toHaveLength(2);
+  },
+);
 
 test('a Retry-After of 0 with an expired token: retried at once, like no Retry-After', async () => {
   const w = tokenWorld();
@@ -251,8 +265,19 @@ test('a short Retry-After holds an expired token only for what the IdP asked', a
 test('a lost race whose revocation partly fails is logged as such, never as "revoked"', async () => {
   const w = tokenWorld();
   const lines: Array<Record<string, unknown>> = [];
-  const log = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
-  const refresher = new TokenRefresher({ config: w.config, store: w.store, sessions: w.main.sessions, idp: w.idp, metrics: new Metrics(), log, now: w.clock.now });
+  const log = createLogger({
+    level: 'info',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  const refresher = new TokenRefresher({
+    config: w.config,
+    store: w.store,
+    sessions: w.main.sessions,
+    idp: w.idp,
+    metrics: new Metrics(),
+    log,
+    now: w.clock.now,
+  });
   w.idp.revoke = async (token: string) => {
     if (token.startsWith('rt-')) throw unavailable();
     w.idp.revoked.push(token);
