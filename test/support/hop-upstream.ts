@@ -284,7 +284,13 @@ export async function startHopUpstream(): Promise<HopUpstream> {
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     peak = Math.max(peak, sockets.size);
-    socket.once('close', () => sockets.delete(socket));
+    // A connection the gateway has closed (FIN or reset) is no longer one it holds, even if this
+    // side has not finished closing it yet: counting it until 'close' would see an old socket
+    // and its replacement at once.
+    const gone = () => sockets.delete(socket);
+    socket.once('end', gone);
+    socket.once('error', gone);
+    socket.once('close', gone);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
