@@ -10,21 +10,7 @@
  * - `Expect: 100-continue`: the body still goes up framed, once;
  * each through the `none`, `optional`, `user` and `client` routes, with and without a session.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BODYLESS_AND_CONNECTION, innerRequest } from '../support/smuggling-cases.ts';
-import { IDENTITY_NAMES, startSmugglingStage, violations, type SmugglingStage } from '../support/smuggling-harness.ts';
+import { BODYLESS_AND_CONNECTION } from '../support/smuggling-cases.ts';
+import { smugglingSuite } from '../support/smuggling-suite.ts';
 
-let stage: SmugglingStage;
-
-beforeAll(async () => {
-  stage = await startSmugglingStage();
-}, 60_000);
-
-afterAll(() => stage?.close());
-
-describe.each(IDENTITY_NAMES)('through the %s', (identityName) => {
-  it.each(BODYLESS_AND_CONNECTION.map((c) => [c.name, c] as const))('%s', async (_name, smuggling) => {
-    const round = await stage.attack(smuggling.build({ ...stage.target(identityName), inner: innerRequest(stage.victimRequestLength) }));
-    expect(violations(round, stage.victimToken)).toEqual([]);
-  });
-});
+smugglingSuite(BODYLESS_AND_CONNECTION);

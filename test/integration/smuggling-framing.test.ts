@@ -11,21 +11,7 @@
  * each through the `none`, `optional`, `user` and `client` routes, with and without a session.
  * Whatever the gateway accepts reaches the upstream framed exactly once; the rest is refused.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { innerRequest, TE_AND_CL_SPELLINGS } from '../support/smuggling-cases.ts';
-import { IDENTITY_NAMES, startSmugglingStage, violations, type SmugglingStage } from '../support/smuggling-harness.ts';
+import { TE_AND_CL_SPELLINGS } from '../support/smuggling-cases.ts';
+import { smugglingSuite } from '../support/smuggling-suite.ts';
 
-let stage: SmugglingStage;
-
-beforeAll(async () => {
-  stage = await startSmugglingStage();
-}, 60_000);
-
-afterAll(() => stage?.close());
-
-describe.each(IDENTITY_NAMES)('through the %s', (identityName) => {
-  it.each(TE_AND_CL_SPELLINGS.map((c) => [c.name, c] as const))('%s', async (_name, smuggling) => {
-    const round = await stage.attack(smuggling.build({ ...stage.target(identityName), inner: innerRequest(stage.victimRequestLength) }));
-    expect(violations(round, stage.victimToken)).toEqual([]);
-  });
-});
+smugglingSuite(TE_AND_CL_SPELLINGS);

@@ -10,21 +10,7 @@
  *   Content-Length whose rest is the next request;
  * each through the `none`, `optional`, `user` and `client` routes, with and without a session.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { innerRequest, SYNTAX_AND_PIPELINING } from '../support/smuggling-cases.ts';
-import { IDENTITY_NAMES, startSmugglingStage, violations, type SmugglingStage } from '../support/smuggling-harness.ts';
+import { SYNTAX_AND_PIPELINING } from '../support/smuggling-cases.ts';
+import { smugglingSuite } from '../support/smuggling-suite.ts';
 
-let stage: SmugglingStage;
-
-beforeAll(async () => {
-  stage = await startSmugglingStage();
-}, 60_000);
-
-afterAll(() => stage?.close());
-
-describe.each(IDENTITY_NAMES)('through the %s', (identityName) => {
-  it.each(SYNTAX_AND_PIPELINING.map((c) => [c.name, c] as const))('%s', async (_name, smuggling) => {
-    const round = await stage.attack(smuggling.build({ ...stage.target(identityName), inner: innerRequest(stage.victimRequestLength) }));
-    expect(violations(round, stage.victimToken)).toEqual([]);
-  });
-});
+smugglingSuite(SYNTAX_AND_PIPELINING);
