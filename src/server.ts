@@ -216,7 +216,7 @@ export async function createGateway(services: Services): Promise<Gateway> {
     registerBackchannel(auth, { logoutTokens: services.logoutTokens, sessions, ending });
     const { identity, assertions } = services;
     if (config.forwardAuth.enabled) {
-      registerForwardAuth(auth, { config, identity, routes: new RouteTable(config.routes), credentials, requestSessions, sessions });
+      registerForwardAuth(auth, { config, identity, routes: new RouteTable(config.routes), credentials, requestSessions, sessions, now });
     }
     const jwksPath = config.identity.assertion?.jwksPath;
     if (assertions && jwksPath) registerJwks(auth, [jwksPath], assertions);
@@ -296,10 +296,15 @@ export async function createGateway(services: Services): Promise<Gateway> {
   const upgrades = createUpgradeHandler({ config, cookie, credentials, watch, routes });
   // WebSocket handshakes get the same identity-header stripping and route rules first.
   const guard = upgradeGuard({ identity: services.identity, routes, requestSessions });
-  app.server.on(
-    'upgrade',
-    (req, socket, head) => void guard(req, socket).then((pass) => (pass ? upgrades.handle(req, socket, head) : undefined)),
-  );
+  app.server.on('upgrade', (req, socket, head) => {
+    // Node removes its own error listener from an upgraded socket: without one, a client that
+    // resets the connection while the guard reads the session would crash the process.
+    socket.on('error', () => socket.destroy());
+    guard(req, socket).then(
+      (pass) => (pass ? upgrades.handle(req, socket, head) : undefined),
+      () => socket.destroy(),
+    );
+  });
   // Node hands CONNECT to a separate event; without a listener it drops the socket unanswered.
   app.server.on('connect', (_req, socket: Duplex) => {
     socket.on('error', () => socket.destroy());

@@ -22,6 +22,7 @@ import { resolveRoute, type RouteTable } from '../proxy/routes.ts';
 import type { RequestSessions } from '../session/request-session.ts';
 import type { Sessions } from '../session/sessions.ts';
 import { sameSecret } from '../util/same-secret.ts';
+import { routeStepUp } from './step-up-step.ts';
 
 /** The header an ingress adds with `forwardAuth.secret`. */
 export const FORWARD_AUTH_SECRET_HEADER = 'x-forward-auth-secret';
@@ -36,6 +37,7 @@ export interface CheckDeps {
   credentials: CredentialSource;
   requestSessions: RequestSessions;
   sessions: Sessions;
+  now: () => number;
 }
 
 function single(value: string | string[] | undefined): string | undefined {
@@ -64,7 +66,7 @@ function routeFor(routes: RouteTable, uri: string): RouteConfig | undefined {
 }
 
 export function registerForwardAuth(app: FastifyInstance, deps: CheckDeps): void {
-  const { config, identity, routes, credentials, requestSessions, sessions } = deps;
+  const { config, identity, routes, credentials, requestSessions, sessions, now } = deps;
   const { path, secret } = config.forwardAuth;
 
   const check = async (request: FastifyRequest) => {
@@ -74,7 +76,8 @@ export function registerForwardAuth(app: FastifyInstance, deps: CheckDeps): void
     // The headers of the check request are the browser's, copied by the ingress: its own
     // identity headers never count.
     identity.names.strip(request.headers);
-    const route = routeFor(routes, originalUri(request, path, config.trustProxy));
+    const uri = originalUri(request, path, config.trustProxy);
+    const route = routeFor(routes, uri);
     let session: IdentitySession | undefined;
     let accessToken: string | undefined;
     if (route && (route.token === 'user' || route.token === 'optional')) {
@@ -91,6 +94,9 @@ export function registerForwardAuth(app: FastifyInstance, deps: CheckDeps): void
     if (!session) throw new GatewayError('unauthenticated');
     if (!route) return {};
     identity.authorize(route, session);
+    // A route's step-up requirement holds behind an ingress as it does through the proxy.
+    const stepUp = routeStepUp(route, session.record, uri, now());
+    if (stepUp) throw stepUp;
     const headers = await identity.headers(route, session);
     if (route.forwardAuthToken && accessToken !== undefined) headers.authorization = `Bearer ${accessToken}`;
     return headers;

@@ -4,6 +4,7 @@
  * line as it arrived and verifies the assertion with jose against the admin listener's JWKS.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startIdentityUpstream, type IdentityUpstream } from '../support/identity-upstream.ts';
 import { login } from '../support/login.ts';
@@ -192,5 +193,26 @@ describe('identity for upstreams through the CLI', () => {
       expect(body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
       expect(body.keys[0]).not.toHaveProperty('d');
     }
+  });
+});
+
+describe('WebSocket handshakes to a route with rules', () => {
+  test('a client that resets the connection while its session is read cannot take the gateway down', async () => {
+    const { hostname, host, port } = new URL(gateway);
+    const cookie = cookies.alice as string;
+    for (let i = 0; i < 30; i += 1) {
+      const socket = connect({ host: hostname, port: Number(port) });
+      socket.on('error', () => {});
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write(
+        `GET /admin/ws HTTP/1.1\r\nhost: ${host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\norigin: ${gateway}\r\n` +
+          `sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\ncookie: ${cookie}\r\n\r\n`,
+      );
+      socket.resetAndDestroy();
+    }
+    // Still alive, and still serving.
+    expect(world.gateways[0]?.child.exitCode).toBeNull();
+    expect((await fetch(`${gateway}/alive`)).status).toBe(200);
+    expect(world.gateways[0]?.child.exitCode).toBeNull();
   });
 });

@@ -189,6 +189,16 @@ describe('acr and max_age are verified', () => {
     expect(stepped.location).toBe('/api/fresh/report?id=7&error=unmet_authentication_requirements');
     expect(await user(stale.publicUrl, first.jar)).toEqual(before);
   });
+
+  test("forward-auth applies the route's step-up requirement too: an ingress never lets a stale login through", async () => {
+    const first = await loginFlow(stale.publicUrl, { returnTo: '/' });
+    const cookie = first.jar.header(stale.publicUrl);
+    const guarded = await fetch(`${stale.publicUrl}/auth/check/api/fresh/report`, { headers: { cookie } });
+    expect(guarded.status).toBe(401);
+    expect(((await guarded.json()) as { error: string }).error).toBe('step_up_required');
+    const open = await fetch(`${stale.publicUrl}/auth/check/api/other`, { headers: { cookie } });
+    expect(open.status).toBe(200);
+  });
 });
 
 describe('step-up on routes and from upstreams', () => {
