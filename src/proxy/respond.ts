@@ -150,6 +150,9 @@ class BrowserSink implements BodySink {
 
   private finish(): void {
     if (this.redactor) for (const piece of this.redactor.end()) if (!this.res.write(piece)) this.waiting();
+    // Node 22 loses the tail of a chunked body that is ended while the socket is corked: the
+    // pending uncork runs first.
+    if (this.corked) this.uncork();
     this.res.end();
   }
 
