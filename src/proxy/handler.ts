@@ -24,7 +24,7 @@ import type { RequestSessions } from '../session/request-session.ts';
 import { ClientLimit, clientAddress } from './client-limit.ts';
 import type { CredentialSource } from './credentials.ts';
 import type { Forwarder, UpstreamResponse } from './forward.ts';
-import { TOKEN_RESPONSE_HEADERS, upstreamRequestHeaders } from './headers.ts';
+import { exchangeHeaders } from './headers.ts';
 import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
 import type { ProxyExchange, ProxyStep } from './pipeline.ts';
 import { respond } from './respond.ts';
@@ -90,9 +90,13 @@ export function createProxyHandler({
   forwarder,
   steps = [],
 }: ProxyDeps): ProxyHandler {
-  const dropNames = new Set([...TOKEN_RESPONSE_HEADERS, ...config.scrub.responseHeaders]);
-  const gatewayCookies = new Set([cookie.name, cookie.loginName]);
-  const publicUrl = new URL(config.publicUrl);
+  // The same header rules as a WebSocket handshake: one place builds what goes up and comes back.
+  const headerRules = exchangeHeaders({
+    trustProxy: config.trustProxy,
+    publicUrl: config.publicUrl,
+    gatewayCookies: [cookie.name, cookie.loginName],
+    scrubResponseHeaders: config.scrub.responseHeaders,
+  });
   const clients = new ClientLimit(config.limits.perClientRequests);
   const bufferBudget = new BufferBudget(config.limits.maxBufferedBytes);
   // Only the steps that have something to do at each stage are called at all.
@@ -169,16 +173,7 @@ export function createProxyHandler({
       const target = upstreamUrl(route, path as string, query);
       const headersFor = async () => {
         const auth = await source.authHeaders(credentials, method, target);
-        const headers = upstreamRequestHeaders(req.headers, {
-          trustProxy: config.trustProxy,
-          removeCookies: gatewayCookies,
-          remoteAddress: req.socket.remoteAddress,
-          publicUrl,
-          tokenRoute,
-          authorization: auth.authorization,
-        });
-        if (tokenRoute) delete headers.dpop;
-        if (auth.dpop) headers.dpop = auth.dpop;
+        const headers = headerRules.request(req, { tokenRoute, auth });
         if (scrubbing) {
           const accept = scrubbableAcceptEncoding(req.headers['accept-encoding']);
           if (accept) headers['accept-encoding'] = accept;
@@ -238,9 +233,7 @@ export function createProxyHandler({
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
       respond(res, method, upstream, {
-        dropNames,
-        gatewayCookies,
-        tokens: credentials.tokens(),
+        ...headerRules.response(credentials.tokens()),
         scrub: config.scrub.bodies,
         extraCookies,
         sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs,
