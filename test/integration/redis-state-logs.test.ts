@@ -8,25 +8,12 @@ import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, test, vi } from 'vitest';
-import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { RedisStore } from '../../src/session/redis-store.ts';
 import { authedCommand, freePort, startRedis, type RedisInstance } from '../support/redis.ts';
 import { until } from '../support/time.ts';
-
-function redisConfig(redis: Record<string, unknown>): RedisConfig {
-  return buildConfig({
-    publicUrl: 'https://app.example.com',
-    oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
-    session: {
-      store: 'redis',
-      redis: { commandTimeout: '500ms', ...redis },
-      secret: 'redis-state-logs-secret-0123456789',
-      encryptionKey: randomBytes(32).toString('base64'),
-    },
-  }).session.redis;
-}
+import { redisConfig } from '../support/redis-config.ts';
 
 /** Every JSON line the logger writes, as text and parsed. */
 function captureLog() {

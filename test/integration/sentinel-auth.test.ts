@@ -10,29 +10,19 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { buildConfig, ConfigError, type RedisConfig } from '../../src/config/load.ts';
+import { ConfigError, } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { probeRedis } from '../../src/session/redis-probe.ts';
 import { RedisStore } from '../../src/session/redis-store.ts';
 import { authedCommand, startSentinelSetup, type RedisSentinelSetup } from '../support/redis.ts';
+import { redisConfig } from '../support/redis-config.ts';
 
 const DATA_PASSWORD = `data-${randomBytes(8).toString('hex')}`;
 const GATEWAY_USER = { name: 'gateway', password: `gw-${randomBytes(8).toString('hex')}` };
 const SENTINEL_PASSWORD = `sentinel-${randomBytes(8).toString('hex')}`;
 const DB = 3;
 
-function redisConfig(sentinel: Record<string, unknown>): RedisConfig {
-  return buildConfig({
-    publicUrl: 'https://app.example.com',
-    oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
-    session: {
-      store: 'redis',
-      redis: { commandTimeout: '500ms', sentinel },
-      secret: 'sentinel-auth-secret-0123456789abcdef',
-      encryptionKey: randomBytes(32).toString('base64'),
-    },
-  }).session.redis;
-}
+const sentinelRedisConfig = (sentinel: Record<string, unknown>) => redisConfig({ sentinel });
 
 let setup: RedisSentinelSetup;
 const sentinelConfig = (overrides: Record<string, unknown> = {}) => ({
@@ -76,7 +66,7 @@ async function replicated(primaryPort: number, replicaPort: number): Promise<voi
 
 describe.sequential('Sentinel with authentication', () => {
   test('the data node gets the configured username, password and db; the sentinels their own password', async () => {
-    const store = await RedisStore.connect(redisConfig(sentinelConfig()));
+    const store = await RedisStore.connect(sentinelRedisConfig(sentinelConfig()));
     try {
       await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
       await store.set('db-check', 'v', 60_000);
@@ -92,19 +82,22 @@ describe.sequential('Sentinel with authentication', () => {
   });
 
   test('the probe behind check --connect answers, and names a wrong password on either side', async () => {
-    expect(await probeRedis(redisConfig(sentinelConfig()))).toMatchObject({ ok: true, target: { mode: 'sentinel', name: setup.name } });
+    expect(await probeRedis(sentinelRedisConfig(sentinelConfig()))).toMatchObject({
+      ok: true,
+      target: { mode: 'sentinel', name: setup.name },
+    });
 
     const wrongData = await probeRedis(
-      redisConfig(sentinelConfig({ primary: { username: GATEWAY_USER.name, password: 'not-the-password', db: DB } })),
+      sentinelRedisConfig(sentinelConfig({ primary: { username: GATEWAY_USER.name, password: 'not-the-password', db: DB } })),
     );
     expect(wrongData.ok).toBe(false);
     expect(wrongData.problem).toMatch(/^authentication failed: .*WRONGPASS/);
 
-    const noData = await probeRedis(redisConfig(sentinelConfig({ primary: { db: DB } })));
+    const noData = await probeRedis(sentinelRedisConfig(sentinelConfig({ primary: { db: DB } })));
     expect(noData.ok).toBe(false);
     expect(noData.problem).toMatch(/NOAUTH/);
 
-    const wrongSentinel = await probeRedis(redisConfig(sentinelConfig({ password: 'not-the-sentinel-password' })));
+    const wrongSentinel = await probeRedis(sentinelRedisConfig(sentinelConfig({ password: 'not-the-sentinel-password' })));
     expect(wrongSentinel.ok).toBe(false);
     expect(wrongSentinel.problem).toMatch(/^authentication failed: .*sentinels.*WRONGPASS/);
     for (const result of [wrongData, noData, wrongSentinel]) {
@@ -114,7 +107,7 @@ describe.sequential('Sentinel with authentication', () => {
   });
 
   test('a manual failover (the old primary stays up, demoted): the store follows to the new primary', async () => {
-    const store = await RedisStore.connect(redisConfig(sentinelConfig()));
+    const store = await RedisStore.connect(sentinelRedisConfig(sentinelConfig()));
     try {
       await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
       const before = await setup.primaryPort();
@@ -147,7 +140,7 @@ describe.sequential('Sentinel with authentication', () => {
         },
       }),
     });
-    const store = await RedisStore.connect(redisConfig(sentinelConfig()), { log });
+    const store = await RedisStore.connect(sentinelRedisConfig(sentinelConfig()), { log });
     try {
       await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
       const sessions = new Map<string, string>();
@@ -218,7 +211,7 @@ describe.sequential('Sentinel with authentication', () => {
 describe('Sentinel settings are checked', () => {
   const problems = (sentinel: Record<string, unknown>): string[] => {
     try {
-      redisConfig(sentinel);
+      sentinelRedisConfig(sentinel);
       return [];
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -257,7 +250,7 @@ describe('Sentinel settings are checked', () => {
   });
 
   test('the full shape: sentinels and data nodes each get their own settings', () => {
-    const config = redisConfig({
+    const config = sentinelRedisConfig({
       name: 'mymaster',
       nodes: ['rediss://10.0.0.1', 'rediss://10.0.0.2:26380'],
       username: 'watcher',
@@ -271,7 +264,7 @@ describe('Sentinel settings are checked', () => {
       password: 's',
       primary: { username: 'gateway', password: 'p', db: 2, tls: true },
     });
-    expect(redisConfig({ name: 'mymaster', nodes: ['redis://10.0.0.1:26379'], primary: {} }).sentinel?.primary).toEqual({
+    expect(sentinelRedisConfig({ name: 'mymaster', nodes: ['redis://10.0.0.1:26379'], primary: {} }).sentinel?.primary).toEqual({
       db: 0,
       tls: false,
     });

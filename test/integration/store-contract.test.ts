@@ -7,7 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { buildConfig, type RedisConfig } from '../../src/config/load.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { MemoryStore } from '../../src/session/memory-store.ts';
 import { createRedisClient, RedisStore } from '../../src/session/redis-store.ts';
@@ -22,25 +21,12 @@ import {
   type RedisSentinel,
 } from '../support/redis.ts';
 import { sleep } from '../support/time.ts';
+import { redisConfig } from '../support/redis-config.ts';
 
 const id = () => randomBytes(12).toString('base64url');
 const SHORT = 150;
 const LONG = 60_000;
 const expired = { timeout: 3_000, interval: 25 };
-
-/** The runtime Redis settings, derived from YAML-shaped input like an operator would write it. */
-function redisConfig(redis: Record<string, unknown>): RedisConfig {
-  return buildConfig({
-    publicUrl: 'https://app.example.com',
-    oidc: { issuer: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
-    session: {
-      store: 'redis',
-      redis: { commandTimeout: '500ms', ...redis },
-      secret: 'store-contract-secret-0123456789abcdef',
-      encryptionKey: randomBytes(32).toString('base64'),
-    },
-  }).session.redis;
-}
 
 async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
   const out: string[] = [];
