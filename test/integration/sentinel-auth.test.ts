@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { ConfigError, } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { probeRedis } from '../../src/session/redis-probe.ts';
 import { RedisStore } from '../../src/session/redis-store.ts';
