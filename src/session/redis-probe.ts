@@ -18,7 +18,7 @@ export interface ProbeResult {
 export async function probeRedis(config: RedisConfig): Promise<ProbeResult> {
   const target = describeTarget(config);
   const secrets = redisSecrets(config);
-  const client = createRedisClient(config);
+  const client = createRedisClient(config, { followFailovers: false });
   const errors: unknown[] = [];
   const onError = (err: unknown) => errors.push(err);
   client.on('error', onError);

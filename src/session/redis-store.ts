@@ -28,6 +28,7 @@ import type { RedisConfig } from '../config/load.ts';
 import type { ChangeFeed, SessionStore } from './store.ts';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.ts';
+import { followFailovers, followFailoversLike, stopFollowing } from './sentinel-failover.ts';
 import { causeOf, describeTarget, redisSecrets, watchConnection, type ConnectionWatch } from './redis-state.ts';
 
 type Client = Redis | Cluster;
@@ -62,7 +63,11 @@ function connectionOptions(url: string | undefined, commandTimeoutMs: number): R
   };
 }
 
-export function createRedisClient(config: RedisConfig): Client {
+/**
+ * `followFailovers: false` for a short-lived client (a probe) that needs no sentinel
+ * subscriptions of its own.
+ */
+export function createRedisClient(config: RedisConfig, options: { followFailovers?: boolean } = {}): Client {
   if (config.cluster) {
     const options: ClusterOptions = {
       redisOptions: connectionOptions(config.cluster[0], config.commandTimeoutMs),
@@ -75,7 +80,9 @@ export function createRedisClient(config: RedisConfig): Client {
   if (config.sentinel) {
     const { sentinel } = config;
     const primary = sentinel.primary;
-    return new Redis({
+    const sentinels = sentinel.nodes.map((node) => hostPort(node, 26379));
+    const sentinelTLS = sentinel.nodes[0]?.startsWith('rediss:') === true;
+    const client = new Redis({
       ...connectionOptions(undefined, config.commandTimeoutMs),
       // The data nodes (the primary Sentinel names, and any it names after a failover).
       username: primary?.username,
@@ -84,17 +91,26 @@ export function createRedisClient(config: RedisConfig): Client {
       tls: primary?.tls ? {} : undefined,
       enableTLSForSentinelMode: primary?.tls === true,
       // The sentinels themselves: their own credentials and TLS.
-      sentinels: sentinel.nodes.map((node) => hostPort(node, 26379)),
+      sentinels,
       name: sentinel.name,
       sentinelUsername: sentinel.username,
       sentinelPassword: sentinel.password || undefined,
-      sentinelTLS: sentinel.nodes[0]?.startsWith('rediss:') ? {} : undefined,
+      sentinelTLS: sentinelTLS ? {} : undefined,
       sentinelCommandTimeout: config.commandTimeoutMs,
       // A failover that leaves the old primary running (manual, or a partition that heals)
-      // would otherwise keep this connection on a node that is now a read-only replica.
-      failoverDetector: true,
+      // would otherwise keep this connection on a node that is now a read-only replica: the
+      // first write there moves it, and so does the sentinels' announcement of the failover.
       reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
     });
+    if (options.followFailovers === false) return client;
+    followFailovers(client, {
+      name: sentinel.name,
+      sentinels,
+      username: sentinel.username,
+      password: sentinel.password || undefined,
+      tls: sentinelTLS,
+    });
+    return client;
   }
   return new Redis(config.url as string, connectionOptions(config.url, config.commandTimeoutMs));
 }
@@ -103,9 +119,12 @@ export function createRedisClient(config: RedisConfig): Client {
 function subscriberFor(client: Client): Client {
   // Unlike commands, a subscription may wait for a connection: it is re-made on every reconnect.
   const overrides = { lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, commandTimeout: undefined };
-  return client instanceof Cluster
-    ? client.duplicate([], { ...overrides, redisOptions: { ...client.options.redisOptions, ...overrides } })
-    : client.duplicate(overrides);
+  if (client instanceof Cluster) {
+    return client.duplicate([], { ...overrides, redisOptions: { ...client.options.redisOptions, ...overrides } });
+  }
+  const copy = client.duplicate(overrides);
+  followFailoversLike(client, copy);
+  return copy;
 }
 
 export class RedisStore implements SessionStore {
@@ -379,6 +398,8 @@ export class RedisStore implements SessionStore {
     this.changeListeners.clear();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
+    stopFollowing(this.client);
+    stopFollowing(subscriber);
     await Promise.all([this.client.quit().catch(() => this.client.disconnect()), subscriber?.quit().catch(() => subscriber.disconnect())]);
   }
 }
