@@ -22,7 +22,7 @@ import type { GatewayConfig } from './config/load.ts';
 import type { Logger } from './log.ts';
 import { errorLogFields, GatewayError, SECURITY_HEADERS, rawHttpError, writeRawError } from './errors.ts';
 import { sendError, setErrorHandlers } from './listener/error-handlers.ts';
-import { maskUrl } from './log.ts';
+import { accessLogger, maskUrl } from './log.ts';
 import { buildAdminApp } from './ops/health.ts';
 import { buildServices, type ServiceDeps, type Services } from './services.ts';
 import { registerLogin } from './auth/login.ts';
@@ -255,16 +255,16 @@ export async function createGateway(services: Services): Promise<Gateway> {
    * the other door, then the pipeline. One access line and one metric increment per request,
    * written when the response finishes, on the shared logger (no child logger per request).
    */
+  const access = accessLogger(log);
   serveProxy = (req, res) => {
     const exchange = newExchange(req, res, requestIdFor(req, trustProxy), log);
     res.once('finish', () => {
       const status = res.statusCode;
       metrics.requests.inc({ route: exchange.route?.path ?? '/*', status: `${Math.floor(status / 100)}xx` });
       const client = clientAddress(req, trustProxy);
-      log.info(
+      access.info(
         {
           reqId: exchange.id,
-          ...exchange.logFields,
           method: req.method,
           url: maskUrl(req.url),
           client,

@@ -41,8 +41,6 @@ export interface ProxyExchange {
   credentials: Credentials | undefined;
   /** Headers steps add to the upstream request (identity headers, `traceparent`, a request id). */
   readonly upstreamHeaders: Record<string, string>;
-  /** Fields steps add to the access-log line (undefined until a step adds one). */
-  logFields: Record<string, unknown> | undefined;
   /** The error the request was answered with, if any (for `onDone`). */
   error: GatewayError | undefined;
 }
@@ -70,7 +68,6 @@ export function newExchange(req: IncomingMessage, res: ServerResponse, id: strin
     path: undefined,
     credentials: undefined,
     upstreamHeaders: {},
-    logFields: undefined,
     error: undefined,
   };
 }
