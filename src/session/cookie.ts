@@ -44,6 +44,16 @@ export function withoutCookies(header: string | string[] | undefined, names: Rea
   return kept.length > 0 ? kept.join('; ') : undefined;
 }
 
+/** A session cookie whose signature checked out: the session id, and whether to re-sign it. */
+export interface VerifiedCookie {
+  readonly id: string;
+  /** Signed with a retired secret of the ring: send a re-signed cookie. */
+  readonly renew: boolean;
+}
+
+/** Verified cookie values remembered (about 150 bytes each). */
+const VERIFIED_COOKIES_KEPT = 10_000;
+
 export interface CookieOptions {
   maxAgeSeconds?: number;
   sameSite?: 'Strict' | 'Lax';
@@ -64,14 +74,37 @@ export class SessionCookie {
     this.sameSite = config.sameSite === 'lax' ? 'Lax' : 'Strict';
   }
 
-  /** The verified session id from a Cookie header, and whether it should be re-signed. */
-  read(header: string | string[] | undefined): { id: string; renew: boolean } | undefined {
+  /**
+   * The verified session id from a Cookie header, and whether it should be re-signed. The same
+   * object for the same signed value while it is remembered.
+   */
+  read(header: string | string[] | undefined): VerifiedCookie | undefined {
     for (const pair of parseCookieHeader(header)) {
       if (pair.name !== this.name) continue;
+      const known = this.verified.get(pair.value);
+      if (known) return known;
       const result = this.signer.unsign(pair.value);
-      if (result.valid && result.value && /^[A-Za-z0-9_-]{43}$/.test(result.value)) return { id: result.value, renew: result.renew };
+      if (result.valid && result.value && /^[A-Za-z0-9_-]{43}$/.test(result.value)) {
+        const found: VerifiedCookie = Object.freeze({ id: result.value, renew: result.renew });
+        this.remember(pair.value, found);
+        return found;
+      }
     }
     return undefined;
+  }
+
+  /**
+   * Signed values verified before, exactly as they were sent: the secrets do not change while
+   * the process runs, so the same string verifies the same way, and every API call of a
+   * browser sends the same cookie (an HMAC and a constant-time compare saved per request).
+   * Only values that verified are kept, so forged cookies cannot fill it; at its bound the
+   * oldest entry goes.
+   */
+  private readonly verified = new Map<string, VerifiedCookie>();
+
+  private remember(value: string, cookie: VerifiedCookie): void {
+    if (this.verified.size >= VERIFIED_COOKIES_KEPT) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(value, cookie);
   }
 
   /** Raw value of a named cookie (the login cookie is sealed, so it needs no signature). */

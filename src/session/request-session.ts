@@ -6,7 +6,7 @@
  * counts them (a metric) is the composition root's business, not the session layer's.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { SessionCookie } from './cookie.ts';
+import type { SessionCookie, VerifiedCookie } from './cookie.ts';
 import { Sessions, type LoadedSession, type LoadResult } from './sessions.ts';
 
 export interface RequestSession extends LoadedSession {
@@ -27,9 +27,21 @@ export class RequestSessions {
   async fromHeaders(headers: IncomingHttpHeaders): Promise<RequestSession | undefined> {
     const cookie = this.cookie.read(headers.cookie);
     if (!cookie) return undefined;
-    const result = await this.read(Sessions.handleOf(cookie.id), false, true);
+    const result = await this.read(this.handleOf(cookie), false, true);
     if (result.state !== 'active') return undefined;
     return { id: cookie.id, handle: result.handle, record: result.record, sealed: result.sealed, renewCookie: cookie.renew };
+  }
+
+  /** Handles of the cookies the cookie reader remembers (a hash per request saved). */
+  private readonly handles = new WeakMap<VerifiedCookie, string>();
+
+  private handleOf(cookie: VerifiedCookie): string {
+    let handle = this.handles.get(cookie);
+    if (handle === undefined) {
+      handle = Sessions.handleOf(cookie.id);
+      this.handles.set(cookie, handle);
+    }
+    return handle;
   }
 
   /**

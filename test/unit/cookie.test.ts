@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, test } from 'vitest';
+import { Signer } from '@fastify/cookie';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import { buildConfig } from '../../src/config/load.ts';
 import { parseCookieHeader, SessionCookie, withoutCookies } from '../../src/session/cookie.ts';
 
@@ -56,6 +57,51 @@ describe('signing', () => {
     expect(rotated.read(old)).toEqual({ id, renew: true });
     expect(rotated.read(cookieValue(rotated.sessionSetCookie(id, 60)))).toEqual({ id, renew: false });
     expect(cookie.read(old)).toBeUndefined();
+  });
+});
+
+describe('verified values are remembered', () => {
+  const unsign = () => vi.spyOn(Signer.prototype, 'unsign');
+  afterEach(() => vi.restoreAllMocks());
+
+  test('a value that verified once is not verified again: the same answer, no HMAC', () => {
+    const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
+    const id = newId();
+    const header = cookieValue(cookie.sessionSetCookie(id, 3600));
+    const spy = unsign();
+    const first = cookie.read(header);
+    expect(first).toEqual({ id, renew: false });
+    for (let i = 0; i < 5; i++) expect(cookie.read(`a=b; ${header}`)).toBe(first);
+    expect(spy).toHaveBeenCalledTimes(1);
+  });
+
+  test('a retired-secret cookie keeps its renewal flag when remembered', () => {
+    const id = newId();
+    const old = cookieValue(new SessionCookie(sessionConfig('https://app.example.com', { secret: OLD_SECRET })).sessionSetCookie(id, 60));
+    const rotated = new SessionCookie(sessionConfig('https://app.example.com', { secret: [NEW_SECRET, OLD_SECRET] }));
+    expect(rotated.read(old)).toEqual({ id, renew: true });
+    expect(rotated.read(old)).toEqual({ id, renew: true });
+  });
+
+  test('a value that failed is checked again every time (forgeries are not remembered)', () => {
+    const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
+    const id = newId();
+    const forged = `${cookie.name}=${id}.${'A'.repeat(43)}`;
+    const spy = unsign();
+    for (let i = 0; i < 3; i++) expect(cookie.read(forged)).toBeUndefined();
+    expect(spy).toHaveBeenCalledTimes(3);
+  });
+
+  test('bounded: past 10,000 remembered values the oldest is verified again', () => {
+    const cookie = new SessionCookie(sessionConfig('https://app.example.com'));
+    const headers = Array.from({ length: 10_001 }, () => cookieValue(cookie.sessionSetCookie(newId(), 60)));
+    for (const header of headers) cookie.read(header);
+    const spy = unsign();
+    cookie.read(headers[10_000] as string);
+    cookie.read(headers[1] as string);
+    expect(spy).toHaveBeenCalledTimes(0);
+    cookie.read(headers[0] as string);
+    expect(spy).toHaveBeenCalledTimes(1);
   });
 });
 
