@@ -55,6 +55,9 @@ const { values: opts } = parseArgs({
     label: { type: 'string', default: '' },
     out: { type: 'string', default: new URL('./results/side-by-side.md', import.meta.url).pathname },
     'no-install': { type: 'boolean', default: false },
+    // A directory: the gateway runs with `--cpu-prof` and writes its profile there on exit
+    // (summarised by bench/profile-summary.ts). Profiling slows it: not for the ratios.
+    'gateway-profile': { type: 'string', default: '' },
   },
 });
 const SECONDS = clamp(Number(opts.seconds), 1, 120);
@@ -591,7 +594,13 @@ async function main(): Promise<void> {
     await writeFile(join(dir, 'gateway.yaml'), gatewayConf(gatewayPort, idp, redis.url, gatewayClient, upstream.port));
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', `${here}../test/support/cli-entry.ts`, '--config', join(dir, 'gateway.yaml')],
+      [
+        ...(opts['gateway-profile'] ? ['--cpu-prof', `--cpu-prof-dir=${opts['gateway-profile']}`] : []),
+        // The compiled CLI, as users run it (`npm run bench` builds it first).
+        `${here}../bin/bff-gateway.js`,
+        '--config',
+        join(dir, 'gateway.yaml'),
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     cleanups.push(() => stopChild(child));
