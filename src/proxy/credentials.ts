@@ -27,15 +27,33 @@ export interface Credentials {
   dpop: boolean;
   /** A newer token after an upstream rejection, or undefined when there is nothing to retry. */
   retry(): Promise<string | undefined>;
-  tokens(): string[];
+  /**
+   * Every token the request has carried or could reveal. The same array while nothing changes
+   * (the redactor's compiled needle set is keyed by it, scrub.ts).
+   */
+  tokens(): readonly string[];
 }
 
-function recordTokens(record: SessionRecord): string[] {
-  const { accessToken, refreshToken, idToken } = record.tokens;
-  const routeTokens = Object.values(record.routeTokens ?? {}).map((token) => token.accessToken);
-  return [accessToken, refreshToken, idToken, ...routeTokens].filter(
-    (token): token is string => typeof token === 'string' && token.length > 0,
-  );
+/** A record's tokens, listed once per record (records are replaced, never changed, on refresh). */
+const tokensOfRecord = new WeakMap<SessionRecord, readonly string[]>();
+
+function recordTokens(record: SessionRecord): readonly string[] {
+  let listed = tokensOfRecord.get(record);
+  if (listed === undefined) {
+    const { accessToken, refreshToken, idToken } = record.tokens;
+    const routeTokens = Object.values(record.routeTokens ?? {}).map((token) => token.accessToken);
+    listed = Object.freeze(
+      [accessToken, refreshToken, idToken, ...routeTokens].filter((token): token is string => typeof token === 'string' && token.length > 0),
+    );
+    tokensOfRecord.set(record, listed);
+  }
+  return listed;
+}
+
+/** `seen` with `more` added (a new array only when something is new). */
+function withTokens(seen: readonly string[], more: readonly string[]): readonly string[] {
+  const added = more.filter((token) => !seen.includes(token));
+  return added.length === 0 ? seen : Object.freeze([...seen, ...added]);
 }
 
 /** A route with its own `audience` or `scopes` carries a token minted for it (docs/http-interface.md#route-tokens). */
@@ -51,7 +69,8 @@ function carried(record: SessionRecord, route: RouteConfig): { accessToken: stri
   return token;
 }
 
-const NONE: Credentials = { accessToken: undefined, session: undefined, dpop: false, retry: async () => undefined, tokens: () => [] };
+const NO_TOKENS: readonly string[] = Object.freeze([]);
+const NONE: Credentials = { accessToken: undefined, session: undefined, dpop: false, retry: async () => undefined, tokens: () => NO_TOKENS };
 
 export function isDpopType(tokenType: string | undefined): boolean {
   return tokenType?.toLowerCase() === 'dpop';
@@ -88,7 +107,7 @@ export class CredentialSource {
     if (route.token === 'none') return NONE;
     if (route.token === 'client') {
       const first = await clientTokens.tokenFor(route);
-      const used = new Set([first.accessToken]);
+      let used: readonly string[] = [first.accessToken];
       const credentials: Credentials = {
         accessToken: first.accessToken,
         session: undefined,
@@ -98,10 +117,10 @@ export class CredentialSource {
           const next = await clientTokens.tokenFor(route);
           credentials.accessToken = next.accessToken;
           credentials.dpop = isDpopType(next.tokenType);
-          used.add(next.accessToken);
+          used = withTokens(used, [next.accessToken]);
           return next.accessToken;
         },
-        tokens: () => [...used],
+        tokens: () => used,
       };
       return credentials;
     }
@@ -113,7 +132,7 @@ export class CredentialSource {
     const ownToken = hasRouteToken(route);
     let record = ownToken ? await refresher.ensureRouteToken(session, route) : await refresher.ensureFresh(session);
     await sessions.touch(session).catch(() => {});
-    const seen = new Set(recordTokens(record));
+    let seen = recordTokens(record);
     const first = carried(record, route);
     const credentials: Credentials = {
       accessToken: first.accessToken,
@@ -124,13 +143,13 @@ export class CredentialSource {
         record = ownToken
           ? await refresher.refreshRouteAfterRejection(session, route, rejected)
           : await refresher.refreshAfterRejection(session, rejected);
-        for (const token of recordTokens(record)) seen.add(token);
+        seen = withTokens(seen, recordTokens(record));
         const next = carried(record, route);
         credentials.accessToken = next.accessToken;
         credentials.dpop = isDpopType(next.tokenType);
         return credentials.accessToken;
       },
-      tokens: () => [...seen],
+      tokens: () => seen,
     };
     return credentials;
   }

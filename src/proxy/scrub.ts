@@ -84,10 +84,23 @@ interface Compiled {
 const compiledCache = new Map<string, Compiled>();
 const COMPILED_CACHE_SIZE = 1024;
 
+/**
+ * The same frozen list again (a session's token list is one frozen array while its record
+ * lives, credentials.ts): found without joining and hashing the tokens, kilobytes per request.
+ * Only frozen lists: one that could change after it was compiled would keep stale needles.
+ */
+const compiledByList = new WeakMap<readonly string[], Compiled>();
+
 function compile(tokens: readonly string[]): Compiled {
+  const frozen = Object.isFrozen(tokens);
+  const known = frozen ? compiledByList.get(tokens) : undefined;
+  if (known) return known;
   const key = tokens.join('\0');
   const cached = compiledCache.get(key);
-  if (cached) return cached;
+  if (cached) {
+    if (frozen) compiledByList.set(tokens, cached);
+    return cached;
+  }
   const seen = new Set<string>();
   const needles: Needle[] = [];
   for (const token of tokens) {
@@ -107,6 +120,7 @@ function compile(tokens: readonly string[]): Compiled {
   const compiled = { needles, holdBack: Math.max(0, ...needles.map((n) => n.bytes.length - 1)), tokenByte };
   if (compiledCache.size >= COMPILED_CACHE_SIZE) compiledCache.delete(compiledCache.keys().next().value as string);
   compiledCache.set(key, compiled);
+  if (frozen) compiledByList.set(tokens, compiled);
   return compiled;
 }
 

@@ -33,7 +33,10 @@ test("token: user carries the session's access token as a Bearer, and lists ever
   const credentials = await w.main.credentials.for(w.route('/api'), { cookie: s.cookieHeader });
   expect(credentials.session?.handle).toBe(s.handle);
   expect(await w.main.credentials.authHeaders(credentials, 'GET', 'http://api.internal/x')).toEqual({ authorization: 'Bearer at-0' });
-  expect(credentials.tokens().sort()).toEqual(['at-0', 'id-0', 'rt-0']);
+  expect([...credentials.tokens()].sort()).toEqual(['at-0', 'id-0', 'rt-0']);
+  // One frozen list, asked for again and again: the redactor's compiled needles are keyed by it.
+  expect(credentials.tokens()).toBe(credentials.tokens());
+  expect(Object.isFrozen(credentials.tokens())).toBe(true);
 });
 
 test('retry after an upstream rejection: a new token, and the old one still scrubbed', async () => {
