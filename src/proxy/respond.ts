@@ -18,11 +18,12 @@
  * upstream request: a reader that stopped cannot hold an upstream connection. A slow stream
  * the browser does read (server-sent events, a long download) is never cut.
  *
- * Pieces written in one turn of the event loop go out in one write (the response is corked
+ * Pieces written in one turn of the event loop go out in one write (the socket is corked
  * until the next tick): a short body and the chunked end marker share a packet.
  */
 import type { ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Transform } from 'node:stream';
 import { GatewayError } from '../errors.ts';
 import type { BodySink, UpstreamResponse } from './forward.ts';
@@ -83,13 +84,15 @@ function bodylessSink(res: ServerResponse): BodySink {
 }
 
 class BrowserSink implements BodySink {
-  private corked = false;
+  /** The socket corked until the next tick, while it is. */
+  private corked: Socket | undefined;
   private idle: NodeJS.Timeout | undefined;
   /** Bytes handed to the decoder: an empty compressed body is not fed to it at all. */
   private decoded = 0;
   private readonly uncork = () => {
-    this.corked = false;
-    this.res.uncork();
+    const socket = this.corked;
+    this.corked = undefined;
+    socket?.uncork();
   };
 
   constructor(
@@ -135,9 +138,17 @@ class BrowserSink implements BodySink {
 
   /** Redacts and writes one piece of the (decoded) body; false when the browser is behind. */
   private send(chunk: Buffer): boolean {
-    if (!this.corked) {
-      this.corked = true;
-      this.res.cork();
+    // The socket is corked, not the response. Node 22's ServerResponse.cork() holds chunked
+    // pieces in a buffer of its own, write() returns false once that buffer reaches the
+    // highWaterMark (64 KiB), and uncork() hands them to the socket without ever emitting the
+    // 'drain' that false promised when the socket takes them at once (nodejs/node#60432, fixed
+    // in Node 24): the relay, paused until 'drain', hung. A corked socket measures its own
+    // buffer and emits 'drain' when that empties, which the response passes on on every Node.
+    // (A pipelined response that has no socket yet is buffered by Node until it has one.)
+    const socket = this.res.socket;
+    if (!this.corked && socket) {
+      this.corked = socket;
+      socket.cork();
       process.nextTick(this.uncork);
     }
     let ok = true;
@@ -150,8 +161,8 @@ class BrowserSink implements BodySink {
 
   private finish(): void {
     if (this.redactor) for (const piece of this.redactor.end()) if (!this.res.write(piece)) this.waiting();
-    // Node 22 loses the tail of a chunked body that is ended while the socket is corked: the
-    // pending uncork runs first.
+    // Our cork is released first: end() uncorks the socket completely on its own, and the
+    // pending uncork would then take away a cork of whoever writes to the socket next.
     if (this.corked) this.uncork();
     this.res.end();
   }

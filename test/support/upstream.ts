@@ -246,6 +246,13 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
     }
     if (path.endsWith('/download')) {
       let remaining = Number(url.searchParams.get('bytes') ?? '0');
+      // `?at-once=1`: the whole body in one write, with its length, instead of 64 KiB pieces
+      // written with backpressure (the reader gets many pieces in one turn of the event loop).
+      if (url.searchParams.has('at-once')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': remaining });
+        res.end(Buffer.alloc(remaining, 'x'));
+        return;
+      }
       const chunk = Buffer.alloc(64 * 1024, 'x');
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       const pump = () => {
