@@ -107,8 +107,11 @@ export const TOKEN_RESPONSE_HEADERS = [
   'x-forwarded-access-token',
 ];
 
-function nominated(headers: IncomingHttpHeaders): Set<string> {
+const NONE_NOMINATED: ReadonlySet<string> = new Set();
+
+function nominated(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const value = headers.connection;
+  if (value === undefined) return NONE_NOMINATED;
   const names = new Set<string>();
   for (const part of [value].flat()) {
     for (const name of (part ?? '').split(',')) if (name.trim()) names.add(name.trim().toLowerCase());
@@ -118,6 +121,40 @@ function nominated(headers: IncomingHttpHeaders): Set<string> {
 
 function isIdentityName(name: string): boolean {
   return IDENTITY.has(name) || IDENTITY_PREFIXES.some((prefix) => name.startsWith(prefix));
+}
+
+/**
+ * What the request rules do with a header name, whatever its value or the route: pass it,
+ * drop it (framing, hop-by-hop, identity, also in its underscore spelling), or decide by the
+ * route (`authorization`) or by `trustProxy` (`traceparent`, `tracestate`).
+ */
+const RequestName = { Pass: 0, Drop: 1, Authorization: 2, Trace: 3 } as const;
+type RequestName = (typeof RequestName)[keyof typeof RequestName];
+
+function classifyRequestName(name: string): RequestName {
+  if (FRAMING.has(name) || HOP_BY_HOP.has(name)) return RequestName.Drop;
+  if (name.includes('_') && isIdentityName(name.replace(/_/g, '-'))) return RequestName.Drop;
+  if (name === 'authorization') return RequestName.Authorization;
+  if (isIdentityName(name)) return RequestName.Drop;
+  if (name === 'traceparent' || name === 'tracestate') return RequestName.Trace;
+  return RequestName.Pass;
+}
+
+/**
+ * Header names seen so far and their class: browsers send the same few dozen names, so each
+ * costs one lookup instead of set and prefix checks. Bounded: names beyond it are classified
+ * each time.
+ */
+const requestNameClasses = new Map<string, RequestName>();
+const REQUEST_NAMES_KEPT = 2_000;
+
+function requestNameClass(name: string): RequestName {
+  let found = requestNameClasses.get(name);
+  if (found === undefined) {
+    found = classifyRequestName(name);
+    if (requestNameClasses.size < REQUEST_NAMES_KEPT) requestNameClasses.set(name, found);
+  }
+  return found;
 }
 
 export interface RequestHeaderOptions {
@@ -134,15 +171,15 @@ export interface RequestHeaderOptions {
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: RequestHeaderOptions): Record<string, string | string[]> {
   const drop = nominated(incoming);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(incoming)) {
-    // `Connection: Upgrade` nominates `Upgrade` itself; a WebSocket handshake needs both kept.
-    if (options.keepUpgrade && (name === 'upgrade' || name === 'connection')) continue;
-    if (value === undefined || FRAMING.has(name) || drop.has(name) || HOP_BY_HOP.has(name)) continue;
-    if (name.includes('_') && isIdentityName(name.replace(/_/g, '-'))) continue;
-    if (name !== 'authorization' && isIdentityName(name)) continue;
-    if (name === 'authorization' && options.tokenRoute) continue;
+  for (const name in incoming) {
+    const value = incoming[name];
+    // `upgrade` and `connection` are hop-by-hop: a WebSocket handshake gets them back below.
+    if (value === undefined || drop.has(name)) continue;
+    const kind = requestNameClass(name);
+    if (kind === RequestName.Drop) continue;
+    if (kind === RequestName.Authorization && options.tokenRoute) continue;
     // A browser must not pick the trace an upstream joins: only a trusted front's pass.
-    if (!options.trustProxy && (name === 'traceparent' || name === 'tracestate')) continue;
+    if (kind === RequestName.Trace && !options.trustProxy) continue;
     out[name] = value;
   }
   if (options.keepUpgrade && incoming.upgrade) {
@@ -154,7 +191,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, options: R
   else out.cookie = cookie;
 
   const priorFor = options.trustProxy ? [incoming['x-forwarded-for']].flat().filter(Boolean).join(', ') : '';
-  out['x-forwarded-for'] = [priorFor, options.remoteAddress ?? ''].filter(Boolean).join(', ');
+  const peer = options.remoteAddress ?? '';
+  out['x-forwarded-for'] = priorFor && peer ? `${priorFor}, ${peer}` : priorFor || peer;
   out['x-forwarded-proto'] = options.publicUrl.protocol.slice(0, -1);
   out['x-forwarded-host'] = options.publicUrl.host;
   if (options.authorization) out.authorization = options.authorization;
@@ -180,7 +218,8 @@ function containsToken(value: string | string[] | number, tokens: readonly strin
 export function browserResponseHeaders(upstream: IncomingHttpHeaders, options: ResponseHeaderOptions): OutgoingHttpHeaders {
   const drop = nominated(upstream);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name];
     if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name) || options.dropNames.has(name)) continue;
     if (name === 'set-cookie') {
       const kept = [value]
