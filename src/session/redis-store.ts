@@ -7,8 +7,17 @@
  *
  * Key layout (prefix `bff:` by default), every multi-key command stays inside one hash slot:
  *   s:{handle}  sealed session record        l:{handle}  refresh lock (same slot as s:)
- *   i:{index}   set of handles for a sid/sub c:{key}     one-time claims (state, jti)
+ *   h:{index}   handles for a sid/sub        c:{key}     one-time claims (state, jti)
  *   o:{key}     one-time values (logout hand-off), taken with one atomic get-and-delete
+ *   i:{index}   handles for a sid/sub as written before h: (read and pruned, no longer written)
+ *
+ * Session records are binary (record-codec.ts): the store's strings carry one byte per char
+ * (latin1) and go to and from Redis as Buffers, so Redis holds the raw bytes. A record written
+ * as text by an older version is ASCII and reads back unchanged.
+ *
+ * An index is a hash of handle -> '' rather than a set: Redis keeps a small hash as a listpack
+ * (a small set of strings only from Redis 7.2), about 100 bytes less per index key. Indexes
+ * written as sets (`i:`) by an older version are still read and pruned until they expire.
  *
  * Ended sessions are announced on the pub/sub channel `<prefix>ended` (the handle as message):
  * `destroy` publishes, and a store with `onEnded` listeners holds one extra, dedicated subscriber
@@ -37,9 +46,14 @@ const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis
 const REPLACE = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`;
 /** GETDEL needs Redis 6.2; a script is atomic on every version. */
 const TAKE = `local value = redis.call('get', KEYS[1]) if value then redis.call('del', KEYS[1]) end return value`;
-const INDEX_ADD = `redis.call('sadd', KEYS[1], ARGV[1])
+const INDEX_ADD = `redis.call('hset', KEYS[1], ARGV[1], '')
 if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 1`;
+
+/** A store string (one char per byte) as the bytes it stands for. */
+function bytes(value: string): Buffer {
+  return Buffer.from(value, 'latin1');
+}
 
 function hostPort(url: string, defaultPort = 6379): { host: string; port: number } {
   const parsed = new URL(url);
@@ -171,7 +185,7 @@ export class RedisStore implements SessionStore {
     return store;
   }
 
-  private key(kind: 's' | 'l' | 'i' | 'c' | 'o', id: string): string {
+  private key(kind: 's' | 'l' | 'h' | 'i' | 'c' | 'o', id: string): string {
     return `${this.prefix}${kind}:{${id}}`;
   }
 
@@ -186,24 +200,25 @@ export class RedisStore implements SessionStore {
     }
   }
 
-  get(handle: string): Promise<string | null> {
-    return this.run(() => this.client.get(this.key('s', handle)));
+  async get(handle: string): Promise<string | null> {
+    const value = await this.run(() => this.client.getBuffer(this.key('s', handle)));
+    return value === null ? null : value.toString('latin1');
   }
 
   async set(handle: string, sealed: string, ttlMs: number): Promise<void> {
-    await this.run(() => this.client.set(this.key('s', handle), sealed, 'PX', Math.max(1, Math.ceil(ttlMs))));
+    await this.run(() => this.client.set(this.key('s', handle), bytes(sealed), 'PX', Math.max(1, Math.ceil(ttlMs))));
     await this.announceChange(handle);
   }
 
   async update(handle: string, sealed: string, ttlMs: number): Promise<boolean> {
-    const result = await this.run(() => this.client.set(this.key('s', handle), sealed, 'PX', Math.max(1, Math.ceil(ttlMs)), 'XX'));
+    const result = await this.run(() => this.client.set(this.key('s', handle), bytes(sealed), 'PX', Math.max(1, Math.ceil(ttlMs)), 'XX'));
     if (result === 'OK') await this.announceChange(handle);
     return result === 'OK';
   }
 
   async replace(handle: string, expected: string, sealed: string, ttlMs: number): Promise<boolean> {
     const result = await this.run(() =>
-      this.client.eval(REPLACE, 1, this.key('s', handle), expected, sealed, String(Math.max(1, Math.ceil(ttlMs)))),
+      this.client.eval(REPLACE, 1, this.key('s', handle), bytes(expected), bytes(sealed), String(Math.max(1, Math.ceil(ttlMs)))),
     );
     if (result === 1) await this.announceChange(handle);
     return result === 1;
@@ -327,16 +342,21 @@ export class RedisStore implements SessionStore {
   }
 
   async indexAdd(index: string, handle: string, ttlMs: number): Promise<void> {
-    await this.run(() => this.client.eval(INDEX_ADD, 1, this.key('i', index), handle, String(Math.ceil(ttlMs))));
+    await this.run(() => this.client.eval(INDEX_ADD, 1, this.key('h', index), handle, String(Math.ceil(ttlMs))));
   }
 
-  indexMembers(index: string): Promise<string[]> {
-    return this.run(() => this.client.smembers(this.key('i', index)));
+  async indexMembers(index: string): Promise<string[]> {
+    const [current, older] = await this.run(() =>
+      Promise.all([this.client.hkeys(this.key('h', index)), this.client.smembers(this.key('i', index))]),
+    );
+    return older.length === 0 ? current : [...new Set([...current, ...older])];
   }
 
   async indexRemove(index: string, handles: string[]): Promise<void> {
     if (handles.length === 0) return;
-    await this.run(() => this.client.srem(this.key('i', index), ...handles));
+    await this.run(() =>
+      Promise.all([this.client.hdel(this.key('h', index), ...handles), this.client.srem(this.key('i', index), ...handles)]),
+    );
   }
 
   async *scanHandles(): AsyncIterable<string> {

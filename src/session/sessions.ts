@@ -3,7 +3,8 @@
  *
  * - The browser holds a random 256-bit id; the store key is its SHA-256 (the "handle"), so
  *   a store dump cannot be replayed as cookies. The record is sealed with the handle as
- *   associated data, so records cannot be swapped between keys either.
+ *   associated data, so records cannot be swapped between keys either. How it is laid out and
+ *   sealed (a compact binary format; the older text format is still read): record-codec.ts.
  * - Idle timeout slides with use, lazily: the record is rewritten only when a noticeable part
  *   of the idle window has passed, so a steady stream of API calls costs one read each and no
  *   write. The absolute timeout never moves. The store TTL is the earlier of the two, so the
@@ -18,6 +19,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { GatewayConfig } from '../config/load.ts';
 import { OneTimeClaims } from './one-time.ts';
+import { openRecord, sealRecord } from './record-codec.ts';
 import type { Sealer } from './seal.ts';
 import type { SessionCache } from './session-cache.ts';
 import type { SessionStore } from './store.ts';
@@ -133,7 +135,7 @@ export class Sessions {
       lastSeenAt: now,
       logoutSid: randomBytes(16).toString('base64url'),
     };
-    const sealed = this.sealer.seal(record, handle);
+    const sealed = sealRecord(this.sealer, record, handle);
     await this.store.set(handle, sealed, this.ttl(record));
     await this.indexUnderCurrentKey(handle, record);
     return { id, handle, record, sealed };
@@ -173,7 +175,7 @@ export class Sessions {
   async loadHandle(handle: string): Promise<LoadResult> {
     const sealed = await this.store.get(handle);
     if (sealed === null) return { state: 'none' };
-    const opened = this.sealer.open<SessionRecord>(sealed, handle);
+    const opened = openRecord(this.sealer, sealed, handle);
     if (opened?.value.v !== 1) return { state: 'none' };
     const record = opened.value;
     if (this.now() >= this.idleExpiresAt(record)) {
@@ -200,7 +202,7 @@ export class Sessions {
   /** Slide + re-seal as a compare-and-set: losing the race to a token update is fine. */
   private async housekeep(session: LoadedSession): Promise<void> {
     const record = { ...session.record, lastSeenAt: this.now() };
-    const sealed = this.sealer.seal(record, session.handle);
+    const sealed = sealRecord(this.sealer, record, session.handle);
     if (await this.store.replace(session.handle, session.sealed, sealed, this.ttl(record))) {
       session.record = record;
       session.sealed = sealed;
@@ -214,7 +216,7 @@ export class Sessions {
   async update(session: LoadedSession, record: SessionRecord): Promise<boolean> {
     const ttl = this.ttl(record);
     if (ttl <= 0) return false;
-    const sealed = this.sealer.seal(record, session.handle);
+    const sealed = sealRecord(this.sealer, record, session.handle);
     if (!(await this.store.update(session.handle, sealed, ttl))) return false;
     session.record = record;
     session.sealed = sealed;

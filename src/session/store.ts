@@ -2,7 +2,9 @@
  * The session store contract. Two implementations (Redis, memory) pass one shared test suite.
  *
  * Stores hold opaque sealed strings under a *handle*: the SHA-256 of the browser's session id,
- * so a store dump yields neither tokens (sealed) nor usable session ids (hashed). Index keys for
+ * so a store dump yields neither tokens (sealed) nor usable session ids (hashed). A sealed
+ * record is a binary string, one char per byte (latin1; record-codec.ts): a store keeps those
+ * bytes, and gives back exactly the string it was given. Index keys for
  * back-channel logout are keyed by an HMAC of the IdP `sid`/`sub`, not the claim itself.
  *
  * Redis Cluster: a session's record and its refresh lock share the hash tag `{handle}`, so they

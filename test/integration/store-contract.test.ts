@@ -2,7 +2,7 @@
  * One contract suite for every SessionStore (src/session/store.ts), run against the memory
  * store, Redis standalone, a real three-master Redis Cluster and a Sentinel-managed primary.
  * Whatever the gateway relies on (TTL, set-if-exists, compare-and-set, locks with owners,
- * one-time claims, index sets) must hold identically everywhere; on a cluster every multi-key
+ * one-time claims, indexes, binary records) must hold identically everywhere; on a cluster every multi-key
  * command must stay in one slot.
  */
 import { randomBytes } from 'node:crypto';
@@ -85,6 +85,20 @@ function storeContract(
       expect(await store.get(h)).toBe('v2');
       expect(await store.replace(h, 'v1', 'v3', LONG)).toBe(false);
       expect(await store.get(h)).toBe('v2');
+    });
+
+    test('a binary record (one char per byte, every byte value) comes back exactly; compare-and-set holds on it', async () => {
+      const h = id();
+      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString('latin1');
+      const sealed = `\x02${all}${randomBytes(64).toString('latin1')}`;
+      const next = `\x02${randomBytes(300).toString('latin1')}`;
+      await store.set(h, sealed, LONG);
+      expect(await store.get(h)).toBe(sealed);
+      expect(await store.replace(h, `${sealed.slice(0, -1)}\x00`, next, LONG)).toBe(false);
+      expect(await store.replace(h, sealed, next, LONG)).toBe(true);
+      expect(await store.get(h)).toBe(next);
+      expect(await store.update(h, sealed, LONG)).toBe(true);
+      expect(await store.get(h)).toBe(sealed);
     });
 
     test('destroy removes the record and its lock; destroying nothing is fine', async () => {
@@ -315,6 +329,40 @@ describe('Redis specifics', () => {
       expect(await store.isLocked(handle)).toBe(false);
     } finally {
       client.disconnect();
+      await store.close();
+    }
+  });
+
+  test('a record is stored as its bytes, and one written as text by an older version reads back unchanged', async () => {
+    const store = await RedisStore.connect(redisConfig({ url: redis.url }));
+    try {
+      const h = id();
+      await store.set(h, '\x02\xff\x00\x80', LONG);
+      expect(await redisCommand(redis.port, `STRLEN bff:s:{${h}}`)).toBe(':4');
+      const old = id();
+      const text = `v1.AAAAAAAA.${randomBytes(12).toString('base64url')}.${randomBytes(40).toString('base64url')}`;
+      expect(await redisCommand(redis.port, `SET bff:s:{${old}} ${text}`)).toBe('+OK');
+      expect(await store.get(old)).toBe(text);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('index sets written by an older version (`i:` sets) are still read and pruned; new entries go to `h:` hashes', async () => {
+    const store = await RedisStore.connect(redisConfig({ url: redis.url }));
+    try {
+      const [index, before, after] = [id(), id(), id()];
+      expect(await redisCommand(redis.port, `SADD bff:i:{${index}} ${before}`)).toBe(':1');
+      await store.indexAdd(index, after, LONG);
+      expect(await redisCommand(redis.port, `TYPE bff:h:{${index}}`)).toBe('+hash');
+      expect(await redisCommand(redis.port, `SCARD bff:i:{${index}}`)).toBe(':1');
+      expect((await store.indexMembers(index)).sort()).toEqual([before, after].sort());
+      await store.indexAdd(index, before, LONG);
+      expect((await store.indexMembers(index)).sort()).toEqual([before, after].sort());
+      await store.indexRemove(index, [before]);
+      expect(await store.indexMembers(index)).toEqual([after]);
+      expect(await redisCommand(redis.port, `SCARD bff:i:{${index}}`)).toBe(':0');
+    } finally {
       await store.close();
     }
   });

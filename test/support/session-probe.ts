@@ -3,6 +3,7 @@
  * decrypted record (through the gateway's own Sessions, so the test reads what the gateway
  * reads), and the raw Redis key with its TTL.
  */
+import { Redis } from 'ioredis';
 import type { SessionRecord } from '../../src/session/sessions.ts';
 import { Sessions } from '../../src/session/sessions.ts';
 import { isClearingCookie, loginUpToCallback, type LoginOptions } from './login.ts';
@@ -31,9 +32,19 @@ export function redisKey(cookie: string, prefix = 'bff:'): string {
   return `${prefix}s:{${handleOf(cookie)}}`;
 }
 
-/** The sealed value stored for a cookie's session, or '' when Redis has no such key. */
-export function storedValue(redis: RedisInstance, cookie: string): Promise<string> {
-  return redisCommand(redis.port, `GET ${redisKey(cookie)}`);
+/**
+ * The sealed value stored for a cookie's session, or '' when Redis has no such key: a binary
+ * string (one char per byte), as the store hands records to the gateway.
+ */
+export async function storedValue(redis: RedisInstance, cookie: string): Promise<string> {
+  const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.getBuffer(redisKey(cookie)))?.toString('latin1') ?? '';
+  } finally {
+    client.disconnect();
+  }
 }
 
 /** PTTL of the session key in ms (-2: no such key, -1: no expiry). */
@@ -43,9 +54,13 @@ export async function storedTtl(redis: RedisInstance, cookie: string): Promise<n
   return Number(reply.slice(1));
 }
 
-/** The key id of a sealed envelope `v1.<kid>.<iv>.<body>`. */
+/**
+ * The key id of a sealed record: `v1.<kid>.<iv>.<body>` (text), or the 6 bytes after the
+ * version byte of a binary envelope, in the same base64url spelling.
+ */
 export function sealKeyId(sealed: string): string {
-  return sealed.split('.')[1] ?? '';
+  if (sealed.startsWith('v1.')) return sealed.split('.')[1] ?? '';
+  return Buffer.from(sealed, 'latin1').toString('base64url', 1, 7);
 }
 
 /** `bff_logouts_total{kind=...}` as exposed on /metrics (the registry's text rendering). */
