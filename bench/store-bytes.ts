@@ -11,7 +11,9 @@
  * encoding, TTL and `MEMORY USAGE <key> SAMPLES 0` (Redis' own accounting of the key, its
  * value and their overhead, rounded to the allocator's size classes). Next to that: the raw
  * byte length of the tokens the session holds (access, refresh and ID token, read back through
- * the gateway's own session reader). As a cross-check, a second batch of logins runs back to
+ * the gateway's own session reader). Each session is then refreshed once, over a second after
+ * its login (the gateway's own refresher: new access, refresh and ID token), and its record
+ * measured again. As a cross-check, a second batch of logins runs back to
  * back with nothing else sent to Redis, and `used_memory` (INFO memory) before and after it is
  * divided by the number of logins.
  *
@@ -53,6 +55,8 @@ export interface KeyBytes {
 export interface LoginBytes {
   keys: KeyBytes[];
   tokens: { access: number; refresh: number; id: number };
+  /** The record's MEMORY USAGE after one token refresh, and the raw bytes of the new tokens. */
+  refreshed: { record: number; tokens: number };
 }
 
 /** The key's shape, its variable parts elided: `bff:i:{sub.…}`. */
@@ -71,12 +75,19 @@ async function allKeys(redis: Redis): Promise<string[]> {
   return keys;
 }
 
+async function hashBytes(redis: Redis, key: string): Promise<number> {
+  const fields = await redis.hkeysBuffer(key);
+  const values = await redis.hvalsBuffer(key);
+  return [...fields, ...values].reduce((sum, part) => sum + part.length, 0);
+}
+
 async function describe(redis: Redis, key: string): Promise<KeyBytes> {
   const type = await redis.type(key);
   const encoding = String(await redis.object('ENCODING', key));
   let valueBytes = 0;
   if (type === 'string') valueBytes = await redis.strlen(key);
   else if (type === 'set') valueBytes = (await redis.smembersBuffer(key)).reduce((sum, member) => sum + member.length, 0);
+  else if (type === 'hash') valueBytes = await hashBytes(redis, key);
   const memoryUsage = Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
   const ttlS = Math.round((await redis.pttl(key)) / 1000);
   return { kind: kindOf(key), key, type, encoding, valueBytes, memoryUsage, ttlS };
@@ -98,7 +109,7 @@ async function main(): Promise<void> {
   if (!redisUrl) throw new Error('no redis');
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0 });
   await redis.connect();
-  const sessions = world.gateway.gateway.services.sessions;
+  const { sessions, refresher } = world.gateway.gateway.services;
   const server = await redis.info('server');
   const memoryInfo = await redis.info('memory');
   const field = (text: string, name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '?';
@@ -110,6 +121,7 @@ async function main(): Promise<void> {
     // One login first, unmeasured: the gateway's first requests warm up connections and caches.
     await login(world.url);
     const results: LoginBytes[] = [];
+    const loginsMade: Array<{ handle: string; recordKey: string }> = [];
     const grown: KeyBytes[] = [];
     const sizes = async (keys: string[]) => new Map(await Promise.all(keys.map(async (key) => [key, await describe(redis, key)] as const)));
     let known = await sizes(await allKeys(redis));
@@ -130,6 +142,7 @@ async function main(): Promise<void> {
       const loaded = await sessions.loadHandle(handle);
       if (loaded.state !== 'active') throw new Error(`session ${handle} did not load: ${loaded.state}`);
       const { tokens } = loaded.record;
+      loginsMade.push({ handle, recordKey: recordKey.key });
       results.push({
         keys,
         tokens: {
@@ -137,7 +150,26 @@ async function main(): Promise<void> {
           refresh: Buffer.byteLength(tokens.refreshToken ?? ''),
           id: Buffer.byteLength(tokens.idToken ?? ''),
         },
+        refreshed: { record: 0, tokens: 0 },
       });
+    }
+    // Then one token refresh per session (a new access, refresh and ID token), over a second
+    // after its login as any real refresh is: the new ID token's iat and exp differ from the
+    // claims the session keeps from its login, which are then stored rather than referenced.
+    await new Promise((done) => setTimeout(done, 1_100));
+    for (const [i, made] of loginsMade.entries()) {
+      const loaded = await sessions.loadHandle(made.handle);
+      if (loaded.state !== 'active') throw new Error(`session ${made.handle} did not load: ${loaded.state}`);
+      const before = loaded.record.tokens.accessToken;
+      const refreshed = await refresher.refreshAfterRejection(loaded, before);
+      if (refreshed.tokens.accessToken === before) throw new Error(`session ${made.handle} was not refreshed`);
+      (results[i] as LoginBytes).refreshed = {
+        record: (await describe(redis, made.recordKey)).memoryUsage,
+        tokens:
+          Buffer.byteLength(refreshed.tokens.accessToken) +
+          Buffer.byteLength(refreshed.tokens.refreshToken ?? '') +
+          Buffer.byteLength(refreshed.tokens.idToken ?? ''),
+      };
     }
     // The cross-check: logins back to back, nothing else sent to Redis meanwhile.
     const memoryBefore = await usedMemory();
@@ -148,6 +180,12 @@ async function main(): Promise<void> {
     const tokenBytes = results.map((r) => r.tokens.access + r.tokens.refresh + r.tokens.id);
     const totalBytes = results.map((r) => sum(r.keys.map((k) => k.memoryUsage)));
     const steadyBytes = results.map((r) => sum(r.keys.filter((k) => !k.kind.includes('{state.')).map((k) => k.memoryUsage)));
+    // Steady state after a refresh: the index keys as they were, the record as it is now.
+    const refreshedBytes = results.map(
+      (r) =>
+        sum(r.keys.filter((k) => !k.kind.includes('{state.') && !k.kind.includes(':s:')).map((k) => k.memoryUsage)) + r.refreshed.record,
+    );
+    const refreshedTokens = results.map((r) => r.refreshed.tokens);
     const ratios = results.map((_, i) => (totalBytes[i] as number) / (tokenBytes[i] as number));
     const kinds = [...new Set(results.flatMap((r) => r.keys.map((k) => k.kind)))];
     const keyRows = kinds.map((kind) => {
@@ -162,7 +200,7 @@ async function main(): Promise<void> {
       '',
       `Generated by \`node --import tsx bench/store-bytes.ts --logins ${LOGINS} --memory-logins ${MEMORY_LOGINS}\` on ${started.toISOString().slice(0, 10)}${values.label ? ` (${values.label})` : ''}: Node ${process.version}, Redis ${redisVersion} (${allocator}), ${cpu}, ${cpus().length} cores, load average ${loadStart.map((x) => x.toFixed(1)).join(' / ')} at start, ${loadEnd.map((x) => x.toFixed(1)).join(' / ')} at end.`,
       '',
-      `What was measured: ${LOGINS} real logins (a new browser and a new user each, user names of 8 characters) through one gateway (buildGateway, Redis store) against the embedded IdP (demo/idp.ts; JWT access and ID tokens, opaque refresh token, userinfo on), after one unmeasured warm-up login. For each login, every key it created in Redis (SCAN before and after) with \`MEMORY USAGE <key> SAMPLES 0\`, summed; the tokens' raw bytes (access + refresh + ID token as the IdP issued them) are read back through the gateway's own session reader. Steady state leaves out the login-state claim, which only guards the callback against replay and expires with the login transaction.`,
+      `What was measured: ${LOGINS} real logins (a new browser and a new user each, user names of 8 characters) through one gateway (buildGateway, Redis store) against the embedded IdP (demo/idp.ts; JWT access and ID tokens, opaque refresh token, userinfo on), after one unmeasured warm-up login. For each login, every key it created in Redis (SCAN before and after) with \`MEMORY USAGE <key> SAMPLES 0\`, summed; the tokens' raw bytes (access + refresh + ID token as the IdP issued them) are read back through the gateway's own session reader. Steady state leaves out the login-state claim, which only guards the callback against replay and expires with the login transaction. Then each session's tokens are refreshed once, over a second after its login (the gateway's own refresher, as after an upstream 401), and its record measured again.`,
       '',
       '| | median | min | max |',
       '|---|---:|---:|---:|',
@@ -171,6 +209,9 @@ async function main(): Promise<void> {
       `| ratio store / tokens (goal ≤ 1.5) | ${median(ratios).toFixed(2)} | ${Math.min(...ratios).toFixed(2)} | ${Math.max(...ratios).toFixed(2)} |`,
       `| steady state, without the login-state claim | ${fmt(median(steadyBytes))} | ${fmt(Math.min(...steadyBytes))} | ${fmt(Math.max(...steadyBytes))} |`,
       `| ratio steady state / tokens | ${ratio(median(steadyBytes), median(tokenBytes))} | | |`,
+      `| after one token refresh: raw token bytes | ${fmt(median(refreshedTokens))} | ${fmt(Math.min(...refreshedTokens))} | ${fmt(Math.max(...refreshedTokens))} |`,
+      `| after one token refresh: steady-state store bytes | ${fmt(median(refreshedBytes))} | ${fmt(Math.min(...refreshedBytes))} | ${fmt(Math.max(...refreshedBytes))} |`,
+      `| ratio after one refresh / its tokens | ${ratio(median(refreshedBytes), median(refreshedTokens))} | | |`,
       `| cross-check: INFO used_memory delta / login (${MEMORY_LOGINS} more logins back to back) | ${fmt(perLoginMemory)} | | |`,
       '',
       `Tokens (median bytes): access ${fmt(median(results.map((r) => r.tokens.access)))}, refresh ${fmt(median(results.map((r) => r.tokens.refresh)))}, ID ${fmt(median(results.map((r) => r.tokens.id)))}.`,
