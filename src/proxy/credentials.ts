@@ -43,7 +43,9 @@ function recordTokens(record: SessionRecord): readonly string[] {
     const { accessToken, refreshToken, idToken } = record.tokens;
     const routeTokens = Object.values(record.routeTokens ?? {}).map((token) => token.accessToken);
     listed = Object.freeze(
-      [accessToken, refreshToken, idToken, ...routeTokens].filter((token): token is string => typeof token === 'string' && token.length > 0),
+      [accessToken, refreshToken, idToken, ...routeTokens].filter(
+        (token): token is string => typeof token === 'string' && token.length > 0,
+      ),
     );
     tokensOfRecord.set(record, listed);
   }
@@ -70,7 +72,13 @@ function carried(record: SessionRecord, route: RouteConfig): { accessToken: stri
 }
 
 const NO_TOKENS: readonly string[] = Object.freeze([]);
-const NONE: Credentials = { accessToken: undefined, session: undefined, dpop: false, retry: async () => undefined, tokens: () => NO_TOKENS };
+const NONE: Credentials = {
+  accessToken: undefined,
+  session: undefined,
+  dpop: false,
+  retry: async () => undefined,
+  tokens: () => NO_TOKENS,
+};
 
 export function isDpopType(tokenType: string | undefined): boolean {
   return tokenType?.toLowerCase() === 'dpop';

@@ -18,17 +18,19 @@
  * upstream request: a reader that stopped cannot hold an upstream connection. A slow stream
  * the browser does read (server-sent events, a long download) is never cut.
  *
- * Pieces written in one turn of the event loop go out in one write (the socket is corked
- * until the next tick): a short body and the chunked end marker share a packet.
+ * A scrubbed body that declares at most 16 KiB (most API answers) is read whole first, decoded
+ * in one call if compressed, redacted, and sent with its exact `content-length` in one socket
+ * write together with the status line and headers. A larger or undeclared one streams, chunked,
+ * and pieces written in one turn of the event loop go out in one write (the socket is corked
+ * until the next tick).
  */
-import type { ServerResponse } from 'node:http';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Transform } from 'node:stream';
-import { GatewayError } from '../errors.ts';
+import { GatewayError, writeRawError } from '../errors.ts';
 import type { BodySink, UpstreamResponse } from './forward.ts';
 import { browserResponseHeaders } from './headers.ts';
-import { decoderFor, Redactor } from './scrub.ts';
+import { bodyEncoding, type BodyEncoding, decodeWhole, decoderFor, Redactor } from './scrub.ts';
 
 export interface RespondOptions {
   dropNames: ReadonlySet<string>;
@@ -49,29 +51,128 @@ export function hasResponseBody(method: string, status: number, headers?: Incomi
   return method !== 'HEAD' && status >= 200 && status !== 204 && status !== 205 && status !== 304 && headers?.['content-length'] !== '0';
 }
 
+/**
+ * A scrubbed answer that declares at most this many bytes is read whole, redacted, and sent
+ * with its new `content-length` in one write, headers included (a streamed one costs a
+ * chunked framing and a second write for its end). As much as a stream holds anyway.
+ */
+const WHOLE_BODY_BYTES = 16 * 1024;
+/** Such a body, compressed, is decoded in one call up to this size; one that grows more streams. */
+const WHOLE_DECODED_BYTES = 256 * 1024;
+
 export function respond(res: ServerResponse, method: string, upstream: UpstreamResponse, options: RespondOptions): void {
   const headers = browserResponseHeaders(upstream.headers, options);
   if (options.extraCookies.length > 0)
     headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
-  const bodyless = !hasResponseBody(method, upstream.statusCode, upstream.headers);
-  let decoder: Transform | null = null;
-  let redactor: Redactor | undefined;
-  if (options.scrub && options.tokens.length > 0 && !bodyless) {
-    const found = decoderFor(upstream.headers['content-encoding']);
-    if (found === undefined) {
-      upstream.discard();
-      throw new GatewayError('bad_gateway', {
-        detail: `upstream body encoding ${String(upstream.headers['content-encoding'])} cannot be inspected for tokens`,
-      });
-    }
-    decoder = found;
-    if (decoder) delete headers['content-encoding'];
-    redactor = new Redactor(options.tokens);
-    delete headers['content-length'];
-  }
   if (upstream.statusCode === 205) headers['content-length'] = '0';
-  res.writeHead(upstream.statusCode, upstream.statusMessage || undefined, headers);
-  upstream.relay(bodyless ? bodylessSink(res) : new BrowserSink(res, upstream, decoder, redactor, options.sendIdleTimeoutMs));
+  const head: Head = { res, status: upstream.statusCode, message: upstream.statusMessage || undefined, headers };
+  if (!hasResponseBody(method, upstream.statusCode, upstream.headers)) {
+    sendHead(head);
+    upstream.relay(bodylessSink(res));
+    return;
+  }
+  if (!options.scrub || options.tokens.length === 0) {
+    sendHead(head);
+    upstream.relay(new BrowserSink(res, upstream, null, undefined, options.sendIdleTimeoutMs));
+    return;
+  }
+  const encoding = bodyEncoding(upstream.headers['content-encoding']);
+  if (encoding === undefined) {
+    upstream.discard();
+    throw new GatewayError('bad_gateway', {
+      detail: `upstream body encoding ${String(upstream.headers['content-encoding'])} cannot be inspected for tokens`,
+    });
+  }
+  // The body is sent decoded, and redaction may change its length.
+  if (encoding !== 'identity') delete headers['content-encoding'];
+  delete headers['content-length'];
+  const redactor = new Redactor(options.tokens);
+  const declared = Number(upstream.headers['content-length']);
+  if (declared > 0 && declared <= WHOLE_BODY_BYTES) {
+    upstream.relay(new WholeBodySink(head, upstream, encoding, redactor, options.sendIdleTimeoutMs));
+    return;
+  }
+  sendHead(head);
+  upstream.relay(new BrowserSink(res, upstream, decoderFor(encoding), redactor, options.sendIdleTimeoutMs));
+}
+
+/** The status line and headers of an answer, until they are sent. */
+interface Head {
+  res: ServerResponse;
+  status: number;
+  message: string | undefined;
+  headers: OutgoingHttpHeaders;
+}
+
+function sendHead({ res, status, message, headers }: Head): void {
+  res.writeHead(status, message, headers);
+}
+
+/**
+ * A small scrubbed body (a declared length of at most WHOLE_BODY_BYTES): collected, decoded in
+ * one call, redacted, then the head and the body go out together with the exact length. One
+ * that decodes to more than WHOLE_DECODED_BYTES goes the streaming way after all; one that
+ * does not decode as its encoding says is answered 502 (nothing was sent yet).
+ */
+class WholeBodySink implements BodySink {
+  private readonly pieces: Buffer[] = [];
+  private length = 0;
+
+  constructor(
+    private readonly head: Head,
+    private readonly upstream: UpstreamResponse,
+    private readonly encoding: BodyEncoding,
+    private readonly redactor: Redactor,
+    private readonly idleMs: number,
+  ) {}
+
+  data(chunk: Buffer): boolean {
+    // Bounded: undici reads no more than the declared length.
+    this.pieces.push(chunk);
+    this.length += chunk.length;
+    return true;
+  }
+
+  end(): void {
+    const { res } = this.head;
+    const body = this.pieces.length === 1 ? (this.pieces[0] as Buffer) : Buffer.concat(this.pieces, this.length);
+    let plain = body;
+    if (this.encoding !== 'identity') {
+      let decoded: Buffer | undefined;
+      try {
+        decoded = decodeWhole(this.encoding, body, WHOLE_DECODED_BYTES);
+      } catch {
+        writeRawError(res, new GatewayError('bad_gateway', { detail: `upstream body is not valid ${this.encoding}` }));
+        return;
+      }
+      if (decoded === undefined) {
+        sendHead(this.head);
+        const sink = new BrowserSink(res, this.upstream, decoderFor(this.encoding), this.redactor, this.idleMs);
+        sink.data(body);
+        sink.end();
+        return;
+      }
+      plain = decoded;
+    }
+    const out = [...this.redactor.write(plain), ...this.redactor.end()];
+    const whole = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+    this.head.headers['content-length'] = String(whole.length);
+    sendHead(this.head);
+    res.end(whole);
+    // The browser does not take it all at once: it must within the deadline, like a stream.
+    if (res.writableNeedDrain) {
+      const idle = setTimeout(() => {
+        if (!res.writableFinished) res.destroy();
+      }, this.idleMs);
+      res.once('close', () => clearTimeout(idle));
+    }
+  }
+
+  fail(_error: Error): void {
+    // Nothing is out yet, but the answer is incomplete: the browser learns it the way it
+    // would from a streamed one that broke.
+    this.head.res.destroy();
+  }
 }
 
 /** Whatever an answer without a body carries (nothing, or bytes a broken upstream sent) is dropped. */

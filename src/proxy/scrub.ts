@@ -30,14 +30,40 @@ const B64TOKEN = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 /** Shorter base64 runs than this (6 token bytes) are not searched: too likely to hit by chance. */
 const MIN_BASE64_NEEDLE = 8;
 
-/** A decoder for the body's `content-encoding`: null for none, undefined for one it cannot undo. */
-export function decoderFor(encoding: string | string[] | undefined): Transform | null | undefined {
+/** A `content-encoding` the scrubber can undo. */
+export type BodyEncoding = 'identity' | 'gzip' | 'deflate' | 'br';
+
+/** The body's `content-encoding` as one the scrubber can undo, or undefined for any other. */
+export function bodyEncoding(encoding: string | string[] | undefined): BodyEncoding | undefined {
   const value = [encoding ?? ''].flat().join(',').trim().toLowerCase();
-  if (value === '' || value === 'identity') return null;
-  if (value === 'gzip' || value === 'x-gzip') return zlib.createGunzip();
-  if (value === 'deflate') return zlib.createInflate();
-  if (value === 'br') return zlib.createBrotliDecompress();
+  if (value === '' || value === 'identity') return 'identity';
+  if (value === 'gzip' || value === 'x-gzip') return 'gzip';
+  if (value === 'deflate' || value === 'br') return value;
   return undefined;
+}
+
+/** A streaming decoder for `encoding` (null for identity). */
+export function decoderFor(encoding: BodyEncoding): Transform | null {
+  if (encoding === 'gzip') return zlib.createGunzip();
+  if (encoding === 'deflate') return zlib.createInflate();
+  if (encoding === 'br') return zlib.createBrotliDecompress();
+  return null;
+}
+
+/**
+ * A whole compressed body decoded in one call, or undefined when it decodes to more than
+ * `maxBytes` (the caller streams it instead). Throws when it is not what its encoding says.
+ */
+export function decodeWhole(encoding: Exclude<BodyEncoding, 'identity'>, body: Buffer, maxBytes: number): Buffer | undefined {
+  const options = { maxOutputLength: maxBytes };
+  try {
+    if (encoding === 'gzip') return zlib.gunzipSync(body, options);
+    if (encoding === 'deflate') return zlib.inflateSync(body, options);
+    return zlib.brotliDecompressSync(body, options);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw error;
+  }
 }
 
 interface Needle {

@@ -4,6 +4,7 @@
  * and exactly one store read and no store write without it. A second
  * gateway instance shares the world's real Redis through a counting wrapper.
  */
+import { Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RedisStore } from '../../src/session/redis-store.ts';
 import type { SessionStore } from '../../src/session/store.ts';
@@ -82,4 +83,39 @@ it('control: the counter does see writes (a logout on the counted instance)', as
   const res = await fetch(`${second.url}/auth/logout`, { method: 'POST', headers: apiHeaders((await login(world.url)).cookieHeader) });
   expect(res.status).toBe(200);
   expect(counted.calls).toContain('destroy');
+});
+
+/**
+ * Socket writes per proxied request, counted where Node hands bytes to the kernel
+ * (`Socket.prototype._writeGeneric`, under `write` and `writev`): a small authenticated answer
+ * goes to the browser as one write, status line, headers and body together (not a chunked
+ * body and an end marker in a second write), and the request goes upstream as one write.
+ */
+it('a small authenticated answer costs one socket write to the browser and one to the upstream', async () => {
+  const session = await login(world.url);
+  const upstreamPort = Number(new URL(world.upstream.url).port);
+  const warm = await fetch(`${second.url}/api/echo`, { headers: apiHeaders(session.cookieHeader) });
+  expect(warm.status).toBe(200);
+  await warm.body?.cancel();
+
+  const socketPrototype = Socket.prototype as unknown as { _writeGeneric: (...args: unknown[]) => unknown };
+  const original = socketPrototype._writeGeneric;
+  const writes = { browser: 0, upstream: 0 };
+  socketPrototype._writeGeneric = function (this: Socket, ...args: unknown[]) {
+    if (this.localPort === second.port) writes.browser += 1;
+    else if (this.remotePort === upstreamPort && this.localPort !== upstreamPort) writes.upstream += 1;
+    return original.apply(this, args);
+  };
+  const requests = 10;
+  try {
+    for (let i = 0; i < requests; i++) {
+      const res = await fetch(`${second.url}/api/echo?i=${i}`, { headers: apiHeaders(session.cookieHeader) });
+      expect(res.status).toBe(200);
+      // The echo carries the Bearer the upstream received: scrubbed, so the body was redacted.
+      expect(await res.text()).toContain('[redacted]');
+    }
+  } finally {
+    socketPrototype._writeGeneric = original;
+  }
+  expect(writes).toEqual({ browser: requests, upstream: requests });
 });

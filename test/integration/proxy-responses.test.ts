@@ -10,6 +10,7 @@ import { login, type LoginResult } from '../support/login.ts';
 import { rawRequest, type RawResponse } from '../support/raw-http.ts';
 import { freePort } from '../support/redis.ts';
 import { apiHeaders, startWorld, type World } from '../support/world.ts';
+import { errorCode, requestBytes, Wire, type WireResponse } from '../support/wire.ts';
 
 let world: World;
 let session: LoginResult;
@@ -97,6 +98,56 @@ describe('token scrubbing', () => {
     const text = res.body.toString('utf8');
     expect(text).not.toContain(lastToken());
     expect(text).toContain('token=[redacted]');
+  });
+
+  describe('a small scrubbed answer goes out whole: its exact length, no chunked framing', () => {
+    /** One GET on a raw connection, answered as the bytes the gateway wrote. */
+    async function onTheWire(target: string, acceptEncoding: string): Promise<WireResponse> {
+      const wire = await Wire.open(Number(new URL(world.url).port));
+      try {
+        wire.write(requestBytes('GET', target, { ...apiHeaders(session.cookieHeader), 'accept-encoding': acceptEncoding }));
+        return await wire.next();
+      } finally {
+        wire.destroy();
+      }
+    }
+
+    it.each(['', '?gzip=1', '?encoding=deflate', '?encoding=br'])('/api/leak%s', async (query) => {
+      const res = await onTheWire(`/api/leak${query}`, 'gzip, deflate, br');
+      expect(res.status).toBe(200);
+      expect(res.framing).toBe('content-length');
+      expect(res.all('transfer-encoding')).toEqual([]);
+      expect(res.all('content-encoding')).toEqual([]);
+      expect(res.all('content-length')).toEqual([String(res.body.length)]);
+      expect(JSON.parse(res.body.toString('utf8'))).toEqual({ token: '[redacted]', message: 'the upstream received Bearer [redacted]' });
+    });
+
+    it('a larger one (over 16 KiB declared) streams, chunked, scrubbed across pieces', async () => {
+      const res = await onTheWire('/api/leak?pad=40000', 'identity');
+      expect(res.status).toBe(200);
+      expect(res.framing).toBe('chunked');
+      const text = res.body.toString('utf8');
+      expect(text).not.toContain(lastToken());
+      expect(JSON.parse(text).message).toMatch(/^the upstream received p{40000}Bearer \[redacted\]$/);
+    });
+
+    it('a small compressed one that decodes to more than 256 KiB streams too, scrubbed', async () => {
+      const res = await onTheWire('/api/leak?gzip=1&pad=400000', 'gzip');
+      expect(res.status).toBe(200);
+      expect(res.framing).toBe('chunked');
+      expect(res.all('content-encoding')).toEqual([]);
+      const text = res.body.toString('utf8');
+      expect(text.length).toBeGreaterThan(400_000);
+      expect(text).not.toContain(lastToken());
+      expect(JSON.parse(text).token).toBe('[redacted]');
+    });
+
+    it.each(['gzip', 'br'])('a small %s body that does not decode is a 502 bad_gateway, not a reset', async (encoding) => {
+      const res = await onTheWire(`/api/leak?encoding=${encoding}&broken=1`, encoding);
+      expect(res.status).toBe(502);
+      expect(errorCode(res)).toBe('bad_gateway');
+      expect(res.body.toString('utf8')).not.toContain(lastToken());
+    });
   });
 
   it('through fetch (which decompresses), nothing of the token remains either', async () => {

@@ -207,14 +207,18 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
     if (path.endsWith('/leak')) {
       const t = token ?? '';
       const type = url.searchParams.get('type') ?? 'application/json';
+      // `?pad=N`: N more bytes before the token's second appearance (a body of any size).
+      const pad = 'p'.repeat(Number(url.searchParams.get('pad') ?? 0));
       const text = type.includes('json')
-        ? JSON.stringify({ token: t, message: `the upstream received Bearer ${t}` })
-        : `<p>token=${t}</p>\nAuthorization: Bearer ${t}\n`;
-      // `?gzip=1` or `?encoding=gzip|deflate|br`: the body compressed that way.
+        ? JSON.stringify({ token: t, message: `the upstream received ${pad}Bearer ${t}` })
+        : `<p>token=${t}</p>\nAuthorization: ${pad}Bearer ${t}\n`;
+      // `?gzip=1` or `?encoding=gzip|deflate|br`: the body compressed that way; `&broken=1`:
+      // its last bytes cut off (announced, and sent, at the shorter length).
       const encoding = url.searchParams.get('gzip') === '1' ? 'gzip' : url.searchParams.get('encoding');
       const encoders: Record<string, (input: string) => Buffer> = { gzip: gzipSync, deflate: deflateSync, br: brotliCompressSync };
       const encode = encoding ? encoders[encoding] : undefined;
-      const payload = encode ? encode(text) : Buffer.from(text);
+      const encoded = encode ? encode(text) : Buffer.from(text);
+      const payload = url.searchParams.has('broken') ? encoded.subarray(0, encoded.length - 8) : encoded;
       res.writeHead(200, {
         'content-type': type,
         'content-length': payload.length,

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, test, vi } from 'vitest';
-import { decoderFor, needlesFor, TokenRedactor } from '../../src/proxy/scrub.ts';
+import { bodyEncoding, decodeWhole, decoderFor, needlesFor, TokenRedactor } from '../../src/proxy/scrub.ts';
 
 const ACCESS = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz';
 const REFRESH = 'rt_9f8e7d6c5b4a3210-ZYXWVUTSRQ';
@@ -178,7 +178,7 @@ describe('encoded tokens', () => {
   });
 });
 
-describe('decoderFor', () => {
+describe('decoding', () => {
   const body = `{"token":"${ACCESS}"}`;
 
   test.each([
@@ -187,25 +187,39 @@ describe('decoderFor', () => {
     [' GZIP ', gzipSync(body)],
     ['deflate', deflateSync(body)],
     ['br', brotliCompressSync(body)],
-  ])('%s bodies are decoded, then redacted', async (encoding, compressed) => {
-    const decoder = decoderFor(encoding);
+  ])('%s bodies are decoded, then redacted, streamed or whole', async (encoding, compressed) => {
+    const found = bodyEncoding(encoding);
+    if (found === undefined || found === 'identity') throw new Error(`${encoding} not recognised`);
+    const decoder = decoderFor(found);
     expect(decoder).toBeTruthy();
     const out: Buffer[] = [];
     const redactor = new TokenRedactor([ACCESS]);
     redactor.on('data', (c: Buffer) => out.push(c));
     await pipeline(Readable.from([compressed.subarray(0, 7), compressed.subarray(7)]), decoder!, redactor);
     expect(Buffer.concat(out).toString()).toBe('{"token":"[redacted]"}');
+    expect(decodeWhole(found, compressed, 1024)?.toString()).toBe(body);
+  });
+
+  test('a whole body that decodes to more than the limit is left to the stream; a broken one throws', () => {
+    const large = gzipSync(Buffer.alloc(300_000, 'a'));
+    expect(large.length).toBeLessThan(1024);
+    expect(decodeWhole('gzip', large, 256 * 1024)).toBeUndefined();
+    expect(decodeWhole('br', brotliCompressSync(Buffer.alloc(300_000, 'a')), 256 * 1024)).toBeUndefined();
+    expect(decodeWhole('gzip', large, 300_000)?.length).toBe(300_000);
+    expect(() => decodeWhole('gzip', Buffer.from('not gzip at all'), 1024)).toThrow();
+    expect(() => decodeWhole('gzip', large.subarray(0, large.length - 5), 300_000)).toThrow();
   });
 
   test('identity or no encoding needs no decoder', () => {
-    expect(decoderFor(undefined)).toBeNull();
-    expect(decoderFor('')).toBeNull();
+    expect(bodyEncoding(undefined)).toBe('identity');
+    expect(bodyEncoding('')).toBe('identity');
+    expect(bodyEncoding('identity')).toBe('identity');
     expect(decoderFor('identity')).toBeNull();
   });
 
   test('an encoding that cannot be inspected is reported as such', () => {
-    expect(decoderFor('zstd')).toBeUndefined();
-    expect(decoderFor('gzip, br')).toBeUndefined();
-    expect(decoderFor('compress')).toBeUndefined();
+    expect(bodyEncoding('zstd')).toBeUndefined();
+    expect(bodyEncoding('gzip, br')).toBeUndefined();
+    expect(bodyEncoding('compress')).toBeUndefined();
   });
 });
