@@ -34,7 +34,8 @@ describe('signing', () => {
     const header = cookieValue(cookie.sessionSetCookie(id, 3600));
     const other = newId();
     expect(cookie.read(header.replace(id, other))).toBeUndefined();
-    expect(cookie.read(`${header.slice(0, -2)}AA`)).toBeUndefined();
+    // The signature's last two characters changed (to something they were not).
+    expect(cookie.read(`${header.slice(0, -2)}${header.endsWith('AA') ? 'BB' : 'AA'}`)).toBeUndefined();
     expect(cookie.read(`${cookie.name}=${id}`)).toBeUndefined();
     expect(cookie.read(`${cookie.name}=${id}.`)).toBeUndefined();
   });
