@@ -27,7 +27,7 @@ import type { Forwarder, UpstreamResponse } from './forward.ts';
 import { exchangeHeaders } from './headers.ts';
 import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
 import type { ProxyExchange, ProxyStep } from './pipeline.ts';
-import { respond } from './respond.ts';
+import { respond, type RespondOptions } from './respond.ts';
 import { upstreamStepUp } from '../auth/step-up-step.ts';
 import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
 
@@ -37,6 +37,7 @@ const USE_DPOP_NONCE = /\bdpop\b[^,]*?\berror\s*=\s*"?use_dpop_nonce"?/i;
 const SCRUBBABLE_ENCODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
 /** Methods a request may be repeated with (RFC 9110 section 9.2.2): safe to resend on a stale socket. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+const NO_COOKIES: readonly string[] = [];
 
 export interface ProxyDeps {
   config: GatewayConfig;
@@ -97,6 +98,7 @@ export function createProxyHandler({
     gatewayCookies: [cookie.name, cookie.loginName],
     scrubResponseHeaders: config.scrub.responseHeaders,
   });
+  const answers: RespondOptions = { scrub: config.scrub.bodies, sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs };
   const clients = new ClientLimit(config.limits.perClientRequests);
   const bufferBudget = new BufferBudget(config.limits.maxBufferedBytes);
   // Only the steps that have something to do at each stage are called at all.
@@ -231,13 +233,8 @@ export function createProxyHandler({
         throw stepUp;
       }
       const { session } = credentials;
-      const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : [];
-      respond(res, method, upstream, {
-        ...headerRules.response(credentials.tokens()),
-        scrub: config.scrub.bodies,
-        extraCookies,
-        sendIdleTimeoutMs: config.limits.sendIdleTimeoutMs,
-      });
+      const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : NO_COOKIES;
+      respond(res, method, upstream, headerRules.response(credentials.tokens(), extraCookies), answers);
     } catch (err) {
       upstream?.discard();
       fail(exchange, err, 'proxy request failed');

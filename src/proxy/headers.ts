@@ -234,6 +234,8 @@ export function browserResponseHeaders(upstream: IncomingHttpHeaders, options: R
   return out;
 }
 
+const NO_EXTRA_COOKIES: readonly string[] = [];
+
 /** What the gateway puts on a proxied request for its credentials (credentials.ts `authHeaders`). */
 export interface UpstreamAuth {
   authorization?: string;
@@ -256,8 +258,8 @@ export interface ExchangeHeaders {
     req: IncomingMessage,
     exchange: { tokenRoute: boolean; auth: UpstreamAuth; keepUpgrade?: boolean },
   ): Record<string, string | string[]>;
-  /** The response-header rules of an exchange that carried `tokens`. */
-  response(tokens: readonly string[]): ResponseHeaderOptions;
+  /** The response-header rules of an exchange that carried `tokens` (plus cookies of the gateway's own to set). */
+  response(tokens: readonly string[], extraCookies?: readonly string[]): ResponseHeaderOptions & { extraCookies: readonly string[] };
 }
 
 export function exchangeHeaders(options: {
@@ -285,6 +287,6 @@ export function exchangeHeaders(options: {
       if (auth.dpop) headers.dpop = auth.dpop;
       return headers;
     },
-    response: (tokens) => ({ dropNames, gatewayCookies, tokens }),
+    response: (tokens, extraCookies = NO_EXTRA_COOKIES) => ({ dropNames, gatewayCookies, tokens, extraCookies }),
   };
 }

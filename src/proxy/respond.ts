@@ -29,18 +29,21 @@ import type { Socket } from 'node:net';
 import type { Transform } from 'node:stream';
 import { GatewayError, writeRawError } from '../errors.ts';
 import type { BodySink, UpstreamResponse } from './forward.ts';
-import { browserResponseHeaders } from './headers.ts';
+import { browserResponseHeaders, type ResponseHeaderOptions } from './headers.ts';
 import { bodyEncoding, type BodyEncoding, decodeWhole, decoderFor, Redactor } from './scrub.ts';
 
+/** The gateway's settings for every answer (one object, built once). */
 export interface RespondOptions {
-  dropNames: ReadonlySet<string>;
-  gatewayCookies: ReadonlySet<string>;
-  /** Tokens the request carried: never to be echoed back. */
-  tokens: readonly string[];
+  /** `scrub.bodies`. */
   scrub: boolean;
-  extraCookies: readonly string[];
   /** Longest a browser may take no bytes while some are waiting for it (`limits.sendIdleTimeout`). */
   sendIdleTimeoutMs: number;
+}
+
+/** What one answer is checked against: the header rules and the tokens its request carried. */
+export interface AnswerRules extends ResponseHeaderOptions {
+  /** Set-Cookie lines of the gateway's own to add (a re-signed session cookie). */
+  extraCookies: readonly string[];
 }
 
 /**
@@ -60,10 +63,15 @@ const WHOLE_BODY_BYTES = 16 * 1024;
 /** Such a body, compressed, is decoded in one call up to this size; one that grows more streams. */
 const WHOLE_DECODED_BYTES = 256 * 1024;
 
-export function respond(res: ServerResponse, method: string, upstream: UpstreamResponse, options: RespondOptions): void {
-  const headers = browserResponseHeaders(upstream.headers, options);
-  if (options.extraCookies.length > 0)
-    headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...options.extraCookies];
+export function respond(
+  res: ServerResponse,
+  method: string,
+  upstream: UpstreamResponse,
+  rules: AnswerRules,
+  options: RespondOptions,
+): void {
+  const headers = browserResponseHeaders(upstream.headers, rules);
+  if (rules.extraCookies.length > 0) headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...rules.extraCookies];
   if (upstream.statusCode === 205) headers['content-length'] = '0';
   const head: Head = { res, status: upstream.statusCode, message: upstream.statusMessage || undefined, headers };
   if (!hasResponseBody(method, upstream.statusCode, upstream.headers)) {
@@ -71,7 +79,7 @@ export function respond(res: ServerResponse, method: string, upstream: UpstreamR
     upstream.relay(bodylessSink(res));
     return;
   }
-  if (!options.scrub || options.tokens.length === 0) {
+  if (!options.scrub || rules.tokens.length === 0) {
     sendHead(head);
     upstream.relay(new BrowserSink(res, upstream, null, undefined, options.sendIdleTimeoutMs));
     return;
@@ -86,7 +94,7 @@ export function respond(res: ServerResponse, method: string, upstream: UpstreamR
   // The body is sent decoded, and redaction may change its length.
   if (encoding !== 'identity') delete headers['content-encoding'];
   delete headers['content-length'];
-  const redactor = new Redactor(options.tokens);
+  const redactor = new Redactor(rules.tokens);
   const declared = Number(upstream.headers['content-length']);
   if (declared > 0 && declared <= WHOLE_BODY_BYTES) {
     upstream.relay(new WholeBodySink(head, upstream, encoding, redactor, options.sendIdleTimeoutMs));
