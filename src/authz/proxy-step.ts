@@ -19,14 +19,17 @@ export function identityStep(identity: RouteIdentity, requestSessions: Pick<Requ
     onRoute(exchange) {
       identity.names.strip(exchange.req.headers);
     },
-    async onCredentials(exchange) {
+    onCredentials(exchange) {
       const route = exchange.route;
+      // Synchronous when the route has no rules and no identity headers: nothing to wait for.
       if (!route || !identity.usesSession(route)) return;
-      let session: IdentitySession | undefined = exchange.credentials?.session;
-      if (!session && (route.token === 'none' || route.token === 'client'))
-        session = await requestSessions.fromHeaders(exchange.req.headers);
-      identity.authorize(route, session);
-      Object.assign(exchange.upstreamHeaders, await identity.headers(route, session));
+      return (async () => {
+        let session: IdentitySession | undefined = exchange.credentials?.session;
+        if (!session && (route.token === 'none' || route.token === 'client'))
+          session = await requestSessions.fromHeaders(exchange.req.headers);
+        identity.authorize(route, session);
+        Object.assign(exchange.upstreamHeaders, await identity.headers(route, session));
+      })();
     },
   };
 }
