@@ -58,6 +58,8 @@ const { values: opts } = parseArgs({
     // A directory: the gateway runs with `--cpu-prof` and writes its profile there on exit
     // (summarised by bench/profile-summary.ts). Profiling slows it: not for the ratios.
     'gateway-profile': { type: 'string', default: '' },
+    // Another build of the CLI (e.g. a worktree of an older commit, built): before/after runs.
+    'gateway-bin': { type: 'string', default: '' },
   },
 });
 const SECONDS = clamp(Number(opts.seconds), 1, 120);
@@ -597,7 +599,7 @@ async function main(): Promise<void> {
       [
         ...(opts['gateway-profile'] ? ['--cpu-prof', `--cpu-prof-dir=${opts['gateway-profile']}`] : []),
         // The compiled CLI, as users run it (`npm run bench` builds it first).
-        `${here}../bin/bff-gateway.js`,
+        opts['gateway-bin'] || `${here}../bin/bff-gateway.js`,
         '--config',
         join(dir, 'gateway.yaml'),
       ],
