@@ -8,7 +8,8 @@
  * Built here, in dependency order:
  *   logger, clock, metrics, store
  *   sessions:  Sessions (records, lifetimes, indexes), RequestSessions (the session behind a
- *              cookie; its timeouts are counted as `timeout` logouts), the session cookie,
+ *              cookie; its timeouts are counted as `timeout` logouts, its reads are spans while
+ *              tracing is on), the session cookie,
  *              SessionEnding (logout, back-channel, admin: destroy, count, revoke)
  *   one-time:  OneTimeClaims and OneTimeValues, the store's named one-time namespaces
  *              (login state, logout-token jti, session-ended markers, logout hand-offs)
@@ -39,6 +40,7 @@ import { Sealer } from './session/seal.ts';
 import { SessionCache } from './session/session-cache.ts';
 import { Sessions } from './session/sessions.ts';
 import { instanceId } from './telemetry/instance.ts';
+import { traceSessionLoad } from './telemetry/session-span.ts';
 import { startTracing } from './telemetry/tracing.ts';
 import { AssertionSigner } from './authz/assertion.ts';
 import { RouteIdentity } from './authz/route-identity.ts';
@@ -88,7 +90,8 @@ async function createStore(config: GatewayConfig, log: Logger): Promise<SessionS
 export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {}): Promise<Services> {
   const log = deps.log ?? createLogger();
   // Off unless the OTEL_* environment asks for it (src/telemetry/tracing.ts).
-  if (startTracing({ instanceId: instanceId() })) log.info({ event: 'tracing_on' }, 'OpenTelemetry tracing on (OTLP/HTTP)');
+  const tracing = startTracing({ instanceId: instanceId() });
+  if (tracing) log.info({ event: 'tracing_on' }, 'OpenTelemetry tracing on (OTLP/HTTP)');
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? new Metrics({ processMetrics: true });
   // Every store call goes through the error counter (bff_store_errors_total).
@@ -101,7 +104,14 @@ export async function buildServices(config: GatewayConfig, deps: ServiceDeps = {
   // Only a store with a change feed (Redis) can keep an in-process cache coherent.
   const sessionCache = config.session.cache.enabled ? SessionCache.attach(store, config.session.cache, now) : undefined;
   const sessions = new Sessions(store, sealer, config.session, now, claims, sessionCache);
-  const requestSessions = new RequestSessions(cookie, sessions, now, () => metrics.logouts.inc({ kind: 'timeout' }));
+  // The read behind a cookie is a `bff.session.load` span while tracing is on; off, nothing wraps it.
+  const requestSessions = new RequestSessions(
+    cookie,
+    sessions,
+    now,
+    () => metrics.logouts.inc({ kind: 'timeout' }),
+    tracing ? traceSessionLoad : undefined,
+  );
 
   const idp = new IdpClient(config, log);
   const ending = new SessionEnding({ sessions, idp, metrics, log });

@@ -3,7 +3,8 @@
  * cache holds it (session-cache.ts). Sessions past their idle or absolute
  * timeout are reported to `onTimeout` once each: those found expired (removed by
  * `Sessions.load`) and those the store already forgot by TTL (`Sessions.markEnded`). What
- * counts them (a metric) is the composition root's business, not the session layer's.
+ * counts them (a metric) is the composition root's business, not the session layer's; so is
+ * what watches the read behind a cookie (a trace span): `wrapLoad`, absent unless tracing is on.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { SessionCookie, VerifiedCookie } from './cookie.ts';
@@ -15,6 +16,12 @@ export interface RequestSession extends LoadedSession {
   id: string;
 }
 
+/**
+ * Runs the session read behind a request's cookie (`load`) and answers its result: the
+ * composition root's hook around that read (a trace span when tracing is on).
+ */
+export type LoadWrapper = (load: () => Promise<LoadResult>) => Promise<LoadResult>;
+
 export class RequestSessions {
   constructor(
     private readonly cookie: SessionCookie,
@@ -22,12 +29,17 @@ export class RequestSessions {
     private readonly now: () => number,
     /** Called once for each session found to have timed out. */
     private readonly onTimeout: () => void = () => {},
+    /** Around each read behind a cookie; undefined (the read is called directly) unless tracing is on. */
+    private readonly wrapLoad?: LoadWrapper,
   ) {}
 
   async fromHeaders(headers: IncomingHttpHeaders): Promise<RequestSession | undefined> {
     const cookie = this.cookie.read(headers.cookie);
     if (!cookie) return undefined;
-    const result = await this.read(this.handleOf(cookie), false, true);
+    const handle = this.handleOf(cookie);
+    // No closure unless something wraps the read: this is every session request's path.
+    const result =
+      this.wrapLoad === undefined ? await this.read(handle, false, true) : await this.wrapLoad(() => this.read(handle, false, true));
     if (result.state !== 'active') return undefined;
     return { id: cookie.id, handle: result.handle, record: result.record, sealed: result.sealed, renewCookie: cookie.renew };
   }

@@ -78,7 +78,8 @@ export interface LoadedSession {
 export type LoadResult =
   | { state: 'none' }
   | { state: 'ended'; record: SessionRecord; handle: string }
-  | ({ state: 'active' } & LoadedSession);
+  /** `cached`: served by the in-process session cache, without a store read. */
+  | ({ state: 'active'; cached?: true } & LoadedSession);
 
 const MAX_SLIDE_INTERVAL_MS = 60_000;
 
@@ -165,7 +166,8 @@ export class Sessions {
     if (!cache?.usable) return this.loadHandle(handle);
     const hit = cache.get(handle);
     // An idle-expired record is ended by the store path, which also says so.
-    if (hit && this.now() < this.idleExpiresAt(hit.record)) return { state: 'active', handle, record: hit.record, sealed: hit.sealed };
+    if (hit && this.now() < this.idleExpiresAt(hit.record))
+      return { state: 'active', handle, record: hit.record, sealed: hit.sealed, cached: true };
     const ticket = cache.ticket();
     const result = await this.loadHandle(handle);
     if (result.state === 'active') cache.put(handle, ticket, result);
