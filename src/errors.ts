@@ -84,12 +84,29 @@ export function errorBody(code: ErrorCode, message?: string, fields?: Readonly<R
   return JSON.stringify({ error: code, message: message ?? ERRORS[code].message, ...fields });
 }
 
+const ANSWERED = Symbol('bff.errorCode');
+
+/**
+ * Notes on a response that it carries the gateway error `code` (both writers of error answers
+ * do: `writeRawError` and the fastify listeners' `sendError`), for the `bff_errors_total`
+ * metric counted when the response finishes.
+ */
+export function markErrorAnswer(res: ServerResponse, code: ErrorCode): void {
+  (res as ServerResponse & { [ANSWERED]?: ErrorCode })[ANSWERED] = code;
+}
+
+/** The gateway error code `res` was answered with; undefined for any other answer (the upstream's included). */
+export function errorAnswerOf(res: ServerResponse): ErrorCode | undefined {
+  return (res as ServerResponse & { [ANSWERED]?: ErrorCode })[ANSWERED];
+}
+
 /**
  * Writes an error straight to a raw response: used where fastify's reply is hijacked (the
  * proxy). Does nothing if headers already went out; the caller then destroys the socket.
  */
 export function writeRawError(res: ServerResponse, err: GatewayError, extraHeaders: Record<string, string | string[]> = {}): boolean {
   if (res.headersSent || res.destroyed) return false;
+  markErrorAnswer(res, err.code);
   const body = errorBody(err.code, err.message, err.fields);
   res.writeHead(err.status, { ...ERROR_HEADERS, ...extraHeaders, 'content-length': Buffer.byteLength(body) });
   res.end(body);

@@ -20,7 +20,7 @@ import type { Duplex } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { GatewayConfig } from './config/load.ts';
 import type { Logger } from './log.ts';
-import { errorLogFields, GatewayError, SECURITY_HEADERS, rawHttpError, writeRawError } from './errors.ts';
+import { errorAnswerOf, errorLogFields, GatewayError, SECURITY_HEADERS, rawHttpError, writeRawError } from './errors.ts';
 import { sendError, setErrorHandlers } from './listener/error-handlers.ts';
 import { accessLogger, maskUrl } from './log.ts';
 import { buildAdminApp } from './ops/health.ts';
@@ -178,6 +178,8 @@ export async function createGateway(services: Services): Promise<Gateway> {
       const route = request.bffRoute ?? request.routeOptions.url ?? 'unmatched';
       const status = reply.raw.statusCode;
       metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
+      const code = status >= 400 ? errorAnswerOf(reply.raw) : undefined;
+      if (code) metrics.errors.inc({ code, route });
       request.log.info(
         { method: request.method, url: maskUrl(request.url), client: request.ip, status, ms: Math.round(performance.now() - started) },
         'request',
@@ -260,7 +262,11 @@ export async function createGateway(services: Services): Promise<Gateway> {
     const exchange = newExchange(req, res, requestIdFor(req, trustProxy), log);
     res.once('finish', () => {
       const status = res.statusCode;
-      metrics.requests.inc({ route: exchange.route?.path ?? '/*', status: `${Math.floor(status / 100)}xx` });
+      const route = exchange.route?.path ?? '/*';
+      metrics.requests.inc({ route, status: `${Math.floor(status / 100)}xx` });
+      // Only error answers look further: the gateway's own (not the upstream's) carry a code.
+      const code = status >= 400 ? errorAnswerOf(res) : undefined;
+      if (code) metrics.errors.inc({ code, route });
       const client = clientAddress(req, trustProxy);
       access.info(
         {

@@ -4,7 +4,7 @@
  * apart so that modules below the HTTP layer need nothing from fastify to throw a GatewayError.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ERROR_HEADERS, errorBody, errorLogFields, GatewayError, isGatewayError } from '../errors.ts';
+import { ERROR_HEADERS, errorBody, errorLogFields, GatewayError, isGatewayError, markErrorAnswer } from '../errors.ts';
 
 /** Any error a fastify handler throws, as a gateway error (4xx from fastify itself, e.g. bad JSON, stays a 4xx). */
 export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
@@ -21,6 +21,7 @@ export function toGatewayError(err: FastifyError | GatewayError): GatewayError {
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
   if (error.status >= 500) request.log.warn(errorLogFields(error), 'request failed');
   else request.log.info(errorLogFields(error), 'request refused');
+  markErrorAnswer(reply.raw, error.code);
   reply
     .code(error.status)
     .headers(ERROR_HEADERS)

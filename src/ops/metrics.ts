@@ -13,6 +13,17 @@ export class Metrics {
     labelNames: ['route', 'status'],
     registers: [this.registry],
   });
+  /**
+   * The gateway's own error answers, by error code (src/errors.ts: a fixed set) and route. The
+   * upstream's own 4xx and 5xx are not counted here (they carry no gateway code): they show in
+   * bff_requests_total's status class only.
+   */
+  readonly errors = new Counter({
+    name: 'bff_errors_total',
+    help: "Requests answered with one of the gateway's own errors, by error code and route.",
+    labelNames: ['code', 'route'],
+    registers: [this.registry],
+  });
   readonly upstreamDuration = new Histogram({
     name: 'bff_upstream_duration_seconds',
     help: 'Time from forwarding a request to the upstream response headers.',

@@ -83,6 +83,46 @@ describe('admin listener', () => {
   });
 });
 
+/** `bff_errors_total` samples of an exposition, keyed `code route`. */
+function errorCounts(text: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const [, code, route, value] of text.matchAll(/^bff_errors_total\{code="([^"]*)",route="([^"]*)"\} (\d+)$/gm)) {
+    counts.set(`${code} ${route}`, Number(value));
+  }
+  return counts;
+}
+
+describe('bff_errors_total', () => {
+  it("counts the gateway's error answers by code and route, once each, and nothing for a 200", async () => {
+    const session = await login(world.url);
+    const metrics = async () => (await fetch(`${adminUrl}/metrics`)).text();
+    const before = errorCounts(await metrics());
+    const answers: Array<[string, RequestInit, number]> = [
+      // The raw proxy door: no session (401), no anti-forgery header (403), a good call (200).
+      ['/api/echo', { headers: { 'x-csrf': '1' } }, 401],
+      ['/api/echo', { headers: { cookie: session.cookieHeader } }, 403],
+      ['/api/echo', { headers: apiHeaders(session.cookieHeader) }, 200],
+      // The proxy behind fastify's door (an encoded path goes through fastify's router).
+      ['/api/%65cho', { headers: { 'x-csrf': '1' } }, 401],
+      // The gateway's own endpoints (fastify): /auth/user without the anti-forgery header.
+      ['/auth/user', { headers: { cookie: session.cookieHeader } }, 403],
+      ['/auth/user', { headers: apiHeaders(session.cookieHeader) }, 200],
+    ];
+    for (const [path, init, status] of answers) {
+      const res = await fetch(`${world.url}${path}`, init);
+      await res.body?.cancel();
+      expect(res.status, path).toBe(status);
+    }
+    const text = await metrics();
+    expect(text).toMatch(/^# TYPE bff_errors_total counter$/m);
+    const after = errorCounts(text);
+    const added = Object.fromEntries(
+      [...after].map(([key, value]) => [key, value - (before.get(key) ?? 0)]).filter(([, delta]) => delta !== 0),
+    );
+    expect(added).toEqual({ 'unauthenticated /api': 2, 'csrf_required /api': 1, 'csrf_required /auth/user': 1 });
+  });
+});
+
 describe('readiness failures', () => {
   it('/readyz is 503 naming the identity provider when its metadata cannot be loaded', async () => {
     const closed = await freePort();
