@@ -13,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
+import { ERRORS } from '../../src/errors.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -71,6 +72,7 @@ async function exposition(): Promise<string> {
   const metrics = new Metrics({ processMetrics: true });
   // One observation of each labelled series, as a running gateway has after some traffic.
   metrics.requests.inc({ route: '/api', status: '2xx' });
+  metrics.errors.inc({ code: 'unauthenticated', route: '/api' });
   metrics.upstreamDuration.observe({ route: '/api' }, 0.01);
   metrics.refreshDuration.observe(0.05);
   return metrics.registry.metrics();
@@ -158,15 +160,19 @@ describe('Prometheus alert rules (deploy/prometheus)', () => {
       'bff_logins_total',
       'bff_logouts_total',
       'bff_store_errors_total',
+      'bff_errors_total',
     ]) {
       expect(used, own).toContain(own);
     }
     for (const name of used) expect(names, `${name} is not in /metrics`).toContain(name);
 
     const statusClasses = new Set(['1xx', '2xx', '3xx', '4xx', '5xx']);
+    // bff_errors_total's codes are the error registry's (src/errors.ts); a running gateway has some.
+    const errorCodes = new Set(Object.keys(ERRORS));
     for (const { metric, label, values } of exprs.flatMap(matchers)) {
       for (const value of values) {
         if (metric === 'bff_requests_total' && label === 'status') expect(statusClasses, value).toContain(value);
+        else if (metric === 'bff_errors_total' && label === 'code') expect(errorCodes, value).toContain(value);
         else expect(labelValues.get(`${metric}:${label}`), `${metric}{${label}="${value}"}`).toContain(value);
       }
     }
