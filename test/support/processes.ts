@@ -41,6 +41,11 @@ export interface ProcessWorld {
   redis: RedisInstance;
   publicUrl: string;
   gateways: GatewayProcess[];
+  /**
+   * Starts instance `index` again from its configuration file (same ports) once its process has
+   * exited, as a rolling restart does; resolves when its /readyz answers 200.
+   */
+  respawn(index: number): Promise<GatewayProcess>;
   close(): Promise<void>;
 }
 
@@ -139,6 +144,7 @@ export async function startProcessWorld(options: ProcessWorldOptions): Promise<P
   const upstream = await startUpstream({ issuer: idp.issuer, jwksUri: `${idp.issuer}/jwks` });
   const dir = mkdtempSync(join(tmpdir(), 'bff-gateways-'));
   const gateways: GatewayProcess[] = [];
+  const files: string[] = [];
   const close = async () => {
     await Promise.all(gateways.map((gateway) => gateway.stop()));
     for (const gateway of gateways) running.delete(gateway);
@@ -174,6 +180,7 @@ export async function startProcessWorld(options: ProcessWorldOptions): Promise<P
       );
       const file = join(dir, `gateway-${i + 1}.yaml`);
       writeFileSync(file, stringify(config));
+      files.push(file);
       const gateway = spawnGateway(file, `http://127.0.0.1:${port}`, `http://127.0.0.1:${adminPort}`);
       gateways.push(gateway);
       running.add(gateway);
@@ -183,5 +190,18 @@ export async function startProcessWorld(options: ProcessWorldOptions): Promise<P
     await close();
     throw err;
   }
-  return { idp, upstream, redis, publicUrl, gateways, close };
+  const respawn = async (index: number): Promise<GatewayProcess> => {
+    const previous = gateways[index];
+    const file = files[index];
+    if (!previous || !file) throw new Error(`no gateway instance ${index}`);
+    if (previous.child.exitCode === null && previous.child.signalCode === null)
+      throw new Error(`gateway instance ${index} is still running`);
+    running.delete(previous);
+    const gateway = spawnGateway(file, previous.url, previous.adminUrl);
+    gateways[index] = gateway;
+    running.add(gateway);
+    await waitReady(gateway);
+    return gateway;
+  };
+  return { idp, upstream, redis, publicUrl, gateways, respawn, close };
 }
