@@ -27,7 +27,9 @@ export async function probeRedis(config: RedisConfig): Promise<ProbeResult> {
   const deadlineMs = Math.max(config.commandTimeoutMs, 2_000) + config.commandTimeoutMs;
   const describe = (err: unknown) => {
     const cause = causeOf(err, secrets);
-    return `${isAuthFailure(cause) ? 'authentication failed: ' : ''}${cause.code && !cause.message.startsWith(cause.code) ? `${cause.code}: ` : ''}${cause.message}`;
+    const kind = isAuthFailure(cause) ? 'authentication failed: ' : '';
+    const code = cause.code && !cause.message.startsWith(cause.code) ? `${cause.code}: ` : '';
+    return `${kind}${code}${cause.message}`;
   };
   try {
     const failure = await new Promise<unknown>((resolve) => {
