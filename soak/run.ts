@@ -10,19 +10,28 @@
  * --interval s (8: each session sends two parallel API calls this often, to two instances),
  * --instances n (2), --redis-restart-at s (duration/2), --redis-down s (3), --sample s (5),
  * --gateway dist|sources (dist: bin/bff-gateway.js, what production runs; `npm run soak`
- * builds it first), --log-level (warn), --label (default "<minutes>min").
+ * builds it first), --log-level (warn), --label (default "<minutes>min"), --node-args "…" (more
+ * Node flags for the gateways), --heap-snapshots s,s,… (a V8 heap snapshot of every instance at
+ * these seconds into the load, 5 s apart, into $TMPDIR/bff-soak-heap-<label>/; compare them with
+ * soak/heap-diff.ts. A snapshot stops the process for seconds and leaves its RSS higher, so a run
+ * with snapshots says nothing about latency or RSS).
  *
  * Redis keeps its data across the restart (append-only file), as a production Redis with
  * persistence does: the restart tests reconnection, not session loss.
  *
- * Measured every --sample seconds: RSS, open file descriptors and TCP sockets of every gateway
- * process by peer (clients, Redis, upstream, IdP), Redis client connections, refresh locks held
- * in Redis, requests, failures and latency, refreshes at the IdP and token changes seen by the
- * upstream. Written to soak/results/<label>.{md,json,svg}.
+ * Measured every --sample seconds: RSS, V8 heap (used, capacity, external) from each instance's
+ * /metrics, open file descriptors and TCP sockets of every gateway process by peer (clients,
+ * Redis, upstream, IdP), Redis client connections, refresh locks held in Redis, requests,
+ * failures and latency, refreshes at the IdP and token changes seen by the upstream. The gateways
+ * run with --trace-gc: the live heap after every full GC is read from it. Written to
+ * soak/results/<label>.{md,json,svg}.
  *
- * Goals: RSS flat (±10 % between the first minute after warm-up and the last minute), no socket,
- * Redis-connection or lock leak, exactly one refresh per session per expiry, no failure outside
- * the Redis outage, no session lost.
+ * Goals: no retained growth (the live heap after full GCs has no trend beyond ±10 % of its mean
+ * after warm-up), memory outside the JS heap (RSS − V8 heap capacity) flat (±10 % between the
+ * first minute after warm-up and the last minute), no socket, Redis-connection or lock leak,
+ * exactly one refresh per session per expiry, no failure outside the Redis outage, no session
+ * lost. RSS itself is reported, not judged: it contains V8's heap capacity, which its GC sizes to
+ * the allocation rate and which moves by tens of MB with no object retained (soak/results/memory.md).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,6 +65,8 @@ const { values } = parseArgs({
     'log-level': { type: 'string', default: 'warn' },
     'login-concurrency': { type: 'string', default: '16' },
     label: { type: 'string' },
+    'node-args': { type: 'string', default: '' },
+    'heap-snapshots': { type: 'string', default: '' },
   },
 });
 
@@ -76,6 +87,10 @@ const SAMPLE_S = num('sample', 1, 60);
 const LOGIN_CONCURRENCY = num('login-concurrency', 1, 256);
 const LABEL = values.label ?? `${Math.round(DURATION_S / 60)}min`;
 const FROM = values.gateway === 'sources' ? 'sources' : 'dist';
+const NODE_ARGS = (values['node-args'] ?? '').split(/\s+/).filter(Boolean);
+const SNAPSHOT_AT_S = (values['heap-snapshots'] ?? '').split(',').filter(Boolean).map(Number);
+/** Where --heap-snapshots writes (not removed: each snapshot is tens of MB, too big for soak/results). */
+const HEAP_DIR = join(tmpdir(), `bff-soak-heap-${values.label ?? 'run'}`);
 if (INTERVAL_S >= WINDOW_S)
   throw new Error('--interval must be shorter than --refresh-window, or tokens expire before a request refreshes them');
 // Windows over which RSS is compared: after warm-up, and at the end.
@@ -150,25 +165,57 @@ interface Gateway {
   child: ChildProcess;
   warnings: string[];
   warningCount: number;
+  /** --trace-gc: [ms since spawn, heap used after a full GC (MB)] */
+  markCompacts: Array<[number, number]>;
+  spawnedAt: number;
 }
 
-function startGateway(index: number, port: number, adminPort: number, file: string): Gateway {
+function startGateway(index: number, port: number, adminPort: number, file: string, diagDir: string): Gateway {
   const entry = FROM === 'dist' ? [join(ROOT, 'bin/bff-gateway.js')] : ['--import', 'tsx', join(ROOT, 'test/support/cli-entry.ts')];
-  const child = spawn(process.execPath, [...entry, '--config', file], {
+  const nodeArgs = [...NODE_ARGS];
+  // One line per GC on stdout, read below: the live heap after every full GC is the leak measure.
+  nodeArgs.push('--trace-gc');
+  if (SNAPSHOT_AT_S.length) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${diagDir}`);
+  const child = spawn(process.execPath, [...nodeArgs, ...entry, '--config', file], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: values['log-level'] },
   });
-  const gateway: Gateway = { index, port, adminPort, url: `http://127.0.0.1:${port}`, child, warnings: [], warningCount: 0 };
-  const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) {
+  const gateway: Gateway = {
+    index,
+    port,
+    adminPort,
+    url: `http://127.0.0.1:${port}`,
+    child,
+    warnings: [],
+    warningCount: 0,
+    markCompacts: [],
+    spawnedAt: Date.now(),
+  };
+  const collector = () => {
+    let rest = '';
+    return (chunk: Buffer) => {
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = lines.pop() ?? '';
+      collectLines(lines);
+    };
+  };
+  const collectLines = (lines: string[]) => {
+    for (const line of lines) {
       if (!line) continue;
+      // --trace-gc: `[pid:0x…]   12345 ms: Mark-Compact 80.1 (90.2) -> 60.3 (91.0) MB, …`
+      const gc = /^\[\d+:0x[0-9a-f]+\]\s+(\d+) ms: (\S+)(?: \(reduce\))? [\d.]+ \([\d.]+\) -> ([\d.]+) \(/.exec(line);
+      if (gc) {
+        if (gc[2] === 'Mark-Compact') gateway.markCompacts.push([Number(gc[1]), Number(gc[3])]);
+        continue;
+      }
+      if (/^\[\d+:0x[0-9a-f]+\]/.test(line) || line.startsWith('Wrote snapshot') || line.includes('heapsnapshot')) continue;
       gateway.warningCount++;
       if (gateway.warnings.length < 200) gateway.warnings.push(line.slice(0, 500));
     }
   };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
+  child.stdout?.on('data', collector());
+  child.stderr?.on('data', collector());
   return gateway;
 }
 
@@ -258,6 +305,12 @@ function metricSum(text: string, name: string, labels: Record<string, string> = 
   return total;
 }
 
+interface HeapSample {
+  usedMb: number;
+  totalMb: number;
+  externalMb: number;
+}
+
 interface Sample {
   t: number;
   gateways: ProcSample[];
@@ -266,6 +319,8 @@ interface Sample {
   sessionKeys: number;
   idpRefreshGrants: number;
   gatewayRefresh: Record<string, number>;
+  /** Per instance, from its /metrics (process.memoryUsage() at scrape time, so between GCs). */
+  heap: HeapSample[];
   load: Omit<Stats, 'type'>;
   loadavg: number;
 }
@@ -373,7 +428,7 @@ async function main(): Promise<void> {
           routes: [{ path: '/api', upstream: upstreamUrl, token: 'user' }],
         }),
       );
-      gateways.push(startGateway(i + 1, port, adminPort, file));
+      gateways.push(startGateway(i + 1, port, adminPort, file, HEAP_DIR));
     }
     await Promise.all(gateways.map(waitReady));
 
@@ -410,8 +465,8 @@ async function main(): Promise<void> {
         return { redisClients: Number.NaN, locks: Number.NaN, sessionKeys: Number.NaN };
       }
     };
-    const gatewayRefresh = async () => {
-      const texts = await Promise.all(
+    const metricsTexts = () =>
+      Promise.all(
         gateways.map((g) =>
           fetch(`http://127.0.0.1:${g.adminPort}/metrics`).then(
             (r) => r.text(),
@@ -419,6 +474,16 @@ async function main(): Promise<void> {
           ),
         ),
       );
+    const heapOf = (text: string): HeapSample => {
+      const mb = (name: string) => (text ? metricSum(text, name) / 2 ** 20 : Number.NaN);
+      return {
+        usedMb: mb('nodejs_heap_size_used_bytes'),
+        totalMb: mb('nodejs_heap_size_total_bytes'),
+        externalMb: mb('nodejs_external_memory_bytes'),
+      };
+    };
+    const gatewayRefresh = async (given?: string[]) => {
+      const texts = given ?? (await metricsTexts());
       const out: Record<string, number> = {};
       for (const result of ['success', 'error', 'invalid_grant', 'coalesced'])
         out[result] = texts.reduce((sum, text) => sum + metricSum(text, 'bff_token_refresh_total', { result }), 0);
@@ -460,9 +525,20 @@ async function main(): Promise<void> {
       console.log(`Redis restarted: down ${((redisUpAt - redisDownAt) / 1000).toFixed(1)}s`);
     };
     let restartDone: Promise<void> = Promise.resolve();
+    // One instance at a time, 5 s apart: a snapshot stops the process for a few seconds.
+    const snapshots = SNAPSHOT_AT_S.flatMap((at) => gateways.map((g, i) => ({ at: at + 5 * i, g })));
+    if (snapshots.length) mkdirSync(HEAP_DIR, { recursive: true });
     for (let k = 1; k * SAMPLE_S <= DURATION_S; k++) {
       const due = t0 + k * SAMPLE_S * 1000;
       while (Date.now() < due) {
+        while (snapshots.length && Date.now() >= t0 + (snapshots[0]?.at ?? 0) * 1000) {
+          const { g } = snapshots.shift() as { at: number; g: Gateway };
+          g.child.kill('SIGUSR2');
+          events.push({ t: (Date.now() - t0) / 1000, what: `heap snapshot ${g.index}` });
+          console.log(
+            `heap snapshot of instance ${g.index} (pid ${g.child.pid}) at ${((Date.now() - t0) / 1000).toFixed(0)}s into ${HEAP_DIR}`,
+          );
+        }
         if (!restarted && Date.now() >= t0 + RESTART_AT_S * 1000) {
           restarted = true;
           restartDone = restart();
@@ -471,12 +547,14 @@ async function main(): Promise<void> {
       }
       toLoader({ type: 'stats' });
       const { type: _type, ...load } = await next('stats');
+      const texts = await metricsTexts();
       const sample: Sample = {
         t: (Date.now() - t0) / 1000,
         gateways: processSamples(),
         ...(await redisSample()),
         idpRefreshGrants: idp.counters.refreshGrants - before.idpGrants,
-        gatewayRefresh: await gatewayRefresh(),
+        gatewayRefresh: await gatewayRefresh(texts),
+        heap: texts.map(heapOf),
         load,
         loadavg: loadavg()[0] as number,
       };
@@ -485,7 +563,7 @@ async function main(): Promise<void> {
         .map(([s, n]) => `${n}× ${s}`)
         .join(', ');
       console.log(
-        `t=${sample.t.toFixed(0)}s rss=${sample.gateways.map((g) => g.rssMb.toFixed(0)).join('/')}MB fds=${sample.gateways.map((g) => g.fds).join('/')} redisClients=${sample.redisClients} locks=${sample.locks} req=${load.requests} ok=${load.ok} p99=${load.p99.toFixed(0)}ms skipped=${load.skippedTicks} refreshes=${sample.idpRefreshGrants} load=${sample.loadavg.toFixed(1)}${failures ? ` failures: ${failures}` : ''}`,
+        `t=${sample.t.toFixed(0)}s rss=${sample.gateways.map((g) => g.rssMb.toFixed(0)).join('/')}MB heap=${sample.heap.map((h) => `${h.usedMb.toFixed(0)}(${h.totalMb.toFixed(0)})`).join('/')}MB fds=${sample.gateways.map((g) => g.fds).join('/')} redisClients=${sample.redisClients} locks=${sample.locks} req=${load.requests} ok=${load.ok} p99=${load.p99.toFixed(0)}ms skipped=${load.skippedTicks} refreshes=${sample.idpRefreshGrants} load=${sample.loadavg.toFixed(1)}${failures ? ` failures: ${failures}` : ''}`,
       );
     }
     await restartDone;
@@ -553,13 +631,50 @@ function write(o: Outcome): void {
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   const socketsOf = (p: ProcSample) => sum(Object.values(p.sockets));
 
-  const rss = o.gateways.map((_, i) => {
-    const base = median(baseWindow.map((s) => s.gateways[i]?.rssMb ?? Number.NaN));
-    const end = median(endWindow.map((s) => s.gateways[i]?.rssMb ?? Number.NaN));
-    const all = o.samples.map((s) => s.gateways[i]?.rssMb ?? Number.NaN);
-    return { base, end, drift: end / base - 1, min: Math.min(...all), max: Math.max(...all) };
-  });
-  const rssFlat = rss.every((r) => Math.abs(r.drift) <= 0.1);
+  /** Median of a per-instance value in the window after warm-up vs in the last window. */
+  const windows = (pick: (s: Sample, i: number) => number) =>
+    o.gateways.map((_, i) => {
+      const base = median(baseWindow.map((s) => pick(s, i)));
+      const end = median(endWindow.map((s) => pick(s, i)));
+      const all = o.samples.map((s) => pick(s, i)).filter(Number.isFinite);
+      return { base, end, drift: end / base - 1, min: Math.min(...all), max: Math.max(...all) };
+    });
+  const rssOf = (s: Sample, i: number) => s.gateways[i]?.rssMb ?? Number.NaN;
+  const heapTotalOf = (s: Sample, i: number) => s.heap[i]?.totalMb ?? Number.NaN;
+  const rss = windows(rssOf);
+  const heapTotal = windows(heapTotalOf);
+  // RSS is V8's heap (whatever capacity its GC heuristics chose: it swings by tens of MB with the
+  // allocation rate and shrinks after a compacting GC) plus everything outside it. Each part is
+  // judged on its own below; the capacity only reported.
+  /** Least-squares line through `points`; its rise over the post-warm-up time, relative to the mean. */
+  const trend = (points: Array<[number, number]>) => {
+    const n = points.length;
+    const meanT = sum(points.map(([t]) => t)) / n;
+    const mean = sum(points.map(([, y]) => y)) / n;
+    const slope = sum(points.map(([t, y]) => (t - meanT) * (y - mean))) / sum(points.map(([t]) => (t - meanT) ** 2)) || 0;
+    const rise = slope * (DURATION_S - WARMUP_S);
+    const ys = points.map(([, y]) => y);
+    return { n, mean, rise, drift: rise / mean, min: Math.min(...ys), max: Math.max(...ys), perMin: slope * 60 };
+  };
+
+  // What the process retains: V8's live heap right after each full GC (Mark-Compact, --trace-gc),
+  // after warm-up. A least-squares line through all of them, so that one GC at an unlucky moment
+  // (many requests in flight) does not decide; its rise over the run, relative to the mean.
+  const fullGcs = o.gateways.map((g) =>
+    g.markCompacts
+      .map(([ms, mb]) => [(g.spawnedAt + ms - o.t0Abs) / 1000, mb] as [number, number])
+      .filter(([t]) => t >= WARMUP_S && t <= DURATION_S),
+  );
+  const live = fullGcs.map(trend);
+  const liveFlat = live.every((l) => l.n >= 4 && Math.abs(l.drift) <= 0.1);
+  // Outside the JS heap: buffers, sockets, parsers, and the allocator, which keeps what it once
+  // needed. So it rises to the high-water mark of concurrency (in the runs so far for 2–4
+  // minutes, longer when a slow machine piles requests up) and stays; a leak keeps rising. Judged
+  // on the second half of the run: its trend there, as a rise over the whole post-warm-up time.
+  const native = o.gateways.map((_, i) =>
+    trend(o.samples.filter((s) => s.t >= DURATION_S / 2).map((s) => [s.t, rssOf(s, i) - heapTotalOf(s, i)] as [number, number])),
+  );
+  const nativeFlat = native.every((l) => l.n >= 4 && Math.abs(l.drift) <= 0.1);
 
   const socketsBefore = o.before.processes.map(socketsOf);
   const socketsAfter = o.after.processes.map(socketsOf);
@@ -627,7 +742,8 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
 
 | goal | result | met |
 |---|---|---|
-| RSS flat (±10 %): median of ${WARMUP_S}–${WARMUP_S + WINDOW_CMP_S} s vs the last ${WINDOW_CMP_S} s | ${rss.map((r, i) => `instance ${i + 1}: ${f1(r.base)} → ${f1(r.end)} MB (${pct(r.drift)}), range ${f1(r.min)}–${f1(r.max)} MB`).join('; ')} | ${yes(rssFlat)} |
+| no retained growth: live JS heap right after each full GC (V8 Mark-Compact) from ${WARMUP_S} s on, least-squares trend over the rest of the run within ±10 % of its mean | ${live.map((l, i) => (l.n < 4 ? `instance ${i + 1}: only ${l.n} full GCs after warm-up, too few for a trend` : `instance ${i + 1}: ${f1(l.mean)} MB mean over ${l.n} full GCs (range ${f1(l.min)}–${f1(l.max)}), trend ${l.rise >= 0 ? '+' : ''}${f1(l.rise)} MB (${pct(l.drift)}, ${l.perMin >= 0 ? '+' : ''}${l.perMin.toFixed(2)} MB/min)`)).join('; ')} | ${yes(liveFlat)} |
+| memory outside the JS heap levels off: RSS minus V8's heap capacity (\`heapTotal\`), least-squares trend over the second half of the run, as a rise over ${WARMUP_S}–${DURATION_S} s, within ±10 % of its mean | ${native.map((l, i) => `instance ${i + 1}: ${f1(l.mean)} MB mean (range ${f1(l.min)}–${f1(l.max)}), trend ${l.rise >= 0 ? '+' : ''}${f1(l.rise)} MB (${pct(l.drift)}, ${l.perMin >= 0 ? '+' : ''}${l.perMin.toFixed(2)} MB/min)`).join('; ')} | ${yes(nativeFlat)} |
 | no socket leak: TCP sockets per instance before the load vs 10 s after it | ${socketsBefore.map((n, i) => `instance ${i + 1}: ${n} → ${socketsAfter[i]} (max ${socketsMax[i]} under load); fds ${fdsBefore[i]} → ${fdsAfter[i]}`).join('; ')} | ${yes(noSocketLeak)} |
 | no Redis connection leak: clients before, before the restart, at the end, after | ${o.before.redis.redisClients}, ${redisClientsBeforeRestart}, ${redisClientsEnd}, ${o.after.redis.redisClients} (range ${Math.min(...redisClientsSeries)}–${Math.max(...redisClientsSeries)}) | ${yes(noRedisLeak)} |
 | no lock leak: refresh locks in Redis after the run | ${o.after.redis.locks} (at most ${maxLocks} in any sample) | ${yes(noLockLeak)} |
@@ -637,6 +753,7 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
 
 ## The run
 
+- RSS (not a goal by itself: V8's heap capacity is in it, see [docs/deployment.md](../../docs/deployment.md#soak)), median of ${WARMUP_S}–${WARMUP_S + WINDOW_CMP_S} s vs the last ${WINDOW_CMP_S} s: ${rss.map((r, i) => `instance ${i + 1}: ${f1(r.base)} → ${f1(r.end)} MB (${pct(r.drift)}), range ${f1(r.min)}–${f1(r.max)} MB`).join('; ')}. V8 heap capacity (\`heapTotal\`) in the same windows: ${heapTotal.map((r, i) => `instance ${i + 1}: ${f1(r.base)} → ${f1(r.end)} MB, range ${f1(r.min)}–${f1(r.max)} MB`).join('; ')}.
 - Requests: ${o.report.requests}, ${o.report.ok} answered 200 (${((o.report.ok / Math.max(1, o.report.requests)) * 100).toFixed(2)} %); ${o.report.skippedTicks} ticks skipped because the session's previous calls were still unanswered (a session never has more than its two calls out).
 - Refreshes whose token no successful call ever carried: ${grants - o.report.tokenChanges}.
 - During the Redis outage: ${fmtCounts(outage)}; last failure ${f1(recovery)} s after Redis was back.
@@ -649,9 +766,25 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
   const series = (pick: (s: Sample) => number) => o.samples.map((s) => [s.t, pick(s)] as [number, number]);
   const panels: PanelSpec[] = [
     {
-      title: 'RSS per instance',
+      title: 'Memory per instance',
       unit: 'MB',
-      series: o.gateways.map((_, i) => ({ name: `instance ${i + 1}`, points: series((s) => s.gateways[i]?.rssMb ?? Number.NaN) })),
+      series: o.gateways.flatMap((_, i) => [
+        { name: `${i + 1}: RSS`, points: series((s) => rssOf(s, i)) },
+        { name: `${i + 1}: RSS − heap`, points: series((s) => rssOf(s, i) - heapTotalOf(s, i)) },
+      ]),
+    },
+    {
+      title: 'V8 heap per instance',
+      unit: 'MB',
+      series: o.gateways.flatMap((g, i) => [
+        { name: `${i + 1}: capacity`, points: series((s) => heapTotalOf(s, i)) },
+        {
+          name: `${i + 1}: live after GC`,
+          points: g.markCompacts
+            .map(([ms, mb]) => [(g.spawnedAt + ms - o.t0Abs) / 1000, mb] as [number, number])
+            .filter(([t]) => t >= 0 && t <= DURATION_S),
+        },
+      ]),
     },
     {
       title: 'TCP sockets per instance',
@@ -703,7 +836,7 @@ ${shortRun ? `**Short run (${DURATION_S} s)** to show that the soak works; the g
   writeFileSync(join(RESULTS, `${LABEL}.svg`), svg);
   writeFileSync(
     join(RESULTS, `${LABEL}.json`),
-    `${JSON.stringify({ settings: { DURATION_S, SESSIONS, TOKEN_TTL_S, WINDOW_S, INTERVAL_S, INSTANCES, RESTART_AT_S, REDIS_DOWN_S, SAMPLE_S, FROM }, machine: o.machine, events: o.events, before: o.before, after: o.after, report: { ...o.report, failureTimes: o.report.failureTimes.length }, samples: o.samples }, null, 1)}\n`,
+    `${JSON.stringify({ settings: { DURATION_S, SESSIONS, TOKEN_TTL_S, WINDOW_S, INTERVAL_S, INSTANCES, RESTART_AT_S, REDIS_DOWN_S, SAMPLE_S, FROM }, machine: o.machine, events: o.events, before: o.before, after: o.after, report: { ...o.report, failureTimes: o.report.failureTimes.length }, samples: o.samples, markCompacts: o.gateways.map((g) => g.markCompacts.map(([ms, mb]) => [(g.spawnedAt + ms - o.t0Abs) / 1000, mb])) }, null, 1)}\n`,
   );
   console.log(md);
 }
