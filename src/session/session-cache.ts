@@ -15,6 +15,13 @@
  * while it was being read. Entries also expire after `maxAgeMs` whatever the feed says, which
  * bounds what a lost announcement could cost (a publish that failed on the writer's side).
  *
+ * An expired entry is useless, so it is not kept either: entries are in the order they were
+ * written (a rewrite moves one to the end), and every `put` first drops the expired ones at the
+ * front. The cache holds the sessions used within the last `maxAgeMs`, not every session seen
+ * since the feed last went down: a session that stops sending requests (its tab closed, its
+ * idle timeout passed) leaves within `maxAgeMs` instead of staying until `maxEntries` newer
+ * ones push it out.
+ *
  * Only the read behind a request's cookie uses the cache (RequestSessions.fromHeaders): the
  * refresh protocol (lock, reload, rotate), housekeeping writes and back-channel lookups always
  * read the store.
@@ -85,12 +92,15 @@ export class SessionCache {
 
   put(handle: string, ticket: number, value: CachedSession): void {
     if (ticket !== this.epoch || !this.feed.live) return;
-    if (this.entries.size >= this.options.maxEntries && !this.entries.has(handle)) {
-      // Oldest first: a Map iterates in insertion order.
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
+    const now = this.now();
+    // Re-inserted, not updated in place: a Map iterates in insertion order, so the front is
+    // always the entry written longest ago.
+    this.entries.delete(handle);
+    for (const [oldest, entry] of this.entries) {
+      if (now - entry.at <= this.options.maxAgeMs && this.entries.size < this.options.maxEntries) break;
+      this.entries.delete(oldest);
     }
-    this.entries.set(handle, { record: value.record, sealed: value.sealed, at: this.now() });
+    this.entries.set(handle, { record: value.record, sealed: value.sealed, at: now });
   }
 
   invalidate(handle: string): void {
