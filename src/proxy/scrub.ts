@@ -112,10 +112,17 @@ const COMPILED_CACHE_SIZE = 1024;
 
 /**
  * The same frozen list again (a session's token list is one frozen array while its record
- * lives, credentials.ts): found without joining and hashing the tokens, kilobytes per request.
- * Only frozen lists: one that could change after it was compiled would keep stale needles.
+ * lives, credentials.ts): found by identity, without joining and hashing the tokens, kilobytes
+ * per request. Only frozen lists: one that could change after it was compiled would keep stale
+ * needles. Bounded like the cache by key (a compiled set is ~20 KB with the demo IdP's
+ * tokens), not tied to the records' lifetime.
  */
-const compiledByList = new WeakMap<readonly string[], Compiled>();
+const compiledByList = new Map<readonly string[], Compiled>();
+
+function rememberList(tokens: readonly string[], compiled: Compiled): void {
+  if (compiledByList.size >= COMPILED_CACHE_SIZE) compiledByList.delete(compiledByList.keys().next().value as readonly string[]);
+  compiledByList.set(tokens, compiled);
+}
 
 function compile(tokens: readonly string[]): Compiled {
   const frozen = Object.isFrozen(tokens);
@@ -124,7 +131,7 @@ function compile(tokens: readonly string[]): Compiled {
   const key = tokens.join('\0');
   const cached = compiledCache.get(key);
   if (cached) {
-    if (frozen) compiledByList.set(tokens, cached);
+    if (frozen) rememberList(tokens, cached);
     return cached;
   }
   const seen = new Set<string>();
@@ -146,7 +153,7 @@ function compile(tokens: readonly string[]): Compiled {
   const compiled = { needles, holdBack: Math.max(0, ...needles.map((n) => n.bytes.length - 1)), tokenByte };
   if (compiledCache.size >= COMPILED_CACHE_SIZE) compiledCache.delete(compiledCache.keys().next().value as string);
   compiledCache.set(key, compiled);
-  if (frozen) compiledByList.set(tokens, compiled);
+  if (frozen) rememberList(tokens, compiled);
   return compiled;
 }
 
