@@ -108,7 +108,9 @@ export function createProxyHandler({
 
   function fail(exchange: ProxyExchange, err: unknown, message: string): void {
     const { req, res } = exchange;
-    const error = isGatewayError(err) ? err : new GatewayError('bad_gateway', { detail: (err as Error).message, cause: err });
+    // Every expected failure is a GatewayError by now (the forwarder, the refresher and the
+    // request-body guards make their own); anything else is a fault of the gateway itself.
+    const error = isGatewayError(err) ? err : new GatewayError('internal_error', { detail: (err as Error).message, cause: err });
     exchange.error = error;
     if (!req.destroyed || error.code !== 'bad_gateway') {
       const fields = { ...errorLogFields(error), ...(exchange.route ? { route: exchange.route.path } : {}), ...logBinding(exchange) };
@@ -241,7 +243,9 @@ export function createProxyHandler({
       }
       const { session } = credentials;
       const extraCookies = session?.renewCookie ? [cookie.sessionSetCookie(session.id, requestSessions.cookieMaxAge(session))] : NO_COOKIES;
-      respond(res, method, upstream, headerRules.response(credentials.tokens(), extraCookies), answers);
+      respond(res, method, upstream, headerRules.response(credentials.tokens(), extraCookies), answers, (error) =>
+        fail(exchange, error, 'proxy request failed'),
+      );
     } catch (err) {
       upstream?.discard();
       fail(exchange, err, 'proxy request failed');

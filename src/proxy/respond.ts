@@ -27,7 +27,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Transform } from 'node:stream';
-import { GatewayError, writeRawError } from '../errors.ts';
+import { GatewayError } from '../errors.ts';
 import type { BodySink, UpstreamResponse } from './forward.ts';
 import { browserResponseHeaders, type ResponseHeaderOptions } from './headers.ts';
 import { bodyEncoding, type BodyEncoding, decodeWhole, decoderFor, Redactor } from './scrub.ts';
@@ -63,12 +63,18 @@ const WHOLE_BODY_BYTES = 16 * 1024;
 /** Such a body, compressed, is decoded in one call up to this size; one that grows more streams. */
 const WHOLE_DECODED_BYTES = 256 * 1024;
 
+/**
+ * Relays `upstream` to the browser. `failed` answers an error while nothing has been sent yet
+ * (a small body that does not decode, or breaks off before its end): the caller's error path,
+ * which logs it, records it and closes the connection when the request is not complete.
+ */
 export function respond(
   res: ServerResponse,
   method: string,
   upstream: UpstreamResponse,
   rules: AnswerRules,
   options: RespondOptions,
+  failed: (error: GatewayError) => void,
 ): void {
   const headers = browserResponseHeaders(upstream.headers, rules);
   if (rules.extraCookies.length > 0) headers['set-cookie'] = [...[headers['set-cookie'] ?? []].flat().map(String), ...rules.extraCookies];
@@ -97,7 +103,7 @@ export function respond(
   const redactor = new Redactor(rules.tokens);
   const declared = Number(upstream.headers['content-length']);
   if (declared > 0 && declared <= WHOLE_BODY_BYTES) {
-    upstream.relay(new WholeBodySink(head, upstream, encoding, redactor, options.sendIdleTimeoutMs));
+    upstream.relay(new WholeBodySink(head, upstream, encoding, redactor, options.sendIdleTimeoutMs, failed));
     return;
   }
   sendHead(head);
@@ -132,6 +138,7 @@ class WholeBodySink implements BodySink {
     private readonly encoding: BodyEncoding,
     private readonly redactor: Redactor,
     private readonly idleMs: number,
+    private readonly failed: (error: GatewayError) => void,
   ) {}
 
   data(chunk: Buffer): boolean {
@@ -149,8 +156,8 @@ class WholeBodySink implements BodySink {
       let decoded: Buffer | undefined;
       try {
         decoded = decodeWhole(this.encoding, body, WHOLE_DECODED_BYTES);
-      } catch {
-        writeRawError(res, new GatewayError('bad_gateway', { detail: `upstream body is not valid ${this.encoding}` }));
+      } catch (error) {
+        this.failed(new GatewayError('bad_gateway', { detail: `upstream body is not valid ${this.encoding}`, cause: error }));
         return;
       }
       if (decoded === undefined) {
@@ -167,8 +174,9 @@ class WholeBodySink implements BodySink {
     this.head.headers['content-length'] = String(whole.length);
     sendHead(this.head);
     res.end(whole);
-    // The browser does not take it all at once: it must within the deadline, like a stream.
-    if (res.writableNeedDrain) {
+    // Written at once in the common case (finished right here). A browser that does not take
+    // it all must within the deadline, like a stream's reader.
+    if (!res.writableFinished) {
       const idle = setTimeout(() => {
         if (!res.writableFinished) res.destroy();
       }, this.idleMs);
@@ -176,10 +184,10 @@ class WholeBodySink implements BodySink {
     }
   }
 
-  fail(_error: Error): void {
-    // Nothing is out yet, but the answer is incomplete: the browser learns it the way it
-    // would from a streamed one that broke.
-    this.head.res.destroy();
+  fail(error: Error): void {
+    // Nothing is out yet: the browser gets the gateway's 502 (or nothing, if it is gone).
+    const code = (error as NodeJS.ErrnoException).code ?? error.message;
+    this.failed(new GatewayError('bad_gateway', { detail: `upstream body broke off: ${code}`, cause: error }));
   }
 }
 

@@ -11,6 +11,7 @@
  * - empty compressed bodies (`Content-Length: 0`) and 205 on a token route;
  * - 103 Early Hints: a hint that carries the session's token is not relayed.
  */
+import { gzipSync } from 'node:zlib';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
@@ -232,6 +233,63 @@ describe('an answer before the request body was read', () => {
       expect(answer.get('connection')).toBe('close');
       expect(await wire.waitClosed(5_000)).toBe(true);
       expect(wire.unread.length).toBe(0);
+    } finally {
+      wire.destroy();
+    }
+  });
+});
+
+describe('a small scrubbed answer, read whole before anything is sent', () => {
+  test("one that breaks off before its declared end is the gateway's 502, not a reset", async () => {
+    const body = gzipSync(JSON.stringify({ padding: 'x'.repeat(2_000) }));
+    hostile.on.set('cut', (request) =>
+      request.socket.write(
+        Buffer.concat([
+          Buffer.from(
+            `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: ${body.length}\r\n\r\n`,
+          ),
+          body.subarray(0, 20),
+        ]),
+        () => setTimeout(() => request.socket.resetAndDestroy(), 20),
+      ),
+    );
+    const wire = await Wire.open(world.gateway.port);
+    try {
+      wire.write(apiRequest('/api/cut'));
+      const answer = await wire.next({ timeoutMs: 10_000 });
+      expect(answer.status).toBe(502);
+      expect(errorCode(answer)).toBe('bad_gateway');
+    } finally {
+      wire.destroy();
+    }
+  });
+
+  test('a browser that takes none of it is disconnected after limits.sendIdleTimeout', async () => {
+    // Each answer is small on the wire and decodes to nearly 256 KiB: read whole, sent at once.
+    // Pipelined and never read, they fill the socket's buffers; the gateway must not wait forever.
+    const compressed = gzipSync(Buffer.alloc(250_000, 'a'));
+    hostile.on.set('inflating', (request) =>
+      request.socket.end(
+        Buffer.concat([
+          Buffer.from(
+            `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-encoding: gzip\r\ncontent-length: ${compressed.length}\r\nconnection: close\r\n\r\n`,
+          ),
+          compressed,
+        ]),
+      ),
+    );
+    const wire = await Wire.open(world.gateway.port);
+    try {
+      const before = hostile.requests.filter((r) => r.path === '/api/inflating').length;
+      wire.socket.pause();
+      for (let i = 0; i < 40; i++) wire.write(apiRequest('/api/inflating'));
+      await until(() => hostile.requests.filter((r) => r.path === '/api/inflating').length > before, 'answers are being sent', 10_000);
+      // Unread for three times the 1 s deadline, then read: the gateway has cut the connection
+      // before the 40 answers (10 MB) went out.
+      await new Promise((done) => setTimeout(done, 3_000));
+      wire.socket.resume();
+      expect(await wire.waitClosed(15_000)).toBe(true);
+      expect(wire.unread.length).toBeLessThan(40 * 250_000);
     } finally {
       wire.destroy();
     }
