@@ -147,12 +147,14 @@ function classifyRequestName(name: string): RequestName {
  */
 const requestNameClasses = new Map<string, RequestName>();
 const REQUEST_NAMES_KEPT = 2_000;
+/** Longer names (no real header is) are classified each time: junk cannot fill the table. */
+const REQUEST_NAME_KEPT_LENGTH = 48;
 
 function requestNameClass(name: string): RequestName {
   let found = requestNameClasses.get(name);
   if (found === undefined) {
     found = classifyRequestName(name);
-    if (requestNameClasses.size < REQUEST_NAMES_KEPT) requestNameClasses.set(name, found);
+    if (requestNameClasses.size < REQUEST_NAMES_KEPT && name.length <= REQUEST_NAME_KEPT_LENGTH) requestNameClasses.set(name, found);
   }
   return found;
 }

@@ -23,6 +23,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
+import { LruMap } from '../util/lru-map.ts';
 
 const REPLACEMENT = Buffer.from('[redacted]');
 /** Bytes that can appear in an OAuth token (RFC 6750 b64token, JWTs, opaque tokens). */
@@ -104,25 +105,21 @@ interface Compiled {
 
 /**
  * Compiled needle sets by token set. Building one (base64 at three alignments, placeholders,
- * the byte table) costs far more than redacting a small body, and a session sends the same
- * tokens until they are refreshed: most requests find theirs here. Bounded; the oldest go first.
+ * the byte table) costs far more than redacting a small body (~175 µs), and a session sends
+ * the same tokens until they are refreshed: most requests find theirs here. Least recently
+ * used go first; about 20 KB a set with the demo IdP's tokens, so ~20 MB at the bound. More
+ * sessions active at once than the bound rebuild their sets in turn.
  */
-const compiledCache = new Map<string, Compiled>();
 const COMPILED_CACHE_SIZE = 1024;
+const compiledCache = new LruMap<string, Compiled>(COMPILED_CACHE_SIZE);
 
 /**
  * The same frozen list again (a session's token list is one frozen array while its record
  * lives, credentials.ts): found by identity, without joining and hashing the tokens, kilobytes
  * per request. Only frozen lists: one that could change after it was compiled would keep stale
- * needles. Bounded like the cache by key (a compiled set is ~20 KB with the demo IdP's
- * tokens), not tied to the records' lifetime.
+ * needles. Bounded like the cache by key, not tied to the records' lifetime.
  */
-const compiledByList = new Map<readonly string[], Compiled>();
-
-function rememberList(tokens: readonly string[], compiled: Compiled): void {
-  if (compiledByList.size >= COMPILED_CACHE_SIZE) compiledByList.delete(compiledByList.keys().next().value as readonly string[]);
-  compiledByList.set(tokens, compiled);
-}
+const compiledByList = new LruMap<readonly string[], Compiled>(COMPILED_CACHE_SIZE);
 
 function compile(tokens: readonly string[]): Compiled {
   const frozen = Object.isFrozen(tokens);
@@ -131,7 +128,7 @@ function compile(tokens: readonly string[]): Compiled {
   const key = tokens.join('\0');
   const cached = compiledCache.get(key);
   if (cached) {
-    if (frozen) rememberList(tokens, cached);
+    if (frozen) compiledByList.set(tokens, cached);
     return cached;
   }
   const seen = new Set<string>();
@@ -151,9 +148,8 @@ function compile(tokens: readonly string[]): Compiled {
   // RFC 6749 allows any printable ASCII in refresh tokens; a token byte must never end a hold.
   for (const needle of needles) for (let i = 0; i < needle.bytes.length; i++) tokenByte[needle.bytes[i] as number] = 1;
   const compiled = { needles, holdBack: Math.max(0, ...needles.map((n) => n.bytes.length - 1)), tokenByte };
-  if (compiledCache.size >= COMPILED_CACHE_SIZE) compiledCache.delete(compiledCache.keys().next().value as string);
   compiledCache.set(key, compiled);
-  if (frozen) rememberList(tokens, compiled);
+  if (frozen) compiledByList.set(tokens, compiled);
   return compiled;
 }
 

@@ -10,6 +10,7 @@
  */
 import { Signer } from '@fastify/cookie';
 import type { GatewayConfig } from '../config/load.ts';
+import { LruMap } from '../util/lru-map.ts';
 
 export interface CookiePair {
   name: string;
@@ -51,7 +52,12 @@ export interface VerifiedCookie {
   readonly renew: boolean;
 }
 
-/** Verified cookie values remembered (about 150 bytes each). */
+/** A string of its own, not a view into a larger one (V8 keeps the parent of a slice alive). */
+function detached(value: string): string {
+  return Buffer.from(value, 'latin1').toString('latin1');
+}
+
+/** Verified cookie values remembered (about 150 bytes each, the strings copied). */
 const VERIFIED_COOKIES_KEPT = 10_000;
 
 export interface CookieOptions {
@@ -85,8 +91,9 @@ export class SessionCookie {
       if (known) return known;
       const result = this.signer.unsign(pair.value);
       if (result.valid && result.value && /^[A-Za-z0-9_-]{43}$/.test(result.value)) {
-        const found: VerifiedCookie = Object.freeze({ id: result.value, renew: result.renew });
-        this.remember(pair.value, found);
+        // Copies: a slice of the request's Cookie header would keep the whole header alive.
+        const found: VerifiedCookie = Object.freeze({ id: detached(result.value), renew: result.renew });
+        this.remember(detached(pair.value), found);
         return found;
       }
     }
@@ -98,12 +105,11 @@ export class SessionCookie {
    * the process runs, so the same string verifies the same way, and every API call of a
    * browser sends the same cookie (an HMAC and a constant-time compare saved per request).
    * Only values that verified are kept, so forged cookies cannot fill it; at its bound the
-   * oldest entry goes.
+   * least recently used goes.
    */
-  private readonly verified = new Map<string, VerifiedCookie>();
+  private readonly verified = new LruMap<string, VerifiedCookie>(VERIFIED_COOKIES_KEPT);
 
   private remember(value: string, cookie: VerifiedCookie): void {
-    if (this.verified.size >= VERIFIED_COOKIES_KEPT) this.verified.delete(this.verified.keys().next().value as string);
     this.verified.set(value, cookie);
   }
 
