@@ -115,7 +115,7 @@ export class CredentialSource {
     if (route.token === 'none') return NONE;
     if (route.token === 'client') {
       const first = await clientTokens.tokenFor(route);
-      let used: readonly string[] = [first.accessToken];
+      let used: readonly string[] = Object.freeze([first.accessToken]);
       const credentials: Credentials = {
         accessToken: first.accessToken,
         session: undefined,

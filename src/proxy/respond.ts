@@ -258,8 +258,9 @@ class BrowserSink implements BodySink {
     // The socket is corked, not the response. Node 22's ServerResponse.cork() holds chunked
     // pieces in a buffer of its own, write() returns false once that buffer reaches the
     // highWaterMark (64 KiB), and uncork() hands them to the socket without ever emitting the
-    // 'drain' that false promised when the socket takes them at once (nodejs/node#60432, fixed
-    // in Node 24): the relay, paused until 'drain', hung. A corked socket measures its own
+    // 'drain' that false promised when the socket takes them at once (nodejs/node#60432; the
+    // 24.22.3 this project tests has the fix, nodejs/node#64038): the relay, paused until
+    // 'drain', hung. A corked socket measures its own
     // buffer and emits 'drain' when that empties, which the response passes on on every Node.
     // (A pipelined response that has no socket yet is buffered by Node until it has one.)
     const socket = this.res.socket;

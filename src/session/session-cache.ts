@@ -17,10 +17,10 @@
  *
  * An expired entry is useless, so it is not kept either: entries are in the order they were
  * written (a rewrite moves one to the end), and every `put` first drops the expired ones at the
- * front. The cache holds the sessions used within the last `maxAgeMs`, not every session seen
- * since the feed last went down: a session that stops sending requests (its tab closed, its
- * idle timeout passed) leaves within `maxAgeMs` instead of staying until `maxEntries` newer
- * ones push it out.
+ * front. The cache holds the sessions used within the last `maxAgeMs` (and those expired
+ * since the last write), not every session seen since the feed last went down: a session that
+ * stops sending requests (its tab closed, its idle timeout passed) leaves at the first write
+ * after `maxAgeMs` instead of staying until `maxEntries` newer ones push it out.
  *
  * Only the read behind a request's cookie uses the cache (RequestSessions.fromHeaders): the
  * refresh protocol (lock, reload, rotate), housekeeping writes and back-channel lookups always
