@@ -53,9 +53,19 @@ export function mustMove(connected: Partial<SentinelAddress> | undefined, primar
   return connected.port !== primary.port || normalHost(connected.host) !== normalHost(primary.host);
 }
 
+/**
+ * How long after an announcement a connection that came up elsewhere is moved again. The
+ * sentinels learn of a failover one after another (up to a hello period apart), and one that
+ * has not yet can name the old primary to a reconnecting client: until Sentinel reconfigures
+ * it (up to ~10 s later) the old primary still takes writes, which are lost when it resyncs.
+ */
+const ANNOUNCEMENT_HOLDS_MS = 30_000;
+
 class SwitchMasterWatch {
   private readonly followed = new Set<Redis>();
   private readonly subscribers: Redis[];
+  /** The primary last announced, while it holds. */
+  private announcement: { primary: SentinelAddress; at: number } | undefined;
 
   constructor(private readonly settings: SentinelWatchSettings) {
     this.subscribers = settings.sentinels.map((address) => {
@@ -81,6 +91,13 @@ class SwitchMasterWatch {
   follow(client: Redis): void {
     this.followed.add(client);
     client.once('end', () => this.unfollow(client));
+    // A connection that comes up on another node than the one just announced asked a sentinel
+    // that did not know yet: it asks again (ioredis backs off between attempts).
+    client.on('ready', () => {
+      const announcement = this.announcement;
+      if (!announcement || Date.now() - announcement.at > ANNOUNCEMENT_HOLDS_MS) return;
+      this.moveIfElsewhere(client, announcement.primary);
+    });
   }
 
   unfollow(client: Redis): void {
@@ -91,12 +108,16 @@ class SwitchMasterWatch {
   private announced(message: string): void {
     const primary = announcedPrimary(message, this.settings.name);
     if (!primary) return;
+    this.announcement = { primary, at: Date.now() };
     for (const client of this.followed) {
-      // A connection on its way up asks the sentinels for the primary as it connects.
-      if (client.status !== 'ready' && client.status !== 'connect') continue;
-      const socket = client.stream;
-      if (mustMove({ host: socket?.remoteAddress, port: socket?.remotePort }, primary)) client.disconnect(true);
+      // A connection on its way up is checked when it is ready.
+      if (client.status === 'ready' || client.status === 'connect') this.moveIfElsewhere(client, primary);
     }
+  }
+
+  private moveIfElsewhere(client: Redis, primary: SentinelAddress): void {
+    const socket = client.stream;
+    if (mustMove({ host: socket?.remoteAddress, port: socket?.remotePort }, primary)) client.disconnect(true);
   }
 }
 

@@ -116,8 +116,19 @@ describe.sequential('Sentinel with authentication', () => {
       await replicated(before, other!);
       await authedCommand(setup.sentinelNodes[0]!.port, SENTINEL_PASSWORD, ['SENTINEL', 'FAILOVER', setup.name]);
       await vi.waitFor(async () => expect(await setup.primaryPort()).toBe(other), { timeout: 30_000, interval: 200 });
-      // A store still talking to the demoted node would get READONLY on every write.
-      await vi.waitFor(() => store.set('manual-after', 'v', 600_000), { timeout: 15_000, interval: 50 });
+      // The store's writes land on the new primary (its SET count moves): until Sentinel
+      // reconfigures it, the old primary still takes writes, so a write that succeeds proves
+      // nothing by itself. A store still talking to the demoted node gets READONLY afterwards.
+      const setsOn = async (port: number) =>
+        Number(/cmdstat_set:calls=(\d+)/.exec(String(await setup.dataCommand(port, 'INFO', 'commandstats')))?.[1] ?? 0);
+      await vi.waitFor(
+        async () => {
+          const before = await setsOn(other!);
+          await store.set('manual-after', 'v', 600_000);
+          expect(await setsOn(other!)).toBeGreaterThan(before);
+        },
+        { timeout: 20_000, interval: 100 },
+      );
       // Once on the new primary it stays there: every sentinel announces the failover when it
       // learns of it (up to a hello period, 2 s, apart), and none of those may drop the
       // connection again (each drop is a window of fast 503s). Three hello periods of calls.
