@@ -5,13 +5,14 @@
  * YAML files (`buildConfig`), so tests exercise the real defaults.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { startIdp, type Idp, type IdpOptions } from '../../fixtures/idp/idp.ts';
 import { buildConfig, type GatewayConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { buildGateway, type Gateway, type GatewayDeps } from '../../src/server.ts';
-import { freePort, startRedis, type RedisInstance } from './redis.ts';
+import { startRedis, type RedisInstance } from './redis.ts';
 import { startUpstream, type Upstream } from './upstream.ts';
 
 export const CLIENT_ID = 'spa-bff';
@@ -82,10 +83,22 @@ export function logCapture(): { lines: string[]; stream: Writable } {
   return { lines, stream };
 }
 
+/** A loopback port held by a placeholder listener until `release`. */
+async function reservePort(): Promise<{ port: number; release(): Promise<void> }> {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const { port } = holder.address() as AddressInfo;
+  let released: Promise<void> | undefined;
+  return { port, release: () => (released ??= new Promise((resolve) => holder.close(() => resolve()))) };
+}
+
 export async function startWorld(options: WorldOptions = {}): Promise<World> {
   const host = options.host ?? '127.0.0.1';
   const count = options.instances ?? 1;
-  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+  // Held until each gateway listens: the public origin is registered at the IdP before that,
+  // and a port merely found free could be taken meanwhile (EADDRINUSE under parallel tests).
+  const reserved = await Promise.all(Array.from({ length: count }, () => reservePort()));
+  const ports = reserved.map((reservation) => reservation.port);
   // All instances share one public origin (as behind a load balancer): the first port's.
   const publicUrl = `http://${host}:${ports[0]}`;
   const redis = options.store === 'redis' ? await startRedis() : undefined;
@@ -140,6 +153,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       metrics: new Metrics(),
       ...deps,
     });
+    await reserved.find((reservation) => reservation.port === port && port !== 0)?.release();
     await gateway.app.listen({ host, port });
     gateway.start();
     await gateway.services.idp.start();
@@ -166,6 +180,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       await upstream.close();
       await idp.close();
       await redis?.stop();
+      await Promise.all(reserved.map((reservation) => reservation.release()));
     },
   };
 }
