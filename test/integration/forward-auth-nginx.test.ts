@@ -6,7 +6,7 @@
  * user, and no session at all. The snippet is the one docs/authorization.md documents.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -16,22 +16,17 @@ import { login } from '../support/login.ts';
 import { startProcessWorld, type ProcessWorld } from '../support/processes.ts';
 import { freePort } from '../support/redis.ts';
 import { sleep } from '../support/time.ts';
+import { nginxMainConf, nginxTempDirs } from '../support/nginx.ts';
 
 const NGINX = '/usr/sbin/nginx';
 const SECRET = 'forward-auth-secret-0123456789abcdefghij';
 const KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 function nginxConf(dir: string, port: number, gateway: string, upstream: string): string {
-  return `
-worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  return nginxMainConf(dir, {
+    workerConnections: 64,
+    accessLog: false,
+    http: `
   server {
     listen 127.0.0.1:${port};
     # The gateway's own endpoints: login, callback, logout, user.
@@ -59,9 +54,8 @@ http {
       proxy_pass ${upstream};
     }
     location @login { return 302 /auth/login?returnTo=$request_uri; }
-  }
-}
-`;
+  }`,
+  });
 }
 
 let world: ProcessWorld;
@@ -100,7 +94,7 @@ beforeAll(async () => {
   });
   upstream.useJwks(`${world.gateways[0]?.adminUrl}/jwks`);
   dir = mkdtempSync(join(tmpdir(), 'bff-nginx-'));
-  for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub));
+  nginxTempDirs(dir);
   writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, port, world.gateways[0]?.url as string, upstream.url));
   const started = spawn(NGINX, ['-e', join(dir, 'stderr.log'), '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'ignore' });
   nginx = started;

@@ -4,7 +4,6 @@
  * certificate is refused with 502 bad_gateway, and the request — with its bearer token — never
  * reaches it; the same upstream over plain http works, so the route itself is fine.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -14,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { login } from '../support/login.ts';
 import { apiHeaders, startWorld, type World } from '../support/world.ts';
+import { selfSignedCertificate } from '../support/certificate.ts';
 
 let world: World;
 let tlsServer: Server;
@@ -32,27 +32,7 @@ async function listen(server: Server): Promise<string> {
 }
 
 beforeAll(async () => {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSignedCertificate(dir, { cn: '127.0.0.1', altNames: 'IP:127.0.0.1' });
   tlsServer = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, handler);
   plainServer = createHttpServer(handler);
   const [tls, plain] = await Promise.all([listen(tlsServer), listen(plainServer)]);

@@ -13,7 +13,7 @@
  * again. The client connects from 127.0.0.2 so that its address differs from nginx's (127.0.0.1).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -26,6 +26,8 @@ import { login, type LoginResult } from '../support/login.ts';
 import { metricValue, startProcessWorld, type ProcessWorld } from '../support/processes.ts';
 import { freePort } from '../support/redis.ts';
 import { sleep } from '../support/time.ts';
+import { selfSignedCertificate } from '../support/certificate.ts';
+import { nginxMainConf, nginxTempDirs } from '../support/nginx.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DEPLOY_FILE = join(ROOT, 'deploy/nginx/bff-gateway.conf');
@@ -64,19 +66,7 @@ function renderDeployFile(replacements: Array<[string, string]>): string {
 
 /** nginx's main file: a prefix in the temporary directory, no root paths, the deploy file included in `http`. */
 function mainConf(): string {
-  return `
-worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  include ${dir}/bff-gateway.conf;
-}
-`;
+  return nginxMainConf(dir, { workerConnections: 256, accessLog: true, http: `  include ${dir}/bff-gateway.conf;` });
 }
 
 function nginxLog(): string {
@@ -97,30 +87,8 @@ function gatewayPort(url: string): number {
 beforeAll(async () => {
   requireTools();
   dir = mkdtempSync(join(tmpdir(), 'bff-nginx-tls-'));
-  for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub));
-  const made = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ],
-    { encoding: 'utf8' },
-  );
-  if (made.status !== 0) throw new Error(`openssl req failed: ${made.stderr}`);
-  cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+  nginxTempDirs(dir);
+  cert = selfSignedCertificate(dir, { cn: 'localhost', altNames: 'DNS:localhost,IP:127.0.0.1' });
 
   const port = await freePort();
   front = `https://127.0.0.1:${port}`;
