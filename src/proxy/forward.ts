@@ -107,7 +107,7 @@ function poolOptions(options: ForwarderOptions): Agent.Options {
     pipelining: 1,
     // The route timeout is ours (it also covers the wait for a free connection); a response
     // body may legitimately stay open for as long as the browser reads it (SSE, downloads):
-    // respond.ts bounds a browser that stops reading (`limits.sendIdleTimeout`).
+    // stream-sink.ts bounds a browser that stops reading (`limits.sendIdleTimeout`).
     headersTimeout: 0,
     bodyTimeout: 0,
     strictContentLength: true,
