@@ -28,13 +28,13 @@ import { exchangeHeaders } from './headers.ts';
 import { BufferBudget, bodyWithIdleDeadline, readBody, REPLAY_BODY_LIMIT, requestFraming } from './request-body.ts';
 import type { ProxyExchange, ProxyStep } from './pipeline.ts';
 import { respond, type RespondOptions } from './respond.ts';
+import { bodyEncoding } from './scrub.ts';
 import { upstreamStepUp } from '../auth/step-up-step.ts';
 import { resolveRoute, upstreamUrl, type RouteTable } from './routes.ts';
 
 const INVALID_TOKEN = /\b(?:bearer|dpop)\b[^,]*?\berror\s*=\s*"?invalid_token"?/i;
 // RFC 9449 section 9: the resource server wants a nonce in the proof.
 const USE_DPOP_NONCE = /\bdpop\b[^,]*?\berror\s*=\s*"?use_dpop_nonce"?/i;
-const SCRUBBABLE_ENCODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
 /** Methods a request may be repeated with (RFC 9110 section 9.2.2): safe to resend on a stale socket. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 const NO_COOKIES: readonly string[] = [];
@@ -60,7 +60,7 @@ function scrubbableAcceptEncoding(value: string | string[] | undefined): string 
     .join(',')
     .split(',')
     .map((part) => part.trim())
-    .filter((part) => part && SCRUBBABLE_ENCODINGS.has(part.split(';')[0]?.trim().toLowerCase() ?? ''));
+    .filter((part) => part && bodyEncoding(part.split(';')[0]) !== undefined);
   return kept.length > 0 ? kept.join(', ') : undefined;
 }
 
