@@ -10,6 +10,7 @@
  * Problems are reported with their YAML path, like every other key; unknown operators are
  * unknown keys of a strict object.
  */
+import { isGatewayOwnedRequestHeader } from '../proxy/headers.ts';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.ts';
 import { parsePrivateKey } from '../util/private-key.ts';
@@ -58,35 +59,11 @@ export const allowSchema = z
   })
   .refine((allow) => allow.anyOf !== undefined || allow.allOf !== undefined, 'must set anyOf, allOf or both');
 
-/**
- * Headers the gateway never lets a claim header replace: framing, routing, credentials and the
- * forwarding headers it sets itself.
- */
-const RESERVED_HEADERS = new Set([
-  'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'content-length',
-  'content-type',
-  'expect',
-  'cookie',
-  'authorization',
-  'proxy-authorization',
-  'dpop',
-  'forwarded',
-  'x-real-ip',
-]);
-
 const claimHeaderName = z
   .string()
   .regex(/^[A-Za-z0-9-]+$/, 'must be a header name of letters, digits and -')
   .transform((name) => name.toLowerCase())
-  .refine((name) => !RESERVED_HEADERS.has(name) && !name.startsWith('x-forwarded-'), 'is a header the gateway sets or forbids itself');
+  .refine((name) => !isGatewayOwnedRequestHeader(name), 'is a header the gateway sets or forbids itself');
 
 /** `{ x-user-sub: sub, x-user-email: email }`: header name -> claim name. */
 export const claimHeadersSchema = z

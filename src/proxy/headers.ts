@@ -81,6 +81,26 @@ const CLIENT_CLAIMED = [
 /** Method overrides: not identity, but they would let a request bypass a route's `methods` rule. */
 const METHOD_OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
+/**
+ * Request headers only the gateway decides: framing, hop-by-hop, credentials, forwarding and the
+ * client/scheme/host/URL and method claims other stacks trust. A route's `claimHeaders` may not
+ * name one of them (src/authz/config.ts): a claim must never stand in for what they carry.
+ */
+export function isGatewayOwnedRequestHeader(name: string): boolean {
+  return (
+    FRAMING.has(name) ||
+    HOP_BY_HOP.has(name) ||
+    FORWARDING.has(name) ||
+    name.startsWith('x-forwarded-') ||
+    CLIENT_CLAIMED.includes(name) ||
+    METHOD_OVERRIDES.includes(name) ||
+    GATEWAY_CREDENTIALS.has(name)
+  );
+}
+
+/** What carries credentials or a body's type: set by the gateway, or by the browser on purpose. */
+const GATEWAY_CREDENTIALS = new Set(['cookie', 'authorization', 'proxy-authorization', 'dpop', 'content-type']);
+
 /** Headers some upstreams treat as identity (or routing); nobody but the gateway may set them. */
 const IDENTITY_PREFIXES = ['x-forwarded-', 'x-auth-request-', 'x-amzn-oidc-'];
 const IDENTITY = new Set([

@@ -55,6 +55,16 @@ describe('authorization keys', () => {
         'routes[0].claimHeaders.x_user: must be a header name of letters, digits and -',
       ].sort(),
     );
+    // The claims other stacks trust (client address, URL, method overrides) are the gateway's too.
+    expect(
+      problems(
+        withRoute({ claimHeaders: { 'True-Client-IP': 'sub', 'X-HTTP-Method-Override': 'sub', 'X-Original-URL': 'sub', DPoP: 'sub' } }),
+      ).sort(),
+    ).toEqual(
+      ['True-Client-IP', 'X-HTTP-Method-Override', 'X-Original-URL', 'DPoP']
+        .map((name) => `routes[0].claimHeaders.${name}: is a header the gateway sets or forbids itself`)
+        .sort(),
+    );
     // Checked once the rest of the file is valid, like every rule spanning sections.
     expect(problems(withRoute({ claimHeaders: { 'x-csrf': 'sub' } }))).toEqual(['routes[0].claimHeaders.x-csrf: is already csrf.header']);
     expect(problems(withRoute({ claimHeaders: { 'x-a': 'sub', 'X-A': 'email' } }))).toEqual([
