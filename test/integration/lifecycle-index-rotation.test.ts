@@ -21,7 +21,7 @@ import { startIdp, type Idp } from '../../fixtures/idp/idp.ts';
 import { type CookieJar, login, submitIdpLogout } from '../support/login.ts';
 import { freePort, startRedis, type RedisInstance } from '../support/redis.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
-import { CLIENT_ID, CLIENT_SECRET, SESSION_SECRET, apiHeaders } from '../support/world.ts';
+import { CLIENT_ID, CLIENT_SECRET, SESSION_SECRET, apiHeaders, testOidcConfig } from '../support/world.ts';
 import { sleep } from '../support/time.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -69,13 +69,7 @@ function configFile(keys: string[]): string {
     publicUrl,
     shutdownGrace: '1s',
     admin: { host: '127.0.0.1', port: adminPort },
-    oidc: {
-      issuer: idp.issuer,
-      clientId: CLIENT_ID,
-      clientSecret: CLIENT_SECRET,
-      scopes: ['openid', 'profile', 'email', 'api'],
-      timeout: '3s',
-    },
+    oidc: testOidcConfig(idp.issuer),
     session: { store: 'redis', redis: { url: redis.url }, secret: SESSION_SECRET, encryptionKey: keys },
     routes: [{ path: '/api', upstream: upstream.url, token: 'user' }],
   };

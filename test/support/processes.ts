@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import { startIdp, type Idp, type IdpOptions } from '../../fixtures/idp/idp.ts';
 import { freePort, startRedis, type RedisInstance } from './redis.ts';
 import { startUpstream, type Upstream } from './upstream.ts';
-import { CLIENT_ID, CLIENT_SECRET, deepMerge, SESSION_KEY, SESSION_SECRET } from './world.ts';
+import { CLIENT_ID, CLIENT_SECRET, deepMerge, SESSION_KEY, SESSION_SECRET, testOidcConfig } from './world.ts';
 import { sleep } from './time.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -163,13 +163,7 @@ export async function startProcessWorld(options: ProcessWorldOptions): Promise<P
           publicUrl,
           shutdownGrace: '2s',
           admin: { host: '127.0.0.1', port: adminPort },
-          oidc: {
-            issuer: idp.issuer,
-            clientId: CLIENT_ID,
-            clientSecret: CLIENT_SECRET,
-            scopes: ['openid', 'profile', 'email', 'api'],
-            timeout: '3s',
-          },
+          oidc: testOidcConfig(idp.issuer),
           session: { store: 'redis', redis: { url: redis.url }, secret: SESSION_SECRET, encryptionKey: SESSION_KEY },
           routes: [
             { path: '/api', upstream: upstream.url, token: 'user' },

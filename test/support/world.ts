@@ -20,6 +20,11 @@ export const CLIENT_SECRET = 'test-client-secret-0123456789abcdef';
 export const SESSION_SECRET = 'test-session-secret-0123456789-abcdefghijklmnop';
 export const SESSION_KEY = randomBytes(32).toString('base64');
 
+/** The `oidc` block every test gateway uses with the fixture IdP (fixtures/idp). */
+export function testOidcConfig(issuer: string): Record<string, unknown> {
+  return { issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'api'], timeout: '3s' };
+}
+
 export interface WorldOptions {
   store?: 'memory' | 'redis';
   instances?: number;
@@ -120,13 +125,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         {
           listen: { host: '127.0.0.1', port: ports[0] },
           publicUrl,
-          oidc: {
-            issuer: gatewayIssuer,
-            clientId: CLIENT_ID,
-            clientSecret: CLIENT_SECRET,
-            scopes: ['openid', 'profile', 'email', 'api'],
-            timeout: '3s',
-          },
+          oidc: testOidcConfig(gatewayIssuer),
           session: {
             store: options.store ?? 'memory',
             ...(redis ? { redis: { url: redis.url } } : {}),
